@@ -1,0 +1,46 @@
+"""mbwrap: model-based reinforcement learning that plugs into Gymnasium and Stable-Baselines3.
+
+A learned world model is a Gymnasium environment (:class:`DreamEnv`,
+:class:`DreamVecEnv`, and an SB3 ``VecEnv`` through :func:`mbwrap.sb3.as_vec_env`);
+models, planners, algorithms and reward/termination functions are plugins found through
+entry points (:mod:`mbwrap.registry`).
+"""
+
+from mbwrap import registry, sb3
+from mbwrap.algos import Algorithm, DynaQ, EpisodeStatsCallback
+from mbwrap.buffers import Collector, ReplayBuffer, collect
+from mbwrap.device import resolve_device
+from mbwrap.envs import DreamEnv, DreamVecEnv, DynaMazeEnv, EnvFns, ModelLearningWrapper
+from mbwrap.models import TabularModel, WorldModel
+from mbwrap.planners import Planner
+from mbwrap.registry import make_algo, make_model, make_planner
+from mbwrap.types import ModelStep, Sequence, Transition
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Algorithm",
+    "Collector",
+    "DreamEnv",
+    "DreamVecEnv",
+    "DynaMazeEnv",
+    "DynaQ",
+    "EnvFns",
+    "EpisodeStatsCallback",
+    "ModelLearningWrapper",
+    "ModelStep",
+    "Planner",
+    "ReplayBuffer",
+    "Sequence",
+    "TabularModel",
+    "Transition",
+    "WorldModel",
+    "__version__",
+    "collect",
+    "make_algo",
+    "make_model",
+    "make_planner",
+    "registry",
+    "resolve_device",
+    "sb3",
+]

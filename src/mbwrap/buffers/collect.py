@@ -1,0 +1,180 @@
+"""Running a real environment into a :class:`ReplayBuffer`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from stable_baselines3.common.type_aliases import PolicyPredictor
+from stable_baselines3.common.vec_env import VecEnv
+
+from mbwrap.buffers.replay import ReplayBuffer
+from mbwrap.spaces import check_same_space
+
+
+class Collector:
+    """Steps a real env with a policy and stores every transition in a buffer.
+
+    Unlike :func:`collect`, a collector keeps the env's current episode between calls, so
+    interleaving collection with training does not cut episodes short.
+
+    Accepted envs: a ``gymnasium.Env``, a ``gymnasium.vector.VectorEnv`` whose autoreset
+    mode is ``SAME_STEP`` (so final observations are reported), or an SB3 ``VecEnv``.
+
+    :param env: the real env.
+    :param buffer: where transitions go; its ``n_envs`` must equal the env's count.
+    :param seed: seeds the first reset and the random-action sampler.
+    """
+
+    def __init__(self, env: Any, buffer: ReplayBuffer, seed: int | None = None) -> None:
+        self.env = env
+        self.buffer = buffer
+        self.seed = seed
+        if isinstance(env, VecEnv):
+            self._mode, num_envs = "sb3", env.num_envs
+            obs_space, act_space = env.observation_space, env.action_space
+        elif isinstance(env, VectorEnv):
+            mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+            if AutoresetMode(mode) != AutoresetMode.SAME_STEP:
+                raise ValueError(
+                    f"env: a gymnasium VectorEnv must report final observations "
+                    f"(autoreset_mode SAME_STEP) to be collected; got {AutoresetMode(mode)}. "
+                    "Build it with gymnasium.make_vec(..., vector_kwargs="
+                    "{'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP})"
+                )
+            self._mode, num_envs = "gym-vector", env.num_envs
+            obs_space, act_space = env.single_observation_space, env.single_action_space
+        elif isinstance(env, gym.Env):
+            self._mode, num_envs = "gym", 1
+            obs_space, act_space = env.observation_space, env.action_space
+        else:
+            raise TypeError(
+                "env: expected a gymnasium.Env, gymnasium.vector.VectorEnv or SB3 VecEnv, "
+                f"got {type(env).__name__}"
+            )
+        check_same_space(buffer.observation_space, obs_space, name="env.observation_space")
+        check_same_space(buffer.action_space, act_space, name="env.action_space")
+        if buffer.n_envs != num_envs:
+            raise ValueError(
+                f"buffer: has n_envs={buffer.n_envs} but the env runs {num_envs} copies; "
+                f"build the buffer with n_envs={num_envs}"
+            )
+        self.num_envs = num_envs
+        self._action_space = act_space
+        self._obs: Any = None
+        self._policy_state: Any = None
+        self._episode_start = np.ones(num_envs, dtype=bool)
+        self._returns = np.zeros(num_envs)
+        self._lengths = np.zeros(num_envs, dtype=np.int64)
+
+    def _reset(self) -> None:
+        self.buffer.end_episodes()
+        if self._mode == "sb3":
+            if self.seed is not None:
+                self.env.seed(self.seed)
+            self._obs = self.env.reset()
+        else:
+            self._obs, _ = self.env.reset(seed=self.seed)
+        if self.seed is not None:
+            self._action_space.seed(self.seed)
+        self.seed = None  # later resets continue the seeded streams
+        self._episode_start[:] = True
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+
+    def _act(self, policy: PolicyPredictor | None, deterministic: bool) -> np.ndarray:
+        if policy is None:
+            samples = [self._action_space.sample() for _ in range(self.num_envs)]
+            return samples[0] if self._mode == "gym" else np.stack(samples)
+        actions, self._policy_state = policy.predict(
+            self._obs,
+            state=self._policy_state,
+            episode_start=self._episode_start,
+            deterministic=deterministic,
+        )
+        return actions
+
+    def collect(
+        self, steps: int, policy: PolicyPredictor | None = None, deterministic: bool = False
+    ) -> dict[str, Any]:
+        """Add at least ``steps`` transitions (rounded up to whole vector steps).
+
+        :param policy: anything with SB3's ``predict(obs, state, episode_start,
+            deterministic)``; ``None`` samples uniformly random actions.
+        :return: ``{"steps", "episodes", "episode_returns", "episode_lengths"}`` for the
+            episodes that finished during this call.
+        """
+        if steps < 0:
+            raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
+        if self._obs is None:
+            self._reset()
+        returns: list[float] = []
+        lengths: list[int] = []
+        added = 0
+        while added < steps:
+            actions = self._act(policy, deterministic)
+            next_obs, rewards, terminated, truncated, final_obs = self._step(actions)
+            self.buffer.add(self._obs, actions, rewards, final_obs, terminated, truncated)
+            added += self.num_envs
+            done = np.asarray(terminated) | np.asarray(truncated)
+            self._returns += np.asarray(rewards, dtype=np.float64).reshape(-1)
+            self._lengths += 1
+            for i in np.flatnonzero(done):
+                returns.append(float(self._returns[i]))
+                lengths.append(int(self._lengths[i]))
+            self._returns[done] = 0.0
+            self._lengths[done] = 0
+            self._episode_start = done.reshape(-1)
+            self._obs = next_obs
+        return {
+            "steps": added,
+            "episodes": len(returns),
+            "episode_returns": returns,
+            "episode_lengths": lengths,
+        }
+
+    def _step(self, actions: np.ndarray) -> tuple[Any, Any, Any, Any, Any]:
+        """Step the env; return ``(next_obs, reward, terminated, truncated, final_obs)``
+        where ``next_obs`` is what the policy sees next (after any reset) and
+        ``final_obs`` the observation the step produced."""
+        if self._mode == "gym":
+            obs, reward, terminated, truncated, _ = self.env.step(actions)
+            final = obs
+            if terminated or truncated:
+                obs, _ = self.env.reset()
+            return obs, reward, terminated, truncated, final
+        if self._mode == "gym-vector":
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+            final = np.array(obs, copy=True)
+            mask = info.get("_final_obs", np.zeros(self.num_envs, dtype=bool))
+            for i in np.flatnonzero(mask):
+                final[i] = info["final_obs"][i]
+            return obs, reward, terminated, truncated, final
+        obs, reward, dones, infos = self.env.step(actions)
+        final = np.array(obs, copy=True)
+        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+        for i in np.flatnonzero(dones):
+            final[i] = infos[i]["terminal_observation"]
+        terminated = np.asarray(dones) & ~truncated
+        return obs, reward, terminated, truncated, final
+
+
+def collect(
+    env: Any,
+    buffer: ReplayBuffer,
+    steps: int,
+    policy: PolicyPredictor | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+) -> dict[str, Any]:
+    """Reset ``env`` and store at least ``steps`` of its transitions in ``buffer``.
+
+    :param env: a ``gymnasium.Env``, a ``SAME_STEP`` ``gymnasium.vector.VectorEnv``, or an
+        SB3 ``VecEnv``.
+    :param policy: anything with SB3's ``predict()``; ``None`` acts uniformly at random.
+    :param seed: seeds the reset and the random actions.
+    :return: see :meth:`Collector.collect`.
+    """
+    return Collector(env, buffer, seed=seed).collect(steps, policy, deterministic)

@@ -1,0 +1,340 @@
+"""Episode-aware storage of real transitions on a chosen device."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from mbwrap.checkpoint import load_checkpoint, save_checkpoint
+from mbwrap.device import resolve_device
+from mbwrap.errors import CheckpointError, SpaceMismatchError
+from mbwrap.spaces import (
+    as_batch,
+    check_space,
+    element_shape,
+    space_from_json,
+    space_to_json,
+    torch_dtype,
+)
+from mbwrap.types import Sequence, Transition
+
+_CHECKPOINT_KIND = "mbwrap.replay_buffer"
+_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode_end")
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions from ``n_envs`` parallel episode streams.
+
+    Storage is ``[rows, n_envs, ...]``: each :meth:`add` writes one row, the next step of
+    every stream, so consecutive rows of a column are consecutive steps of one stream (the
+    layout of SB3's ``ReplayBuffer``). That is what lets :meth:`sample_sequences` return
+    sub-trajectories that never cross an episode boundary. When full, the oldest row is
+    overwritten.
+
+    :param observation_space: the real env's (single) observation space.
+    :param action_space: the real env's (single) action space.
+    :param capacity: number of transitions kept (rounded up to a multiple of ``n_envs``).
+    :param device: where tensors live and samples are returned; ``"auto"`` picks CUDA.
+    :param n_envs: number of parallel streams each :meth:`add` carries (a vector env's
+        ``num_envs``).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        capacity: int,
+        device: str | torch.device = "auto",
+        n_envs: int = 1,
+    ) -> None:
+        self.observation_space = check_space(observation_space, name="observation_space")
+        self.action_space = check_space(action_space, name="action_space")
+        if not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
+        if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+            raise ValueError(f"n_envs: expected a positive int, got {n_envs!r}")
+        self.device = resolve_device(device)
+        self.n_envs = int(n_envs)
+        self.rows = math.ceil(int(capacity) / self.n_envs)
+        self._obs_shape = element_shape(observation_space)
+        self._act_shape = element_shape(action_space)
+        grid = (self.rows, self.n_envs)
+        obs_dtype, act_dtype = torch_dtype(observation_space), torch_dtype(action_space)
+
+        def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+            return torch.zeros(grid + shape, dtype=dtype, device=self.device)
+
+        self._data: dict[str, torch.Tensor] = {
+            "obs": empty(self._obs_shape, obs_dtype),
+            "action": empty(self._act_shape, act_dtype),
+            "reward": empty((), torch.float32),
+            "next_obs": empty(self._obs_shape, obs_dtype),
+            "terminated": empty((), torch.bool),
+            "truncated": empty((), torch.bool),
+            # A sequence may not continue past a step marked here: a real episode end, an
+            # interrupted collection, or a transition stored on its own by `extend`.
+            "episode_end": empty((), torch.bool),
+        }
+        self._pos = 0
+        self._full = False
+        self._version = 0
+        self._valid_starts: tuple[int, int, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ size
+    @property
+    def capacity(self) -> int:
+        """Number of transitions the buffer keeps."""
+        return self.rows * self.n_envs
+
+    @property
+    def stored_rows(self) -> int:
+        return self.rows if self._full else self._pos
+
+    def __len__(self) -> int:
+        return self.stored_rows * self.n_envs
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplayBuffer({len(self)}/{self.capacity} transitions, n_envs={self.n_envs}, "
+            f"obs={self.observation_space}, action={self.action_space}, device={self.device})"
+        )
+
+    # ------------------------------------------------------------------ writing
+    def _vector(self, value: Any, name: str, dtype: torch.dtype, batch: int) -> torch.Tensor:
+        tensor = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+        tensor = tensor.to(device=self.device).reshape(-1) if tensor.ndim == 0 else tensor
+        if tuple(tensor.shape) != (batch,):
+            raise SpaceMismatchError(
+                f"{name}: expected shape ({batch},) to match obs, got {tuple(tensor.shape)}"
+            )
+        if dtype == torch.bool and tensor.is_floating_point():
+            raise SpaceMismatchError(f"{name}: expected booleans, got dtype {tensor.dtype}")
+        return tensor.to(device=self.device, dtype=dtype)
+
+    def _prepare(
+        self, obs: Any, action: Any, reward: Any, next_obs: Any, terminated: Any, truncated: Any
+    ) -> dict[str, torch.Tensor]:
+        obs_t, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
+        next_t, _ = as_batch(next_obs, self.observation_space, name="next_obs", device=self.device)
+        act_t, _ = as_batch(action, self.action_space, name="action", device=self.device)
+        batch = obs_t.shape[0]
+        for name, tensor in (("next_obs", next_t), ("action", act_t)):
+            if tensor.shape[0] != batch:
+                raise SpaceMismatchError(
+                    f"{name}: batch of {tensor.shape[0]} does not match obs batch of {batch}"
+                )
+        return {
+            "obs": obs_t,
+            "action": act_t,
+            "reward": self._vector(reward, "reward", torch.float32, batch),
+            "next_obs": next_t,
+            "terminated": self._vector(terminated, "terminated", torch.bool, batch),
+            "truncated": self._vector(truncated, "truncated", torch.bool, batch),
+        }
+
+    def _write(self, rows: dict[str, torch.Tensor]) -> None:
+        count = rows["obs"].shape[0]
+        if count > self.rows:
+            rows = {k: v[-self.rows :] for k, v in rows.items()}
+            # The dropped rows would have been overwritten by the ones kept.
+            self._pos = (self._pos + count - self.rows) % self.rows
+            count = self.rows
+        index = (self._pos + torch.arange(count, device=self.device)) % self.rows
+        for key, value in rows.items():
+            self._data[key][index] = value
+        self._full = self._full or self._pos + count >= self.rows
+        self._pos = (self._pos + count) % self.rows
+        self._version += 1
+
+    def add(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+    ) -> None:
+        """Store one step of every stream.
+
+        :param obs: ``[n_envs, *obs_shape]``, or ``obs_shape`` when ``n_envs == 1``.
+        :param action: ``[n_envs, *act_shape]``, or ``act_shape`` when ``n_envs == 1``.
+        :param reward: ``[n_envs]`` (or a scalar).
+        :param next_obs: like ``obs``; the observation the step produced (before any reset).
+        :param terminated: ``[n_envs]`` bool.
+        :param truncated: ``[n_envs]`` bool.
+        """
+        row = self._prepare(obs, action, reward, next_obs, terminated, truncated)
+        if row["obs"].shape[0] != self.n_envs:
+            raise SpaceMismatchError(
+                f"obs: add() takes one step of each of the buffer's {self.n_envs} streams, "
+                f"got a batch of {row['obs'].shape[0]}; use extend() for independent transitions"
+            )
+        row["episode_end"] = row["terminated"] | row["truncated"]
+        self._write({k: v.unsqueeze(0) for k, v in row.items()})
+
+    def extend(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+    ) -> None:
+        """Store ``B`` independent transitions (e.g. imagined ones) at once.
+
+        They are never joined into sequences. ``B`` must be a multiple of ``n_envs``.
+
+        :param obs: ``[B, *obs_shape]``; the other arguments batched alike.
+        """
+        batch = self._prepare(obs, action, reward, next_obs, terminated, truncated)
+        count = batch["obs"].shape[0]
+        if count % self.n_envs:
+            raise SpaceMismatchError(
+                f"obs: extend() needs a multiple of n_envs={self.n_envs} transitions, got {count}"
+            )
+        batch["episode_end"] = torch.ones(count, dtype=torch.bool, device=self.device)
+        self._write(
+            {k: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:]) for k, v in batch.items()}
+        )
+
+    def end_episodes(self) -> None:
+        """Mark the newest step of every stream as the end of its episode.
+
+        Call this when collection stops or restarts mid-episode (a reset without a
+        terminal step), so that no sequence joins the two pieces.
+        """
+        if self.stored_rows:
+            self._data["episode_end"][(self._pos - 1) % self.rows] = True
+            self._version += 1
+
+    # ------------------------------------------------------------------ reading
+    def _check_nonempty(self, what: str) -> None:
+        if len(self) == 0:
+            raise ValueError(f"cannot {what}: the buffer is empty; add transitions first")
+
+    def sample(self, batch_size: int, *, generator: torch.Generator | None = None) -> Transition:
+        """Draw ``batch_size`` stored transitions uniformly, with replacement.
+
+        :return: a :class:`Transition` with ``obs: [batch_size, *obs_shape]`` etc., on
+            :attr:`device`.
+        """
+        self._check_nonempty("sample")
+        flat = torch.randint(
+            len(self), (batch_size,), device=self.device, generator=generator
+        )
+        rows, cols = flat // self.n_envs, flat % self.n_envs
+        return Transition(**{k: self._data[k][rows, cols] for k in _FIELDS[:-1]})
+
+    def _starts(self, length: int) -> torch.Tensor:
+        """Logical ``(t, env)`` starts of every stored length-``length`` sub-trajectory."""
+        cached = self._valid_starts
+        if cached is not None and cached[0] == self._version and cached[1] == length:
+            return cached[2]
+        n = self.stored_rows
+        first = self._pos if self._full else 0
+        order = (first + torch.arange(n, device=self.device)) % self.rows
+        ends = self._data["episode_end"][order].to(torch.int32)  # [n, n_envs]
+        if length > n:
+            starts = torch.zeros((0, 2), dtype=torch.long, device=self.device)
+        else:
+            cum = torch.cat(
+                [torch.zeros(1, self.n_envs, dtype=torch.int32, device=self.device), ends.cumsum(0)]
+            )
+            # Ends among steps t .. t+length-2; the last step of a sequence may end it.
+            crossing = cum[length - 1 : n] - cum[: n - length + 1]
+            starts = torch.nonzero(crossing == 0)
+        self._valid_starts = (self._version, length, starts)
+        return starts
+
+    def sample_sequences(
+        self, batch_size: int, length: int, *, generator: torch.Generator | None = None
+    ) -> Sequence:
+        """Draw ``batch_size`` contiguous sub-trajectories of ``length`` steps.
+
+        Uniform over every stored sub-trajectory that lies within one episode.
+
+        :return: a :class:`Sequence` with ``obs: [batch_size, length, *obs_shape]``,
+            ``reward: [batch_size, length]`` etc.
+        :raises ValueError: when no stored episode piece is ``length`` steps long.
+        """
+        self._check_nonempty("sample sequences")
+        if length < 1:
+            raise ValueError(f"length: expected a positive int, got {length!r}")
+        starts = self._starts(length)
+        if starts.shape[0] == 0:
+            raise ValueError(
+                f"length: no stored sub-trajectory of {length} steps lies within one episode "
+                f"({len(self)} transitions stored); collect more or ask for shorter sequences"
+            )
+        pick = starts[
+            torch.randint(starts.shape[0], (batch_size,), device=self.device, generator=generator)
+        ]
+        first = self._pos if self._full else 0
+        steps = torch.arange(length, device=self.device)
+        rows = (first + pick[:, :1] + steps) % self.rows  # [B, L]
+        cols = pick[:, 1:].expand(-1, length)
+        return Sequence(**{k: self._data[k][rows, cols] for k in _FIELDS[:-1]})
+
+    def transitions(self) -> Transition:
+        """Every stored transition, oldest first: ``obs: [len(self), *obs_shape]`` etc."""
+        n = self.stored_rows
+        first = self._pos if self._full else 0
+        order = (first + torch.arange(n, device=self.device)) % self.rows
+        return Transition(
+            **{k: self._data[k][order].flatten(0, 1) for k in _FIELDS[:-1]}
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the stored transitions to ``path`` atomically (tensors + JSON, no pickle)."""
+        n = self.stored_rows
+        first = self._pos if self._full else 0
+        order = (first + torch.arange(n, device=self.device)) % self.rows
+        metadata = {
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "capacity": self.capacity,
+            "n_envs": self.n_envs,
+        }
+        save_checkpoint(
+            path,
+            kind=_CHECKPOINT_KIND,
+            metadata=metadata,
+            tensors={k: v[order] for k, v in self._data.items()},
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> ReplayBuffer:
+        """Read a buffer written by :meth:`save`.
+
+        :raises CheckpointError: for a corrupt, foreign or inconsistent file.
+        """
+        metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
+        try:
+            buffer = cls(
+                space_from_json(metadata["observation_space"]),
+                space_from_json(metadata["action_space"]),
+                int(metadata["capacity"]),
+                device=device,
+                n_envs=int(metadata["n_envs"]),
+            )
+            rows = {k: tensors[k].to(buffer.device) for k in _FIELDS}
+            for key, value in rows.items():
+                expected = buffer._data[key]
+                if value.shape[1:] != expected.shape[1:] or value.dtype != expected.dtype:
+                    raise ValueError(
+                        f"{key} has shape {tuple(value.shape)} and dtype {value.dtype}, "
+                        f"expected (*, {', '.join(map(str, expected.shape[1:]))}) {expected.dtype}"
+                    )
+        except (KeyError, TypeError, ValueError, SpaceMismatchError) as err:
+            raise CheckpointError(f"{str(path)!r}: replay buffer checkpoint is corrupt: {err}") from err
+        if rows["obs"].shape[0]:
+            buffer._write(rows)
+        return buffer

@@ -1,0 +1,123 @@
+"""A learned world model as a ``gymnasium.vector.VectorEnv`` stepped in one batched call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from mbwrap.envs.dream_env import _check_horizon
+from mbwrap.envs.fns.base import BatchedFn
+from mbwrap.envs.imagination import ImaginationCore, NonFinitePolicy, StartStates
+from mbwrap.models import WorldModel
+from mbwrap.spaces import to_numpy
+
+
+class DreamVecEnv(VectorEnv):
+    """``num_envs`` imagined episodes, all stepped by one batched model call on its device.
+
+    Reward, termination and truncation follow :class:`~mbwrap.DreamEnv`. Finished
+    episodes restart from a fresh start state according to ``autoreset_mode``:
+
+    - ``SAME_STEP`` (default): the step that ends an episode already returns the next
+      episode's first observation; the last one is in ``info["final_obs"]`` (masked by
+      ``info["_final_obs"]``). This is what SB3 expects.
+    - ``NEXT_STEP`` (Gymnasium's usual default): the ending step returns the last
+      observation; the next ``step`` ignores that env's action and returns the reset
+      observation with reward 0.
+
+    :param num_envs: number of imagined episodes run in parallel.
+    :param autoreset_mode: see above; declared in ``metadata["autoreset_mode"]``.
+    Other parameters as :class:`~mbwrap.DreamEnv`.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        num_envs: int,
+        start_states: StartStates,
+        horizon: int,
+        reward_fn: BatchedFn | None = None,
+        termination_fn: BatchedFn | None = None,
+        on_nonfinite: NonFinitePolicy = "truncate",
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs: expected a positive int, got {num_envs!r}")
+        mode = AutoresetMode(autoreset_mode)
+        if mode == AutoresetMode.DISABLED:
+            raise ValueError("autoreset_mode: DreamVecEnv supports SAME_STEP and NEXT_STEP")
+        self.horizon = _check_horizon(horizon)
+        self.num_envs = int(num_envs)
+        self.model = model
+        self.core = ImaginationCore(model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite)
+        self.single_observation_space = model.observation_space
+        self.single_action_space = model.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = {"autoreset_mode": mode, "render_modes": []}
+        self.render_mode = None
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        return self.metadata["autoreset_mode"]
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Start all ``num_envs`` episodes.
+
+        :param seed: one seed for the whole batch (all envs share one generator); a list
+            is accepted for Gymnasium compatibility and its first entry is used.
+        """
+        if isinstance(seed, (list, tuple)):
+            seed = next((s for s in seed if s is not None), None)
+        if seed is not None or self._np_random is None:
+            self._np_random, self._np_random_seed = seeding.np_random(seed)
+        self.core.seed(int(self.np_random.integers(2**63 - 1)))
+        obs = self.core.reset()
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return to_numpy(obs, self.single_observation_space), {}
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if self.core.state is None:
+            raise RuntimeError("DreamVecEnv: call reset() before step()")
+        obs, reward, terminated, nonfinite = self.core.step(actions)
+        self._elapsed += 1
+        terminated_np = terminated.cpu().numpy()
+        nonfinite_np = nonfinite.cpu().numpy()
+        truncated_np = (self._elapsed >= self.horizon) | nonfinite_np
+        reward_np = reward.cpu().numpy().astype(np.float64)
+        infos: dict[str, Any] = {}
+        if nonfinite_np.any():
+            infos["model_nonfinite"] = nonfinite_np
+            infos["_model_nonfinite"] = nonfinite_np.copy()
+        done = terminated_np | truncated_np
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            if done.any():
+                final = to_numpy(obs, self.single_observation_space)
+                final_obs = np.full(self.num_envs, None, dtype=object)
+                for i in np.flatnonzero(done):
+                    final_obs[i] = final[i]
+                infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
+                infos["final_info"], infos["_final_info"] = {}, done.copy()
+                obs = self.core.reset(torch.as_tensor(np.flatnonzero(done), device=self.model.device))
+                self._elapsed[done] = 0
+        else:
+            restart = self._needs_reset
+            if restart.any():
+                obs = self.core.reset(torch.as_tensor(np.flatnonzero(restart), device=self.model.device))
+                self._elapsed[restart] = 0
+                reward_np[restart] = 0.0
+                terminated_np[restart] = False
+                truncated_np[restart] = False
+                done = terminated_np | truncated_np
+            self._needs_reset = done
+        return to_numpy(obs, self.single_observation_space), reward_np, terminated_np, truncated_np, infos

@@ -1,0 +1,202 @@
+"""The batched imagination loop shared by :class:`DreamEnv` and :class:`DreamVecEnv`.
+
+It owns the model states of a batch of imagined episodes, draws start states, steps the
+model once for the whole batch, and decides reward and termination, in this order of
+preference: a function the user passed, the function registered for the model's env id
+(group ``mbwrap.fns``), the model's own head.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from mbwrap.buffers import ReplayBuffer
+from mbwrap.device import make_generator
+from mbwrap.envs.fns.base import BatchedFn
+from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
+from mbwrap.models import WorldModel
+from mbwrap.registry import get_fn
+from mbwrap.spaces import as_batch, element_shape
+
+#: ``(n, generator) -> obs: [n, *obs_shape]``
+StartSampler = Callable[[int, torch.Generator], Any]
+StartStates = ReplayBuffer | np.ndarray | torch.Tensor | StartSampler
+
+NonFinitePolicy = Literal["truncate", "raise"]
+
+
+def _start_sampler(start_states: StartStates, model: WorldModel) -> tuple[StartSampler, torch.device]:
+    """Turn a buffer, an array of observations or a callable into ``(sampler, device)``."""
+    space = model.observation_space
+    if isinstance(start_states, ReplayBuffer):
+        buffer = start_states
+        if buffer.observation_space != space:
+            raise SpaceMismatchError(
+                f"start_states: buffer holds observations of {buffer.observation_space!r}, "
+                f"the model expects {space!r}"
+            )
+
+        def from_buffer(n: int, generator: torch.Generator) -> torch.Tensor:
+            if len(buffer) == 0:
+                raise ValueError("start_states: the replay buffer is empty; collect real data first")
+            return buffer.sample(n, generator=generator).obs
+
+        return from_buffer, buffer.device
+    if isinstance(start_states, (np.ndarray, torch.Tensor, list, tuple)):
+        states, batched = as_batch(start_states, space, name="start_states", device=model.device)
+        if not batched and len(element_shape(space)) > 0 and states.shape[0] != 1:
+            raise SpaceMismatchError("start_states: expected [K, *obs_shape]")
+        if states.shape[0] == 0:
+            raise ValueError("start_states: got an empty array of observations")
+
+        def from_array(n: int, generator: torch.Generator) -> torch.Tensor:
+            index = torch.randint(states.shape[0], (n,), device=states.device, generator=generator)
+            return states[index]
+
+        return from_array, model.device
+    if callable(start_states):
+        return start_states, model.device
+    raise TypeError(
+        "start_states: expected a ReplayBuffer, an array of observations [K, *obs_shape] or a "
+        f"callable (n, generator) -> observations, got {type(start_states).__name__}"
+    )
+
+
+class ImaginationCore:
+    """Batched imagined episodes over a :class:`WorldModel`; no autoreset, no numpy.
+
+    :param model: the world model that imagines.
+    :param batch_size: number of episodes stepped together.
+    :param start_states: where episodes start (see :data:`StartStates`).
+    :param reward_fn: batched ``(obs, action, next_obs) -> [B]`` overriding all else.
+    :param termination_fn: batched ``(obs, action, next_obs) -> [B]`` bool likewise.
+    :param on_nonfinite: ``"truncate"`` cuts episodes whose model output is NaN or
+        infinite and warns; ``"raise"`` raises :class:`ModelOutputError`.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        batch_size: int,
+        start_states: StartStates,
+        reward_fn: BatchedFn | None = None,
+        termination_fn: BatchedFn | None = None,
+        on_nonfinite: NonFinitePolicy = "truncate",
+    ) -> None:
+        if not isinstance(model, WorldModel):
+            raise TypeError(f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}")
+        if on_nonfinite not in ("truncate", "raise"):
+            raise ValueError(f"on_nonfinite: expected 'truncate' or 'raise', got {on_nonfinite!r}")
+        self.model = model
+        self.batch_size = batch_size
+        self.on_nonfinite = on_nonfinite
+        self._sample_starts, self._start_device = _start_sampler(start_states, model)
+        registered = get_fn(model.env_id)
+        self.reward_fn = reward_fn or getattr(registered, "reward", None)
+        self.termination_fn = termination_fn or getattr(registered, "termination", None)
+        #: Where reward and termination come from: ``"given"``, ``"registered"``,
+        #: ``"model"`` (reward), or ``"never"`` (termination without fn or head).
+        self.reward_source = "given" if reward_fn else ("registered" if self.reward_fn else "model")
+        self.termination_source = (
+            "given" if termination_fn else ("registered" if self.termination_fn else "model")
+        )
+        self.seed(None)
+        self.state: torch.Tensor | None = None
+        self.obs: torch.Tensor | None = None
+
+    def seed(self, seed: int | None) -> None:
+        """Seed the start-state and model generators (``None``: fresh entropy)."""
+        base = np.random.SeedSequence(seed)
+        model_seed, start_seed = base.generate_state(2, dtype=np.uint64)
+        self._gen = make_generator(self.model.device, int(model_seed) >> 1)
+        self._start_gen = make_generator(self._start_device, int(start_seed) >> 1)
+
+    def sample_starts(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` start observations; return ``(state [n, ...], obs [n, ...])``."""
+        obs = self._sample_starts(n, self._start_gen)
+        obs, _ = as_batch(obs, self.model.observation_space, name="start_states", device=self.model.device)
+        if obs.shape[0] != n:
+            raise SpaceMismatchError(f"start_states: asked for {n} start observations, got {obs.shape[0]}")
+        with torch.no_grad():
+            state = self.model.encode(obs)
+            return state, self.model.decode(state)
+
+    def reset(self, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Start new episodes for ``index`` (all when ``None``); return all observations."""
+        if index is None or self.state is None:
+            self.state, self.obs = self.sample_starts(self.batch_size)
+        elif index.numel():
+            state, obs = self.sample_starts(int(index.numel()))
+            self.state[index] = state
+            self.obs[index] = obs
+        return self.obs
+
+    @torch.no_grad()
+    def step(self, action: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance every episode one step.
+
+        :param action: ``[B, *act_shape]``.
+        :return: ``(next_obs [B, ...], reward [B] float32, terminated [B] bool,
+            nonfinite [B] bool)``. Where ``nonfinite``, the model's output was NaN or
+            infinite: the episode keeps its previous observation and gets reward 0.
+        """
+        assert self.state is not None and self.obs is not None, "reset() before step()"
+        action, _ = as_batch(action, self.model.action_space, name="action", device=self.model.device)
+        if action.shape[0] != self.batch_size:
+            raise SpaceMismatchError(
+                f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
+            )
+        pred = self.model.step(self.state, action, generator=self._gen)
+        next_state, next_obs = pred.next_state, self.model.decode(pred.next_state)
+        if self.reward_fn is not None:
+            reward = torch.as_tensor(self.reward_fn(self.obs, action, next_obs), device=self.model.device)
+        elif pred.reward is not None:
+            reward = pred.reward
+        else:
+            raise ValueError(
+                f"reward: {type(self.model).__name__} has no reward head and no reward function "
+                f"is registered for env id {self.model.env_id!r}; pass reward_fn="
+            )
+        reward = reward.reshape(self.batch_size).float()
+        if self.termination_fn is not None:
+            terminated = torch.as_tensor(
+                self.termination_fn(self.obs, action, next_obs), device=self.model.device
+            ).reshape(self.batch_size).bool()
+        elif pred.terminated is not None:
+            prob = pred.terminated.reshape(self.batch_size)
+            terminated = torch.rand(prob.shape, device=prob.device, generator=self._gen) < prob
+        else:
+            terminated = torch.zeros(self.batch_size, dtype=torch.bool, device=self.model.device)
+        nonfinite = ~torch.isfinite(reward)
+        for tensor in (next_state, next_obs):
+            if tensor.is_floating_point():
+                nonfinite |= ~torch.isfinite(tensor.reshape(self.batch_size, -1)).all(-1)
+        if bool(nonfinite.any()):
+            self._handle_nonfinite(nonfinite)
+            keep = nonfinite.reshape(-1, *([1] * (next_obs.ndim - 1)))
+            next_obs = torch.where(keep, self.obs, next_obs)
+            keep_state = nonfinite.reshape(-1, *([1] * (next_state.ndim - 1)))
+            next_state = torch.where(keep_state, self.state, next_state)
+            reward = torch.where(nonfinite, 0.0, reward)
+            terminated = terminated & ~nonfinite
+        self.state, self.obs = next_state, next_obs
+        return next_obs, reward, terminated, nonfinite
+
+    def _handle_nonfinite(self, nonfinite: torch.Tensor) -> None:
+        count = int(nonfinite.sum())
+        message = (
+            f"{type(self.model).__name__} produced NaN or infinite outputs for {count} of "
+            f"{self.batch_size} imagined episodes"
+        )
+        if self.on_nonfinite == "raise":
+            raise ModelOutputError(message)
+        warnings.warn(
+            message + "; they were truncated (info['model_nonfinite'])",
+            NonFiniteModelWarning,
+            stacklevel=4,
+        )

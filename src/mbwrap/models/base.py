@@ -1,0 +1,155 @@
+"""The world-model contract every model (built-in or plugin) implements."""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, ClassVar
+
+import torch
+from gymnasium import spaces
+
+from mbwrap.checkpoint import load_checkpoint, save_checkpoint
+from mbwrap.device import resolve_device
+from mbwrap.errors import CheckpointError
+from mbwrap.spaces import as_batch, check_space, space_from_json, space_to_json
+from mbwrap.types import ModelStep
+
+_CHECKPOINT_KIND = "mbwrap.model"
+
+
+class WorldModel(torch.nn.Module, abc.ABC):
+    """A learned (or known) model of an environment, batched and on one device.
+
+    The protocol, for a batch of ``B``:
+
+    - ``encode(obs: [B, *obs_shape]) -> state: [B, *state_shape]`` (identity for models of
+      the state itself, a latent for latent models),
+    - ``step(state, action: [B, *act_shape]) -> ModelStep`` with the next state, the
+      reward ``[B]`` and the termination probability ``[B]``,
+    - ``decode(state) -> obs`` back in the observation space,
+    - ``fit(buffer) -> metrics`` from real experience,
+    - ``save(path)`` / ``load(path)`` as tensors plus JSON, never pickle.
+
+    Subclasses implement :meth:`fit`, :meth:`step` and :meth:`get_config` (the JSON-able
+    constructor keywords :meth:`load` rebuilds the model with).
+
+    :param observation_space: the real env's observation space.
+    :param action_space: the real env's action space.
+    :param env_id: the Gymnasium id of the modelled env, used to find registered
+        reward/termination functions (group ``mbwrap.fns``).
+    :param device: ``"auto"`` picks CUDA when present.
+    """
+
+    #: The registry name this class is registered under, stored in checkpoints so that
+    #: ``WorldModel.load(path)`` can rebuild the right class.
+    registry_name: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        env_id: str | None = None,
+        device: str | torch.device = "auto",
+    ) -> None:
+        super().__init__()
+        self.observation_space = check_space(observation_space, name="observation_space")
+        self.action_space = check_space(action_space, name="action_space")
+        self.env_id = env_id
+        # An empty tensor that follows the module through .to()/.cuda(), so `device`
+        # stays right however the model is moved.
+        self.register_buffer("_anchor", torch.empty(0, device=resolve_device(device)), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        """The device the model's tensors and outputs live on."""
+        return self._anchor.device
+
+    # ------------------------------------------------------------------ protocol
+    @abc.abstractmethod
+    def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
+        """Fit the model to the real transitions in ``buffer``; return metrics."""
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Map observations ``[B, *obs_shape]`` to model states (identity by default)."""
+        tensor, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
+        return tensor
+
+    @abc.abstractmethod
+    def step(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> ModelStep:
+        """Predict one step for a batch.
+
+        :param state: ``[B, *state_shape]`` on :attr:`device`.
+        :param action: ``[B, *act_shape]`` on :attr:`device`.
+        :param generator: source of randomness for stochastic models.
+        """
+
+    def decode(self, state: torch.Tensor) -> torch.Tensor:
+        """Map model states back to observations (identity by default)."""
+        return state
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able constructor keywords (besides spaces, ``env_id`` and ``device``)."""
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model atomically as tensors plus JSON metadata."""
+        cls = type(self)
+        metadata = {
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "registry_name": cls.registry_name,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "env_id": self.env_id,
+            "config": self.get_config(),
+        }
+        save_checkpoint(path, kind=_CHECKPOINT_KIND, metadata=metadata, tensors=self.state_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> WorldModel:
+        """Rebuild a model saved by :meth:`save`, without executing code from the file.
+
+        Called on a subclass, the file must hold that class. Called on ``WorldModel``
+        itself, the class is found through the registry name stored in the file.
+
+        :raises CheckpointError: for a corrupt file, one of another model class, or
+            tensors that do not fit the model.
+        """
+        metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
+        stored_class = metadata.get("class")
+        target: type[WorldModel] = cls
+        if cls is WorldModel:
+            name = metadata.get("registry_name")
+            if not name:
+                raise CheckpointError(
+                    f"{str(path)!r} holds {stored_class!r}, which has no registry name; "
+                    "load it with that class's own load()"
+                )
+            from mbwrap.registry import load as load_plugin
+
+            target = load_plugin("model", name)
+        elif stored_class != f"{cls.__module__}:{cls.__qualname__}":
+            raise CheckpointError(
+                f"{str(path)!r} holds a {stored_class!r} model, not a "
+                f"{cls.__module__}:{cls.__qualname__}"
+            )
+        try:
+            model = target(
+                space_from_json(metadata["observation_space"]),
+                space_from_json(metadata["action_space"]),
+                env_id=metadata.get("env_id"),
+                device=device,
+                **metadata.get("config", {}),
+            )
+            model.load_state_dict({k: v.to(model.device) for k, v in tensors.items()})
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{str(path)!r}: model checkpoint does not fit: {err}") from err
+        return model

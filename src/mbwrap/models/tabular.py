@@ -1,0 +1,228 @@
+"""Table-lookup model of a finite MDP (Sutton & Barto 2018, sections 8.1-8.2)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
+from mbwrap.models.base import WorldModel
+from mbwrap.spaces import as_batch, check_same_space
+from mbwrap.types import ModelStep
+
+
+def _radix(space: spaces.Space, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Mixed-radix digits ``(sizes, starts)`` that number the elements of a finite space."""
+    if isinstance(space, spaces.Discrete):
+        return np.array([space.n], dtype=np.int64), np.array([space.start], dtype=np.int64)
+    if isinstance(space, spaces.MultiDiscrete):
+        return space.nvec.reshape(-1).astype(np.int64), space.start.reshape(-1).astype(np.int64)
+    raise UnsupportedSpaceError(
+        f"{name}: TabularModel needs a Discrete or MultiDiscrete space, got {space!r}"
+    )
+
+
+class TabularModel(WorldModel):
+    """Counts-based model of a finite MDP: ``P(s' | s, a)``, ``E[r | s, a, s']`` and
+    ``P(terminated | s, a, s')`` estimated from every observed transition.
+
+    States are the observations themselves (``encode``/``decode`` are the identity). An
+    ``(s, a)`` pair never observed is predicted to stay in ``s`` with reward 0, which keeps
+    imagined episodes in known territory.
+
+    :param mode: ``"sample"`` draws ``s'`` from the estimated distribution;
+        ``"most-likely"`` returns its mode (ties to the lowest index).
+    :param max_table_size: refuse spaces whose ``|S| * |A| * |S|`` table exceeds this.
+    """
+
+    registry_name = "tabular"
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        *,
+        mode: Literal["sample", "most-likely"] = "sample",
+        max_table_size: int = 50_000_000,
+        env_id: str | None = None,
+        device: str | torch.device = "auto",
+    ) -> None:
+        super().__init__(observation_space, action_space, env_id=env_id, device=device)
+        if mode not in ("sample", "most-likely"):
+            raise ValueError(f"mode: expected 'sample' or 'most-likely', got {mode!r}")
+        self.mode = mode
+        self.max_table_size = int(max_table_size)
+        self._obs_sizes, self._obs_starts = _radix(observation_space, "observation_space")
+        self._act_sizes, self._act_starts = _radix(action_space, "action_space")
+        self.n_states = int(np.prod(self._obs_sizes))
+        self.n_actions = int(np.prod(self._act_sizes))
+        table = self.n_states * self.n_actions * self.n_states
+        if table > self.max_table_size:
+            raise UnsupportedSpaceError(
+                f"observation_space: a table of |S|={self.n_states} x |A|={self.n_actions} x "
+                f"|S| = {table} entries exceeds max_table_size={self.max_table_size}"
+            )
+        for prefix, sizes, starts in (("_obs", self._obs_sizes, self._obs_starts), ("_act", self._act_sizes, self._act_starts)):
+            strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+            self.register_buffer(f"{prefix}_strides", torch.as_tensor(strides, device=self.device), persistent=False)
+            self.register_buffer(f"{prefix}_offset", torch.as_tensor(starts, device=self.device), persistent=False)
+        shape = (self.n_states, self.n_actions, self.n_states)
+        dev = self.device
+        self.register_buffer("counts", torch.zeros(shape, device=dev))
+        self.register_buffer("reward_sum", torch.zeros(shape, device=dev))
+        self.register_buffer("terminal_count", torch.zeros(shape, device=dev))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"mode": self.mode, "max_table_size": self.max_table_size}
+
+    # ------------------------------------------------------------------ indexing
+    @staticmethod
+    def _to_index(x: torch.Tensor, strides: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        digits = x.reshape(x.shape[0], -1).long() - offset
+        if strides.shape[0] == 1:
+            return digits[:, 0]
+        return (digits * strides).sum(-1)
+
+    def state_index(self, obs: torch.Tensor) -> torch.Tensor:
+        """Number the observations: ``obs: [B, *obs_shape] -> [B]`` int64 in ``[0, |S|)``."""
+        return self._to_index(obs, self._obs_strides, self._obs_offset)
+
+    def action_index(self, action: torch.Tensor) -> torch.Tensor:
+        """Number the actions: ``action: [B, *act_shape] -> [B]`` int64 in ``[0, |A|)``."""
+        return self._to_index(action, self._act_strides, self._act_offset)
+
+    def index_to_obs(self, index: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`state_index`: ``[B] -> [B, *obs_shape]``."""
+        if isinstance(self.observation_space, spaces.Discrete):
+            return index.long() + int(self.observation_space.start)
+        digits = []
+        rest = index.long()
+        for size in self._obs_sizes[::-1]:
+            digits.append(rest % int(size))
+            rest = rest // int(size)
+        stacked = torch.stack(digits[::-1], -1) + self._obs_offset
+        return stacked.reshape(index.shape[0], *self.observation_space.shape)
+
+    # ------------------------------------------------------------------ learning
+    @torch.no_grad()
+    def update(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+    ) -> None:
+        """Add a batch of observed transitions to the counts.
+
+        :param obs: ``[B, *obs_shape]`` (or one observation); ``next_obs`` alike.
+        :param action: ``[B, *act_shape]``.
+        :param reward: ``[B]``; ``terminated``: ``[B]`` bool.
+        """
+        obs_t, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
+        next_t, _ = as_batch(next_obs, self.observation_space, name="next_obs", device=self.device)
+        act_t, _ = as_batch(action, self.action_space, name="action", device=self.device)
+        rew = torch.as_tensor(reward, dtype=torch.float32, device=self.device).reshape(-1)
+        term = torch.as_tensor(terminated, dtype=torch.float32, device=self.device).reshape(-1)
+        batch = obs_t.shape[0]
+        if not (next_t.shape[0] == act_t.shape[0] == rew.shape[0] == term.shape[0] == batch):
+            raise SpaceMismatchError(
+                f"update(): batch sizes differ: obs {batch}, action {act_t.shape[0]}, "
+                f"reward {rew.shape[0]}, next_obs {next_t.shape[0]}, terminated {term.shape[0]}"
+            )
+        self.update_indices(
+            self.state_index(obs_t), self.action_index(act_t), self.state_index(next_t), rew, term
+        )
+
+    @torch.no_grad()
+    def update_indices(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        next_state: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+    ) -> None:
+        """:meth:`update` on numbered transitions (see :meth:`state_index`).
+
+        :param state: ``[B]`` int64; ``action``, ``next_state`` alike.
+        :param reward: ``[B]`` float; ``terminated``: ``[B]`` 0/1.
+        """
+        index = (state, action, next_state)
+        self.counts.index_put_(index, torch.ones_like(reward, dtype=self.counts.dtype), accumulate=True)
+        self.reward_sum.index_put_(index, reward.to(self.reward_sum.dtype), accumulate=True)
+        self.terminal_count.index_put_(index, terminated.to(self.terminal_count.dtype), accumulate=True)
+
+    def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
+        """Rebuild the tables from every transition stored in ``buffer``.
+
+        :return: ``{"transitions", "visited_pairs", "fit_time"}``.
+        """
+        if kwargs:
+            raise TypeError(f"TabularModel.fit() takes no options, got {sorted(kwargs)}")
+        check_same_space(self.observation_space, buffer.observation_space, name="buffer.observation_space")
+        check_same_space(self.action_space, buffer.action_space, name="buffer.action_space")
+        start = time.perf_counter()
+        for table in (self.counts, self.reward_sum, self.terminal_count):
+            table.zero_()
+        data = buffer.transitions()
+        if len(data):
+            self.update(data.obs, data.action, data.reward, data.next_obs, data.terminated)
+        return {
+            "transitions": len(data),
+            "visited_pairs": int((self.counts.sum(-1) > 0).sum()),
+            "fit_time": time.perf_counter() - start,
+        }
+
+    # ------------------------------------------------------------------ prediction
+    def transition_probs(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Estimated ``P(s' | s, a)``: ``[B, |S|]``; an unseen pair stays put with prob 1."""
+        s, a = self.state_index(state), self.action_index(action)
+        counts = self.counts[s, a]
+        total = counts.sum(-1, keepdim=True)
+        stay = torch.nn.functional.one_hot(s, self.n_states).to(counts.dtype)
+        return torch.where(total > 0, counts / total.clamp_min(1.0), stay)
+
+    @torch.no_grad()
+    def step(
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> ModelStep:
+        """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> next state ``[B, ...]``,
+        mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition."""
+        state = state.to(self.device)
+        action, _ = as_batch(action, self.action_space, name="action", device=self.device)
+        nxt, reward, terminated = self.step_indices(
+            self.state_index(state), self.action_index(action), generator=generator
+        )
+        return ModelStep(next_state=self.index_to_obs(nxt), reward=reward, terminated=terminated)
+
+    @torch.no_grad()
+    def step_indices(
+        self, state: torch.Tensor, action: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`step` on numbered states and actions.
+
+        :param state: ``[B]`` int64; ``action`` alike.
+        :return: ``(next_state [B] int64, reward [B], termination probability [B])``.
+        """
+        counts = self.counts[state, action]  # [B, |S|]
+        total = counts.sum(-1)
+        if self.mode == "sample":
+            # An unseen pair stays put: give the current state weight where nothing was seen.
+            weights = counts.clone()
+            weights[torch.arange(state.shape[0], device=state.device), state] += (total == 0).to(counts.dtype)
+            nxt = torch.multinomial(weights, 1, generator=generator).squeeze(-1)
+        else:
+            nxt = torch.where(total > 0, counts.argmax(-1), state)
+        n = self.counts[state, action, nxt].clamp_min(1.0)
+        reward = self.reward_sum[state, action, nxt] / n
+        terminated = self.terminal_count[state, action, nxt] / n
+        return nxt, reward, terminated
