@@ -52,6 +52,7 @@ class DreamEnv(gym.Env):
         self.model = model
         self.observation_space = model.observation_space
         self.action_space = model.action_space
+        self.render_mode = None
         self._elapsed = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:

@@ -44,9 +44,8 @@ class SB3VecEnv(VecEnv):
                 f"venv: SB3 needs the autoreset mode SAME_STEP, got {mode}; build the vector "
                 "env with autoreset_mode=AutoresetMode.SAME_STEP"
             )
+        self.venv = venv  # before VecEnv.__init__, which reads render_mode through get_attr
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
-        self.venv = venv
-        self.render_mode = getattr(venv, "render_mode", None)
         self._actions: np.ndarray | None = None
 
     def reset(self) -> Any:
