@@ -1,0 +1,31 @@
+"""The ``mbwrap`` command: ``mbwrap plugins``, ``mbwrap demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mbwrap.cli.demo import add_demo_parser
+from mbwrap.cli.plugins import add_plugins_parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbwrap",
+        description="Model-based RL that plugs into Gymnasium and Stable-Baselines3.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_plugins_parser(commands)
+    add_demo_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mbwrap`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

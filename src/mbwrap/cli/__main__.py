@@ -1,0 +1,5 @@
+import sys
+
+from mbwrap.cli import main
+
+sys.exit(main())
