@@ -110,6 +110,8 @@ def load_checkpoint(
         tensors = dict(payload["tensors"])
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{str(path)!r}: checkpoint metadata is corrupt: {err}") from err
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{str(path)!r}: checkpoint metadata is corrupt: not a JSON object")
     if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise CheckpointError(f"{str(path)!r}: checkpoint tensors are corrupt")
     return metadata, tensors

@@ -25,6 +25,7 @@ import importlib
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -157,23 +158,29 @@ def available(kind: str) -> dict[str, PluginInfo]:
     }
 
 
+def _matching(infos: Iterable[PluginInfo], name: str) -> list[PluginInfo]:
+    """The plugins among ``infos`` that ``name`` (or ``"dist:name"``) asks for."""
+    infos = list(infos)
+    matches = [info for info in infos if info.name == name]
+    if not matches and ":" in name:
+        dist, bare = name.split(":", 1)
+        matches = [i for i in infos if i.name == bare and _normalise(i.dist) == _normalise(dist)]
+    return matches
+
+
 def resolve(kind: str, name: str) -> PluginInfo:
     """Find the plugin ``name`` (or ``"dist:name"``) of ``kind``.
 
     :raises UnknownPluginError: listing the available names.
     :raises AmbiguousPluginError: naming the distributions and how to choose.
     """
-    infos = plugins(kind)
-    matches = [info for info in infos if info.name == name]
-    if not matches and ":" in name:
-        dist, bare = name.split(":", 1)
-        matches = [i for i in infos if i.name == bare and _normalise(i.dist) == _normalise(dist)]
+    matches = _matching(plugins(kind), name)
     if len(matches) == 1:
         return matches[0]
     if not matches:
         names = ", ".join(sorted(available(kind))) or "none"
         hint = ""
-        if any(info.name == name for info in _scan(kind)):
+        if _matching(_scan(kind), name):
             hint = f" ({name!r} is disabled by ${DISABLE_ENV_VAR})"
         raise UnknownPluginError(
             f"no {kind} plugin named {name!r}{hint}; available {kind}s: {names}"

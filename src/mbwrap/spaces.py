@@ -173,14 +173,22 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
             "dtype": np.dtype(space.dtype).name,
         }
     if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+        return {
+            "type": "Discrete",
+            "n": int(space.n),
+            "start": int(space.start),
+            "dtype": np.dtype(space.dtype).name,
+        }
     if isinstance(space, spaces.MultiDiscrete):
         return {
             "type": "MultiDiscrete",
             "nvec": space.nvec.tolist(),
             "start": space.start.tolist(),
+            "dtype": np.dtype(space.dtype).name,
         }
-    return {"type": "MultiBinary", "n": list(space.shape)}
+    # MultiBinary(4) and MultiBinary([4]) differ (their `n` is 4 vs (4,)) and compare unequal.
+    n = space.n if isinstance(space.n, int) else [int(d) for d in space.n]
+    return {"type": "MultiBinary", "n": n}
 
 
 def space_from_json(data: dict[str, Any]) -> spaces.Space:
@@ -196,11 +204,14 @@ def space_from_json(data: dict[str, Any]) -> spaces.Space:
             high = np.asarray(data["high"], dtype=dtype).reshape(data["shape"])
             return spaces.Box(low=low, high=high, dtype=dtype)
         if kind == "Discrete":
-            return spaces.Discrete(int(data["n"]), start=int(data["start"]))
+            dtype = np.dtype(data.get("dtype", "int64"))
+            return spaces.Discrete(int(data["n"]), start=int(data["start"]), dtype=dtype)
         if kind == "MultiDiscrete":
+            dtype = np.dtype(data.get("dtype", "int64"))
             return spaces.MultiDiscrete(
-                np.asarray(data["nvec"], dtype=np.int64),
-                start=np.asarray(data["start"], dtype=np.int64),
+                np.asarray(data["nvec"], dtype=dtype),
+                start=np.asarray(data["start"], dtype=dtype),
+                dtype=dtype,
             )
         if kind == "MultiBinary":
             return spaces.MultiBinary(data["n"])

@@ -200,6 +200,9 @@ class ReplayBuffer:
                 f"obs: extend() needs a multiple of n_envs={self.n_envs} transitions, got {count}"
             )
         batch["episode_end"] = torch.ones(count, dtype=torch.bool, device=self.device)
+        # The streams' current pieces stop here too, or a sequence would run from the last
+        # added step into the first of these transitions.
+        self.end_episodes()
         self._write(
             {k: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:]) for k, v in batch.items()}
         )

@@ -48,7 +48,13 @@ class DreamVecEnv(VectorEnv):
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs: expected a positive int, got {num_envs!r}")
-        mode = AutoresetMode(autoreset_mode)
+        try:
+            mode = AutoresetMode(autoreset_mode)
+        except ValueError as err:
+            raise ValueError(
+                "autoreset_mode: expected AutoresetMode.SAME_STEP or NEXT_STEP, "
+                f"got {autoreset_mode!r}"
+            ) from err
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode: DreamVecEnv supports SAME_STEP and NEXT_STEP")
         self.horizon = _check_horizon(horizon)
@@ -89,7 +95,12 @@ class DreamVecEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self.core.state is None:
             raise RuntimeError("DreamVecEnv: call reset() before step()")
-        obs, reward, terminated, nonfinite = self.core.step(actions)
+        restart = self._needs_reset if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
+        # In NEXT_STEP mode the episodes being restarted are stepped too (one batched call)
+        # but their outcome is discarded, so their model output must not count.
+        obs, reward, terminated, nonfinite = self.core.step(
+            actions, ignore=None if restart is None else torch.as_tensor(restart)
+        )
         self._elapsed += 1
         terminated_np = terminated.cpu().numpy()
         nonfinite_np = nonfinite.cpu().numpy()
@@ -107,11 +118,16 @@ class DreamVecEnv(VectorEnv):
                 for i in np.flatnonzero(done):
                     final_obs[i] = final[i]
                 infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
-                infos["final_info"], infos["_final_info"] = {}, done.copy()
+                # As gymnasium's SyncVectorEnv: the ending step's own info goes in final_info.
+                final_info: dict[str, Any] = {}
+                if "model_nonfinite" in infos:
+                    final_info["model_nonfinite"] = nonfinite_np.copy()
+                    final_info["_model_nonfinite"] = nonfinite_np.copy()
+                infos["final_info"], infos["_final_info"] = final_info, done.copy()
                 obs = self.core.reset(torch.as_tensor(np.flatnonzero(done), device=self.model.device))
                 self._elapsed[done] = 0
         else:
-            restart = self._needs_reset
+            assert restart is not None
             if restart.any():
                 obs = self.core.reset(torch.as_tensor(np.flatnonzero(restart), device=self.model.device))
                 self._elapsed[restart] = 0

@@ -35,7 +35,8 @@ class DynaMazeEnv(gym.Env):
     :param render_mode: ``"ansi"`` or ``None``.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    # render_fps as gymnasium's toy-text grids (FrozenLake); its env checker warns without one.
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, layout: tuple[str, ...] | list[str] = DYNA_MAZE_LAYOUT, render_mode: str | None = None):
         grid = [list(row) for row in layout]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from gymnasium import spaces
 
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
@@ -28,6 +29,22 @@ StartSampler = Callable[[int, torch.Generator], Any]
 StartStates = ReplayBuffer | np.ndarray | torch.Tensor | StartSampler
 
 NonFinitePolicy = Literal["truncate", "raise"]
+
+
+def _contained(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
+    """Which rows of ``x: [K, *element_shape]`` lie in ``space``: ``[K]`` bool."""
+    if isinstance(space, spaces.Discrete):
+        return (x >= int(space.start)) & (x < int(space.start) + int(space.n))
+    if isinstance(space, spaces.Box):
+        low = torch.as_tensor(space.low, dtype=x.dtype, device=x.device)
+        high = torch.as_tensor(space.high, dtype=x.dtype, device=x.device)
+        inside = (x >= low) & (x <= high)
+    elif isinstance(space, spaces.MultiDiscrete):
+        start = torch.as_tensor(space.start, device=x.device)
+        inside = (x >= start) & (x < start + torch.as_tensor(space.nvec, device=x.device))
+    else:
+        inside = (x == 0) | (x == 1)
+    return inside.reshape(x.shape[0], -1).all(-1)
 
 
 def _start_sampler(start_states: StartStates, model: WorldModel) -> tuple[StartSampler, torch.device]:
@@ -53,6 +70,13 @@ def _start_sampler(start_states: StartStates, model: WorldModel) -> tuple[StartS
             raise SpaceMismatchError("start_states: expected [K, *obs_shape]")
         if states.shape[0] == 0:
             raise ValueError("start_states: got an empty array of observations")
+        outside = torch.nonzero(~_contained(states, space)).reshape(-1)
+        if outside.numel():
+            # An index model would fail far from here on a cell that does not exist.
+            raise SpaceMismatchError(
+                f"start_states: {outside.numel()} of {states.shape[0]} observations lie outside "
+                f"{space!r}, the first at row {int(outside[0])}: {states[outside[0]].tolist()}"
+            )
 
         def from_array(n: int, generator: torch.Generator) -> torch.Tensor:
             index = torch.randint(states.shape[0], (n,), device=states.device, generator=generator)
@@ -137,10 +161,14 @@ class ImaginationCore:
         return self.obs
 
     @torch.no_grad()
-    def step(self, action: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self, action: Any, ignore: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every episode one step.
 
         :param action: ``[B, *act_shape]``.
+        :param ignore: ``[B]`` bool, episodes whose step the caller discards (they are
+            about to be reset); their non-finite outputs are neither flagged nor warned of.
         :return: ``(next_obs [B, ...], reward [B] float32, terminated [B] bool,
             nonfinite [B] bool)``. Where ``nonfinite``, the model's output was NaN or
             infinite: the episode keeps its previous observation and gets reward 0.
@@ -176,6 +204,8 @@ class ImaginationCore:
         for tensor in (next_state, next_obs):
             if tensor.is_floating_point():
                 nonfinite |= ~torch.isfinite(tensor.reshape(self.batch_size, -1)).all(-1)
+        if ignore is not None:
+            nonfinite &= ~ignore.to(nonfinite.device)
         if bool(nonfinite.any()):
             self._handle_nonfinite(nonfinite)
             keep = nonfinite.reshape(-1, *([1] * (next_obs.ndim - 1)))

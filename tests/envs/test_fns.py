@@ -1,0 +1,79 @@
+"""Known reward/termination functions (entry-point group ``mbwrap.fns``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import mbwrap
+from mbwrap import EnvFns
+from mbwrap.envs.fns.dyna_maze import DYNA_MAZE_FNS
+
+MAZE_ID = "mbwrap/DynaMaze-v0"
+
+
+def random_rollout(steps: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """``steps`` uniformly random transitions of the real maze, batched."""
+    env = gym.make(MAZE_ID)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(steps):
+        action = int(rng.integers(4))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, next_obs, reward, terminated))
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+    obs, action, next_obs, reward, terminated = zip(*rows, strict=True)
+    return (
+        torch.tensor(obs),
+        torch.tensor(action),
+        torch.tensor(next_obs),
+        torch.tensor(reward, dtype=torch.float32),
+        torch.tensor(terminated),
+    )
+
+
+def test_the_maze_entry_is_registered_as_a_plugin():
+    info = mbwrap.registry.available("fn")[MAZE_ID]
+    assert info.target == "mbwrap.envs.fns.dyna_maze:DYNA_MAZE_FNS"
+    assert info.dist == "mbwrap"
+    assert mbwrap.registry.get_fn(MAZE_ID) is DYNA_MAZE_FNS
+    assert isinstance(DYNA_MAZE_FNS, EnvFns)
+
+
+def test_unknown_env_ids_have_no_fns():
+    assert mbwrap.registry.get_fn(None) is None
+    assert mbwrap.registry.get_fn("CartPole-v1") is None
+
+
+def test_maze_fns_agree_with_the_real_env_on_a_random_rollout():
+    obs, action, next_obs, reward, terminated = random_rollout(3000, seed=0)
+    assert int(terminated.sum()) >= 2  # the rollout reached the goal
+    fns = mbwrap.registry.get_fn(MAZE_ID)
+    fn_reward = fns.reward(obs, action, next_obs)
+    fn_terminated = fns.termination(obs, action, next_obs)
+    assert fn_reward.shape == fn_terminated.shape == (3000,)
+    assert fn_reward.dtype == torch.float32
+    torch.testing.assert_close(fn_reward, reward)
+    assert torch.equal(fn_terminated.bool(), terminated)
+
+
+def test_maze_fns_depend_on_the_next_cell_only():
+    obs = torch.tensor([0, 17, 8, 26])
+    action = torch.tensor([3, 0, 2, 0])
+    next_obs = torch.tensor([1, 8, 8, 17])
+    assert DYNA_MAZE_FNS.reward(obs, action, next_obs).tolist() == [0.0, 1.0, 1.0, 0.0]
+    assert DYNA_MAZE_FNS.termination(obs, action, next_obs).tolist() == [False, True, True, False]
+
+
+def test_env_fns_is_a_frozen_pair_of_optional_functions():
+    fns = EnvFns()
+    assert fns.reward is None and fns.termination is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fns.reward = DYNA_MAZE_FNS.reward
