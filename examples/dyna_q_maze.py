@@ -26,7 +26,8 @@ class Config:
     seed: int = 0
 
 
-def main(config: Config = Config()) -> list[int]:
+def main(config: Config | None = None) -> list[int]:
+    config = config or Config()
     env = gym.make(config.env_id)
     algo = mbwrap.make_algo(
         "dyna-q",

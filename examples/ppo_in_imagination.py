@@ -37,12 +37,15 @@ class Config:
     seed: int = 0
 
 
-def main(config: Config = Config()) -> float:
+def main(config: Config | None = None) -> float:
+    config = config or Config()
     env = gym.make(config.env_id)
     buffer = mbwrap.ReplayBuffer(env.observation_space, env.action_space, config.real_steps)
     mbwrap.collect(env, buffer, config.real_steps, seed=config.seed)
 
-    model = mbwrap.make_model("tabular", env.observation_space, env.action_space, env_id=config.env_id)
+    model = mbwrap.make_model(
+        "tabular", env.observation_space, env.action_space, env_id=config.env_id
+    )
     print("model fit:", model.fit(buffer))
 
     dream = mbwrap.DreamVecEnv(model, config.num_envs, start_states=buffer, horizon=config.horizon)

@@ -105,7 +105,7 @@ def _normalise(dist: str) -> str:
     return re.sub(r"[-_.]+", "-", dist).lower()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scan(kind: str) -> tuple[PluginInfo, ...]:
     found: dict[tuple[str, str], PluginInfo] = {}
     for ep in entry_points(group=GROUPS[kind]):
@@ -153,9 +153,7 @@ def available(kind: str) -> dict[str, PluginInfo]:
     counts: dict[str, int] = {}
     for info in infos:
         counts[info.name] = counts.get(info.name, 0) + 1
-    return {
-        (info.name if counts[info.name] == 1 else info.qualified_name): info for info in infos
-    }
+    return {(info.name if counts[info.name] == 1 else info.qualified_name): info for info in infos}
 
 
 def _matching(infos: Iterable[PluginInfo], name: str) -> list[PluginInfo]:

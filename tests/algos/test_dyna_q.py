@@ -161,7 +161,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path):
         DynaQ.load(bad)
     model = mbwrap.TabularModel(gym.spaces.Discrete(3), gym.spaces.Discrete(2), device="cpu")
     model.save(tmp_path / "model.pt")
-    with pytest.raises(CheckpointError, match="mbwrap.model"):
+    with pytest.raises(CheckpointError, match=r"mbwrap\.model"):
         DynaQ.load(tmp_path / "model.pt")
 
 

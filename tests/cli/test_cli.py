@@ -53,7 +53,16 @@ def test_curve_outputs(tmp_path):
 
 def test_demo_quick_end_to_end(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mbwrap.cli", "demo", "--quick", "--no-progress", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "mbwrap.cli",
+            "demo",
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -12,7 +12,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common import utils as sb3_utils
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    ConvertCallback,
+    ProgressBarCallback,
+)
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import MaybeCallback
@@ -118,7 +123,9 @@ class Algorithm(abc.ABC):
     def set_env(self, env: gym.Env | VecEnv) -> None:
         """Use another real env with the same spaces."""
         wrapped = wrap_env(env)
-        check_same_space(self.observation_space, wrapped.observation_space, name="env.observation_space")
+        check_same_space(
+            self.observation_space, wrapped.observation_space, name="env.observation_space"
+        )
         check_same_space(self.action_space, wrapped.action_space, name="env.action_space")
         self.env, self.n_envs, self._last_obs = wrapped, wrapped.num_envs, None
 
@@ -179,8 +186,12 @@ class Algorithm(abc.ABC):
         elapsed = max(time.time_ns() / 1e9 - self._start_time, 1e-9)
         fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
         if self.ep_info_buffer:
-            self.logger.record("rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer])))
-            self.logger.record("rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer])))
+            self.logger.record(
+                "rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer]))
+            )
+            self.logger.record(
+                "rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer]))
+            )
         self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
@@ -250,7 +261,9 @@ class Algorithm(abc.ABC):
         metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
         expected = f"{cls.__module__}:{cls.__qualname__}"
         if metadata.get("class") != expected:
-            raise CheckpointError(f"{str(path)!r} holds a {metadata.get('class')!r} algorithm, not {expected}")
+            raise CheckpointError(
+                f"{str(path)!r} holds a {metadata.get('class')!r} algorithm, not {expected}"
+            )
         try:
             obs_space = space_from_json(metadata["observation_space"])
             act_space = space_from_json(metadata["action_space"])
@@ -268,5 +281,7 @@ class Algorithm(abc.ABC):
             algo.set_tensors(tensors)
             algo.num_timesteps = int(metadata.get("num_timesteps", 0))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{str(path)!r}: algorithm checkpoint does not fit: {err}") from err
+            raise CheckpointError(
+                f"{str(path)!r}: algorithm checkpoint does not fit: {err}"
+            ) from err
         return algo

@@ -95,7 +95,11 @@ class DynaQ(Algorithm):
         )
         if not isinstance(planning_steps, (int, np.integer)) or planning_steps < 0:
             raise ValueError(f"planning_steps: expected an int >= 0, got {planning_steps!r}")
-        for name, value in (("learning_rate", learning_rate), ("gamma", gamma), ("exploration_rate", exploration_rate)):
+        for name, value in (
+            ("learning_rate", learning_rate),
+            ("gamma", gamma),
+            ("exploration_rate", exploration_rate),
+        ):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
         if model is None:
@@ -103,10 +107,15 @@ class DynaQ(Algorithm):
             if env is not None and not isinstance(env, VecEnv) and env.spec is not None:
                 env_id = env.spec.id
             try:
-                model = TabularModel(self.observation_space, self.action_space, env_id=env_id, device=self.device)
+                model = TabularModel(
+                    self.observation_space, self.action_space, env_id=env_id, device=self.device
+                )
             except UnsupportedSpaceError as err:
                 raise UnsupportedSpaceError(f"env: Dyna-Q needs finite spaces: {err}") from err
-        if model.observation_space != self.observation_space or model.action_space != self.action_space:
+        if (
+            model.observation_space != self.observation_space
+            or model.action_space != self.action_space
+        ):
             raise SpaceMismatchError(
                 f"model: has spaces {model.observation_space!r} / {model.action_space!r}, the env "
                 f"{self.observation_space!r} / {self.action_space!r}"
@@ -134,7 +143,10 @@ class DynaQ(Algorithm):
         }
 
     def get_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {"q_table": torch.as_tensor(self.q_table), "visited": torch.as_tensor(self._visited)}
+        tensors = {
+            "q_table": torch.as_tensor(self.q_table),
+            "visited": torch.as_tensor(self._visited),
+        }
         tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
         return tensors
 
@@ -155,7 +167,9 @@ class DynaQ(Algorithm):
         space = self.observation_space
         if isinstance(space, gym.spaces.Discrete):
             return np.asarray(obs, dtype=np.int64).reshape(-1) - int(space.start)
-        digits = np.asarray(obs, dtype=np.int64).reshape(-1, space.nvec.size) - space.start.reshape(-1)
+        digits = np.asarray(obs, dtype=np.int64).reshape(-1, space.nvec.size) - space.start.reshape(
+            -1
+        )
         return np.ravel_multi_index(tuple(digits.T), space.nvec.reshape(-1))
 
     def _index_to_action(self, index: np.ndarray) -> np.ndarray:
@@ -182,7 +196,7 @@ class DynaQ(Algorithm):
         term = term.cpu().numpy().astype(np.float64)
         q, alpha, gamma = self.q_table, self.learning_rate, self.gamma
         # Sequential, as in the book: a later update may bootstrap from an earlier one.
-        for (si, ai), s2, r, t in zip(pairs, next_s, reward, term):
+        for (si, ai), s2, r, t in zip(pairs, next_s, reward, term, strict=True):
             q[si, ai] += alpha * (r + gamma * (1.0 - t) * q[s2].max() - q[si, ai])
 
     def learn(
@@ -218,8 +232,12 @@ class DynaQ(Algorithm):
                     next_obs[i] = infos[i]["terminal_observation"]
                     terminated[i] = not infos[i].get("TimeLimit.truncated", False)
             next_states = self._state_index(next_obs)
-            target = q_learning_target(rewards.astype(np.float64), self.q_table[next_states], terminated, self.gamma)
-            self.q_table[states, action_index] += self.learning_rate * (target - self.q_table[states, action_index])
+            target = q_learning_target(
+                rewards.astype(np.float64), self.q_table[next_states], terminated, self.gamma
+            )
+            self.q_table[states, action_index] += self.learning_rate * (
+                target - self.q_table[states, action_index]
+            )
             device = self.model.device
             self.model.update_indices(
                 torch.as_tensor(states, device=device),
@@ -231,7 +249,9 @@ class DynaQ(Algorithm):
             new = ~self._visited_mask[states, action_index]
             if new.any():
                 self._visited_mask[states[new], action_index[new]] = True
-                self._visited = np.concatenate([self._visited, np.stack([states[new], action_index[new]], -1)])
+                self._visited = np.concatenate(
+                    [self._visited, np.stack([states[new], action_index[new]], -1)]
+                )
             self._plan()
             self._last_obs = new_obs
             self._update_info_buffer(infos)
@@ -258,7 +278,9 @@ class DynaQ(Algorithm):
         :param observation: one observation or a batch ``[B, *obs_shape]``.
         :return: ``(actions, None)``, batched like ``observation``.
         """
-        tensor, batched = as_batch(observation, self.observation_space, name="observation", device="cpu")
+        tensor, batched = as_batch(
+            observation, self.observation_space, name="observation", device="cpu"
+        )
         q = self.q_table[self._state_index(tensor.numpy())]
         epsilon = 0.0 if deterministic else self.exploration_rate
         actions = self._index_to_action(epsilon_greedy(q, epsilon, self.rng))

@@ -204,7 +204,10 @@ class ReplayBuffer:
         # added step into the first of these transitions.
         self.end_episodes()
         self._write(
-            {k: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:]) for k, v in batch.items()}
+            {
+                k: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:])
+                for k, v in batch.items()
+            }
         )
 
     def end_episodes(self) -> None:
@@ -229,9 +232,7 @@ class ReplayBuffer:
             :attr:`device`.
         """
         self._check_nonempty("sample")
-        flat = torch.randint(
-            len(self), (batch_size,), device=self.device, generator=generator
-        )
+        flat = torch.randint(len(self), (batch_size,), device=self.device, generator=generator)
         rows, cols = flat // self.n_envs, flat % self.n_envs
         return Transition(**{k: self._data[k][rows, cols] for k in _FIELDS[:-1]})
 
@@ -290,9 +291,7 @@ class ReplayBuffer:
         n = self.stored_rows
         first = self._pos if self._full else 0
         order = (first + torch.arange(n, device=self.device)) % self.rows
-        return Transition(
-            **{k: self._data[k][order].flatten(0, 1) for k in _FIELDS[:-1]}
-        )
+        return Transition(**{k: self._data[k][order].flatten(0, 1) for k in _FIELDS[:-1]})
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
@@ -337,7 +336,9 @@ class ReplayBuffer:
                         f"expected (*, {', '.join(map(str, expected.shape[1:]))}) {expected.dtype}"
                     )
         except (KeyError, TypeError, ValueError, SpaceMismatchError) as err:
-            raise CheckpointError(f"{str(path)!r}: replay buffer checkpoint is corrupt: {err}") from err
+            raise CheckpointError(
+                f"{str(path)!r}: replay buffer checkpoint is corrupt: {err}"
+            ) from err
         if rows["obs"].shape[0]:
             buffer._write(rows)
         return buffer

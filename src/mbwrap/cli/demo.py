@@ -111,8 +111,10 @@ def plot_curves(curves: dict[int, np.ndarray], path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     seeds, episodes = (5, 20) if args.quick else (args.seeds, args.episodes)
-    print(f"Dyna-Q on mbwrap/DynaMaze-v0: n = {', '.join(map(str, PLANNING_STEPS))} planning steps, "
-          f"{seeds} seeds, {episodes} episodes")
+    print(
+        f"Dyna-Q on mbwrap/DynaMaze-v0: n = {', '.join(map(str, PLANNING_STEPS))} planning steps, "
+        f"{seeds} seeds, {episodes} episodes"
+    )
     curves = dyna_maze_curves(PLANNING_STEPS, seeds, episodes, progress=not args.no_progress)
     print()
     print(format_curves(curves))
@@ -135,8 +137,12 @@ def add_demo_parser(commands: Any) -> None:
         "(Figure 8.2): prints steps per episode and saves the learning curves as CSV and PNG.",
     )
     parser.add_argument("--seeds", type=int, default=SEEDS, help="runs per n (default %(default)s)")
-    parser.add_argument("--episodes", type=int, default=EPISODES, help="episodes per run (default %(default)s)")
+    parser.add_argument(
+        "--episodes", type=int, default=EPISODES, help="episodes per run (default %(default)s)"
+    )
     parser.add_argument("--quick", action="store_true", help="5 seeds, 20 episodes")
-    parser.add_argument("--out", default="mbwrap-demo", help="output directory (default %(default)s)")
+    parser.add_argument(
+        "--out", default="mbwrap-demo", help="output directory (default %(default)s)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)

@@ -55,7 +55,9 @@ class DreamEnv(gym.Env):
         self.render_mode = None
         self._elapsed = 0
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
         super().reset(seed=seed)
         # Derive the torch seeds from np_random so that reset(seed=s) reproduces a rollout
         # and later unseeded resets continue the seeded stream.
@@ -72,4 +74,10 @@ class DreamEnv(gym.Env):
         bad = bool(nonfinite[0])
         truncated = self._elapsed >= self.horizon or bad
         info = {"model_nonfinite": True} if bad else {}
-        return to_numpy(obs[0], self.observation_space), float(reward[0]), bool(terminated[0]), truncated, info
+        return (
+            to_numpy(obs[0], self.observation_space),
+            float(reward[0]),
+            bool(terminated[0]),
+            truncated,
+            info,
+        )

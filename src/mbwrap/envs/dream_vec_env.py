@@ -60,7 +60,9 @@ class DreamVecEnv(VectorEnv):
         self.horizon = _check_horizon(horizon)
         self.num_envs = int(num_envs)
         self.model = model
-        self.core = ImaginationCore(model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite)
+        self.core = ImaginationCore(
+            model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite
+        )
         self.single_observation_space = model.observation_space
         self.single_action_space = model.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -124,16 +126,26 @@ class DreamVecEnv(VectorEnv):
                     final_info["model_nonfinite"] = nonfinite_np.copy()
                     final_info["_model_nonfinite"] = nonfinite_np.copy()
                 infos["final_info"], infos["_final_info"] = final_info, done.copy()
-                obs = self.core.reset(torch.as_tensor(np.flatnonzero(done), device=self.model.device))
+                obs = self.core.reset(
+                    torch.as_tensor(np.flatnonzero(done), device=self.model.device)
+                )
                 self._elapsed[done] = 0
         else:
             assert restart is not None
             if restart.any():
-                obs = self.core.reset(torch.as_tensor(np.flatnonzero(restart), device=self.model.device))
+                obs = self.core.reset(
+                    torch.as_tensor(np.flatnonzero(restart), device=self.model.device)
+                )
                 self._elapsed[restart] = 0
                 reward_np[restart] = 0.0
                 terminated_np[restart] = False
                 truncated_np[restart] = False
                 done = terminated_np | truncated_np
             self._needs_reset = done
-        return to_numpy(obs, self.single_observation_space), reward_np, terminated_np, truncated_np, infos
+        return (
+            to_numpy(obs, self.single_observation_space),
+            reward_np,
+            terminated_np,
+            truncated_np,
+            infos,
+        )

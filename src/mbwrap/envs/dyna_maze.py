@@ -38,7 +38,9 @@ class DynaMazeEnv(gym.Env):
     # render_fps as gymnasium's toy-text grids (FrozenLake); its env checker warns without one.
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, layout: tuple[str, ...] | list[str] = DYNA_MAZE_LAYOUT, render_mode: str | None = None):
+    def __init__(
+        self, layout: tuple[str, ...] | list[str] = DYNA_MAZE_LAYOUT, render_mode: str | None = None
+    ):
         grid = [list(row) for row in layout]
         widths = {len(row) for row in grid}
         if len(widths) != 1:
@@ -54,7 +56,9 @@ class DynaMazeEnv(gym.Env):
         self.observation_space = spaces.Discrete(self.rows * self.cols)
         self.action_space = spaces.Discrete(4)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode: expected one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         self.render_mode = render_mode
         self._pos = self.start
 
@@ -66,7 +70,9 @@ class DynaMazeEnv(gym.Env):
     def _obs(self) -> int:
         return self._pos[0] * self.cols + self._pos[1]
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[int, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[int, dict]:
         super().reset(seed=seed)
         self._pos = self.start
         return self._obs(), {}
@@ -85,6 +91,9 @@ class DynaMazeEnv(gym.Env):
             return None
         lines = []
         for r in range(self.rows):
-            row = ["A" if (r, c) == self._pos else self.layout[r][c].replace("S", ".") for c in range(self.cols)]
+            row = [
+                "A" if (r, c) == self._pos else self.layout[r][c].replace("S", ".")
+                for c in range(self.cols)
+            ]
             lines.append("".join(row))
         return "\n".join(lines) + "\n"

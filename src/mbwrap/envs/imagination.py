@@ -47,7 +47,9 @@ def _contained(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
     return inside.reshape(x.shape[0], -1).all(-1)
 
 
-def _start_sampler(start_states: StartStates, model: WorldModel) -> tuple[StartSampler, torch.device]:
+def _start_sampler(
+    start_states: StartStates, model: WorldModel
+) -> tuple[StartSampler, torch.device]:
     """Turn a buffer, an array of observations or a callable into ``(sampler, device)``."""
     space = model.observation_space
     if isinstance(start_states, ReplayBuffer):
@@ -60,7 +62,9 @@ def _start_sampler(start_states: StartStates, model: WorldModel) -> tuple[StartS
 
         def from_buffer(n: int, generator: torch.Generator) -> torch.Tensor:
             if len(buffer) == 0:
-                raise ValueError("start_states: the replay buffer is empty; collect real data first")
+                raise ValueError(
+                    "start_states: the replay buffer is empty; collect real data first"
+                )
             return buffer.sample(n, generator=generator).obs
 
         return from_buffer, buffer.device
@@ -113,7 +117,9 @@ class ImaginationCore:
         on_nonfinite: NonFinitePolicy = "truncate",
     ) -> None:
         if not isinstance(model, WorldModel):
-            raise TypeError(f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}")
+            raise TypeError(
+                f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}"
+            )
         if on_nonfinite not in ("truncate", "raise"):
             raise ValueError(f"on_nonfinite: expected 'truncate' or 'raise', got {on_nonfinite!r}")
         self.model = model
@@ -143,9 +149,13 @@ class ImaginationCore:
     def sample_starts(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` start observations; return ``(state [n, ...], obs [n, ...])``."""
         obs = self._sample_starts(n, self._start_gen)
-        obs, _ = as_batch(obs, self.model.observation_space, name="start_states", device=self.model.device)
+        obs, _ = as_batch(
+            obs, self.model.observation_space, name="start_states", device=self.model.device
+        )
         if obs.shape[0] != n:
-            raise SpaceMismatchError(f"start_states: asked for {n} start observations, got {obs.shape[0]}")
+            raise SpaceMismatchError(
+                f"start_states: asked for {n} start observations, got {obs.shape[0]}"
+            )
         with torch.no_grad():
             state = self.model.encode(obs)
             return state, self.model.decode(state)
@@ -174,7 +184,9 @@ class ImaginationCore:
             infinite: the episode keeps its previous observation and gets reward 0.
         """
         assert self.state is not None and self.obs is not None, "reset() before step()"
-        action, _ = as_batch(action, self.model.action_space, name="action", device=self.model.device)
+        action, _ = as_batch(
+            action, self.model.action_space, name="action", device=self.model.device
+        )
         if action.shape[0] != self.batch_size:
             raise SpaceMismatchError(
                 f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
@@ -182,7 +194,9 @@ class ImaginationCore:
         pred = self.model.step(self.state, action, generator=self._gen)
         next_state, next_obs = pred.next_state, self.model.decode(pred.next_state)
         if self.reward_fn is not None:
-            reward = torch.as_tensor(self.reward_fn(self.obs, action, next_obs), device=self.model.device)
+            reward = torch.as_tensor(
+                self.reward_fn(self.obs, action, next_obs), device=self.model.device
+            )
         elif pred.reward is not None:
             reward = pred.reward
         else:
@@ -192,9 +206,13 @@ class ImaginationCore:
             )
         reward = reward.reshape(self.batch_size).float()
         if self.termination_fn is not None:
-            terminated = torch.as_tensor(
-                self.termination_fn(self.obs, action, next_obs), device=self.model.device
-            ).reshape(self.batch_size).bool()
+            terminated = (
+                torch.as_tensor(
+                    self.termination_fn(self.obs, action, next_obs), device=self.model.device
+                )
+                .reshape(self.batch_size)
+                .bool()
+            )
         elif pred.terminated is not None:
             prob = pred.terminated.reshape(self.batch_size)
             terminated = torch.rand(prob.shape, device=prob.device, generator=self._gen) < prob

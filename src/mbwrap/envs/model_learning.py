@@ -38,14 +38,22 @@ class ModelLearningWrapper(gym.Wrapper):
     ) -> None:
         super().__init__(env)
         if not isinstance(model, WorldModel):
-            raise TypeError(f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}")
+            raise TypeError(
+                f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}"
+            )
         if fit_every < 1:
             raise ValueError(f"fit_every: expected a positive int, got {fit_every!r}")
-        check_same_space(env.observation_space, model.observation_space, name="model.observation_space")
+        check_same_space(
+            env.observation_space, model.observation_space, name="model.observation_space"
+        )
         check_same_space(env.action_space, model.action_space, name="model.action_space")
         if buffer is None:
-            buffer = ReplayBuffer(env.observation_space, env.action_space, capacity, device=model.device)
-        check_same_space(env.observation_space, buffer.observation_space, name="buffer.observation_space")
+            buffer = ReplayBuffer(
+                env.observation_space, env.action_space, capacity, device=model.device
+            )
+        check_same_space(
+            env.observation_space, buffer.observation_space, name="buffer.observation_space"
+        )
         check_same_space(env.action_space, buffer.action_space, name="buffer.action_space")
         if model.env_id is None and env.spec is not None:
             model.env_id = env.spec.id
@@ -81,4 +89,6 @@ class ModelLearningWrapper(gym.Wrapper):
 
         :param kwargs: passed to :class:`DreamVecEnv` (``reward_fn``, ``autoreset_mode``...).
         """
-        return DreamVecEnv(self.model, num_envs, start_states=self.buffer, horizon=horizon, **kwargs)
+        return DreamVecEnv(
+            self.model, num_envs, start_states=self.buffer, horizon=horizon, **kwargs
+        )

@@ -37,7 +37,9 @@ class SB3VecEnv(VecEnv):
 
     def __init__(self, venv: VectorEnv) -> None:
         if not isinstance(venv, VectorEnv):
-            raise TypeError(f"venv: expected a gymnasium.vector.VectorEnv, got {type(venv).__name__}")
+            raise TypeError(
+                f"venv: expected a gymnasium.vector.VectorEnv, got {type(venv).__name__}"
+            )
         mode = AutoresetMode(venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
         if mode != AutoresetMode.SAME_STEP:
             raise ValueError(
@@ -84,7 +86,9 @@ class SB3VecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.venv, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+    ) -> list[Any]:
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]
 

@@ -59,7 +59,9 @@ class WorldModel(torch.nn.Module, abc.ABC):
         self.env_id = env_id
         # An empty tensor that follows the module through .to()/.cuda(), so `device`
         # stays right however the model is moved.
-        self.register_buffer("_anchor", torch.empty(0, device=resolve_device(device)), persistent=False)
+        self.register_buffer(
+            "_anchor", torch.empty(0, device=resolve_device(device)), persistent=False
+        )
 
     @property
     def device(self) -> torch.device:

@@ -66,10 +66,17 @@ class TabularModel(WorldModel):
                 f"observation_space: a table of |S|={self.n_states} x |A|={self.n_actions} x "
                 f"|S| = {table} entries exceeds max_table_size={self.max_table_size}"
             )
-        for prefix, sizes, starts in (("_obs", self._obs_sizes, self._obs_starts), ("_act", self._act_sizes, self._act_starts)):
+        for prefix, sizes, starts in (
+            ("_obs", self._obs_sizes, self._obs_starts),
+            ("_act", self._act_sizes, self._act_starts),
+        ):
             strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
-            self.register_buffer(f"{prefix}_strides", torch.as_tensor(strides, device=self.device), persistent=False)
-            self.register_buffer(f"{prefix}_offset", torch.as_tensor(starts, device=self.device), persistent=False)
+            self.register_buffer(
+                f"{prefix}_strides", torch.as_tensor(strides, device=self.device), persistent=False
+            )
+            self.register_buffer(
+                f"{prefix}_offset", torch.as_tensor(starts, device=self.device), persistent=False
+            )
         shape = (self.n_states, self.n_actions, self.n_states)
         dev = self.device
         self.register_buffer("counts", torch.zeros(shape, device=dev))
@@ -153,9 +160,13 @@ class TabularModel(WorldModel):
         :param reward: ``[B]`` float; ``terminated``: ``[B]`` 0/1.
         """
         index = (state, action, next_state)
-        self.counts.index_put_(index, torch.ones_like(reward, dtype=self.counts.dtype), accumulate=True)
+        self.counts.index_put_(
+            index, torch.ones_like(reward, dtype=self.counts.dtype), accumulate=True
+        )
         self.reward_sum.index_put_(index, reward.to(self.reward_sum.dtype), accumulate=True)
-        self.terminal_count.index_put_(index, terminated.to(self.terminal_count.dtype), accumulate=True)
+        self.terminal_count.index_put_(
+            index, terminated.to(self.terminal_count.dtype), accumulate=True
+        )
 
     def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
         """Rebuild the tables from every transition stored in ``buffer``.
@@ -164,7 +175,9 @@ class TabularModel(WorldModel):
         """
         if kwargs:
             raise TypeError(f"TabularModel.fit() takes no options, got {sorted(kwargs)}")
-        check_same_space(self.observation_space, buffer.observation_space, name="buffer.observation_space")
+        check_same_space(
+            self.observation_space, buffer.observation_space, name="buffer.observation_space"
+        )
         check_same_space(self.action_space, buffer.action_space, name="buffer.action_space")
         start = time.perf_counter()
         for table in (self.counts, self.reward_sum, self.terminal_count):
@@ -218,7 +231,9 @@ class TabularModel(WorldModel):
         if self.mode == "sample":
             # An unseen pair stays put: give the current state weight where nothing was seen.
             weights = counts.clone()
-            weights[torch.arange(state.shape[0], device=state.device), state] += (total == 0).to(counts.dtype)
+            weights[torch.arange(state.shape[0], device=state.device), state] += (total == 0).to(
+                counts.dtype
+            )
             nxt = torch.multinomial(weights, 1, generator=generator).squeeze(-1)
         else:
             nxt = torch.where(total > 0, counts.argmax(-1), state)

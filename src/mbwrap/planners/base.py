@@ -24,7 +24,9 @@ class Planner(BasePolicy, abc.ABC):
 
     def __init__(self, model: WorldModel, **kwargs: Any) -> None:
         if not isinstance(model, WorldModel):
-            raise TypeError(f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}")
+            raise TypeError(
+                f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}"
+            )
         super().__init__(model.observation_space, model.action_space, **kwargs)
         self.model = model
 
