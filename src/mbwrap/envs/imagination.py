@@ -22,7 +22,7 @@ from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
 from mbwrap.models import WorldModel
 from mbwrap.registry import get_fn
-from mbwrap.spaces import as_batch, element_shape
+from mbwrap.spaces import as_batch
 
 #: ``(n, generator) -> obs: [n, *obs_shape]``
 StartSampler = Callable[[int, torch.Generator], Any]
@@ -69,9 +69,7 @@ def _start_sampler(
 
         return from_buffer, buffer.device
     if isinstance(start_states, (np.ndarray, torch.Tensor, list, tuple)):
-        states, batched = as_batch(start_states, space, name="start_states", device=model.device)
-        if not batched and len(element_shape(space)) > 0 and states.shape[0] != 1:
-            raise SpaceMismatchError("start_states: expected [K, *obs_shape]")
+        states, _ = as_batch(start_states, space, name="start_states", device=model.device)
         if states.shape[0] == 0:
             raise ValueError("start_states: got an empty array of observations")
         outside = torch.nonzero(~_contained(states, space)).reshape(-1)
@@ -130,7 +128,7 @@ class ImaginationCore:
         self.reward_fn = reward_fn or getattr(registered, "reward", None)
         self.termination_fn = termination_fn or getattr(registered, "termination", None)
         #: Where reward and termination come from: ``"given"``, ``"registered"``,
-        #: ``"model"`` (reward), or ``"never"`` (termination without fn or head).
+        #: ``"model"`` (the model's head; a model without a termination head never terminates).
         self.reward_source = "given" if reward_fn else ("registered" if self.reward_fn else "model")
         self.termination_source = (
             "given" if termination_fn else ("registered" if self.termination_fn else "model")
