@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -31,3 +32,11 @@ def test_ppo_trained_only_in_imagination_reaches_the_real_goal():
     example = _load("ppo_in_imagination")
     # PPO never sees the real maze during training; on the real maze it must reach the goal.
     assert example.main(example.Config()) == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_ppo_in_imagination_other_seeds(seed):
+    torch.set_num_threads(1)
+    example = _load("ppo_in_imagination")
+    assert example.main(example.Config(seed=seed)) == 1.0

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from mbwrap.cli import main
 from mbwrap.cli.demo import first_episode_below, format_curves, plot_curves, save_curves
@@ -69,3 +70,17 @@ def test_demo_quick_end_to_end(tmp_path):
     )
     assert "| episode | n = 0 | n = 5 | n = 50 |" in result.stdout
     assert (tmp_path / "dyna_maze.png").exists() and (tmp_path / "dyna_maze_curves.csv").exists()
+
+
+@pytest.mark.slow
+def test_full_demo_reproduces_figure_8_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mbwrap.cli", "demo", "--no-progress", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "30 seeds, 50 episodes" in result.stdout
+    assert "n = 50: mean steps per episode first below 20 at episode 3" in result.stdout
+    rows = (tmp_path / "dyna_maze_curves.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 50
