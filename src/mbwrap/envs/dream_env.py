@@ -72,6 +72,7 @@ class DreamEnv(gym.Env):
         obs, reward, terminated, nonfinite = self.core.step(np.asarray(action)[None])
         self._elapsed += 1
         bad = bool(nonfinite[0])
+        self.core.report_nonfinite(int(bad))
         truncated = self._elapsed >= self.horizon or bad
         info = {"model_nonfinite": True} if bad else {}
         return (

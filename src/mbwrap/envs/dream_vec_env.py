@@ -104,10 +104,12 @@ class DreamVecEnv(VectorEnv):
             actions, ignore=None if restart is None else torch.as_tensor(restart)
         )
         self._elapsed += 1
-        terminated_np = terminated.cpu().numpy()
-        nonfinite_np = nonfinite.cpu().numpy()
+        # One device-to-host copy for the three per-env scalars.
+        flags = torch.stack([reward, terminated.float(), nonfinite.float()]).cpu().numpy()
+        reward_np = flags[0].astype(np.float64)
+        terminated_np, nonfinite_np = flags[1] > 0.5, flags[2] > 0.5
+        self.core.report_nonfinite(int(nonfinite_np.sum()))
         truncated_np = (self._elapsed >= self.horizon) | nonfinite_np
-        reward_np = reward.cpu().numpy().astype(np.float64)
         infos: dict[str, Any] = {}
         if nonfinite_np.any():
             infos["model_nonfinite"] = nonfinite_np

@@ -217,24 +217,29 @@ class ImaginationCore:
         else:
             terminated = torch.zeros(self.batch_size, dtype=torch.bool, device=self.model.device)
         nonfinite = ~torch.isfinite(reward)
-        for tensor in (next_state, next_obs):
+        for tensor in (next_state, next_obs) if next_obs is not next_state else (next_state,):
             if tensor.is_floating_point():
                 nonfinite |= ~torch.isfinite(tensor.reshape(self.batch_size, -1)).all(-1)
         if ignore is not None:
             nonfinite &= ~ignore.to(nonfinite.device)
-        if bool(nonfinite.any()):
-            self._handle_nonfinite(nonfinite)
-            keep = nonfinite.reshape(-1, *([1] * (next_obs.ndim - 1)))
-            next_obs = torch.where(keep, self.obs, next_obs)
-            keep_state = nonfinite.reshape(-1, *([1] * (next_state.ndim - 1)))
-            next_state = torch.where(keep_state, self.state, next_state)
-            reward = torch.where(nonfinite, 0.0, reward)
-            terminated = terminated & ~nonfinite
+        # Masked unconditionally: testing for any NaN here would cost a device-to-host sync
+        # every step; the caller reports them after its one copy to the host.
+        keep = nonfinite.reshape(-1, *([1] * (next_obs.ndim - 1)))
+        next_obs = torch.where(keep, self.obs, next_obs)
+        keep_state = nonfinite.reshape(-1, *([1] * (next_state.ndim - 1)))
+        next_state = torch.where(keep_state, self.state, next_state)
+        reward = torch.where(nonfinite, 0.0, reward)
+        terminated = terminated & ~nonfinite
         self.state, self.obs = next_state, next_obs
         return next_obs, reward, terminated, nonfinite
 
-    def _handle_nonfinite(self, nonfinite: torch.Tensor) -> None:
-        count = int(nonfinite.sum())
+    def report_nonfinite(self, count: int) -> None:
+        """Warn of (or raise for) ``count`` episodes cut by non-finite model output.
+
+        Called by the environments once the step's flags are on the host.
+        """
+        if count == 0:
+            return
         message = (
             f"{type(self.model).__name__} produced NaN or infinite outputs for {count} of "
             f"{self.batch_size} imagined episodes"
@@ -244,5 +249,5 @@ class ImaginationCore:
         warnings.warn(
             message + "; they were truncated (info['model_nonfinite'])",
             NonFiniteModelWarning,
-            stacklevel=4,
+            stacklevel=3,
         )

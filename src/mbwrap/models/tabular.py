@@ -26,6 +26,17 @@ def _radix(space: spaces.Space, name: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def _sample_categorical(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of unnormalised ``weights: [B, K]`` -> ``[B]`` int64.
+
+    Inverse-CDF sampling: one uniform per row and a binary search, several times faster
+    than ``torch.multinomial`` on wide batches.
+    """
+    cdf = weights.cumsum(-1)
+    u = torch.rand(weights.shape[0], 1, device=weights.device, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(weights.shape[-1] - 1)
+
+
 class TabularModel(WorldModel):
     """Counts-based model of a finite MDP: ``P(s' | s, a)``, ``E[r | s, a, s']`` and
     ``P(terminated | s, a, s')`` estimated from every observed transition.
@@ -234,7 +245,7 @@ class TabularModel(WorldModel):
             weights[torch.arange(state.shape[0], device=state.device), state] += (total == 0).to(
                 counts.dtype
             )
-            nxt = torch.multinomial(weights, 1, generator=generator).squeeze(-1)
+            nxt = _sample_categorical(weights, generator)
         else:
             nxt = torch.where(total > 0, counts.argmax(-1), state)
         n = self.counts[state, action, nxt].clamp_min(1.0)
