@@ -67,7 +67,9 @@ class LineModel(WorldModel):
     def get_config(self) -> dict[str, Any]:
         return {}
 
-    def step(self, state: torch.Tensor, action: torch.Tensor, *, generator=None) -> ModelStep:
+    def step(
+        self, state: torch.Tensor, action: torch.Tensor, *, generator=None, member=None
+    ) -> ModelStep:
         self.calls += 1
         self.batch_sizes.append(int(state.shape[0]))
         move = action.reshape(state.shape[0], 1).float()
@@ -117,7 +119,9 @@ class MazeOracleModel(WorldModel):
     def get_config(self) -> dict[str, Any]:
         return {}
 
-    def step(self, state: torch.Tensor, action: torch.Tensor, *, generator=None) -> ModelStep:
+    def step(
+        self, state: torch.Tensor, action: torch.Tensor, *, generator=None, member=None
+    ) -> ModelStep:
         batch = state.shape[0]
         return ModelStep(
             next_state=self.table[state.long(), action.long()],

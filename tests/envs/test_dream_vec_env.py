@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -11,8 +12,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+import mbwrap
 from mbwrap import DreamEnv, DreamVecEnv
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
+from mbwrap.types import ModelStep
 
 MAZE_ID = "mbwrap/DynaMaze-v0"
 ZERO = np.zeros((1, 2), np.float32)
@@ -322,3 +325,41 @@ def test_nonfinite_output_raises_when_asked(make_line_model):
     venv.step(line_actions(1, 1, 1, 1))
     with pytest.raises(ModelOutputError):
         venv.step(line_actions(1, 1, 1, 1))
+
+
+class _MemberModel(mbwrap.WorldModel):
+    """Each trajectory adds its member's index every step (TS-inf bookkeeping check)."""
+
+    def __init__(self, observation_space, action_space, *, env_id=None, device="cpu"):
+        super().__init__(observation_space, action_space, env_id=env_id, device=device)
+        self.calls = 0
+
+    def fit(self, buffer, **kwargs):
+        return {}
+
+    def get_config(self):
+        return {}
+
+    def sample_members(self, n, generator=None):
+        self.calls += 1
+        return torch.randint(1, 8, (n,), device=self.device, generator=generator)
+
+    def step(self, state, action, *, generator=None, member=None):
+        assert member is not None and member.shape == (state.shape[0],)
+        next_state = state + member.float().unsqueeze(-1)
+        return ModelStep(next_state, torch.zeros(state.shape[0]), torch.zeros(state.shape[0]))
+
+
+def test_member_per_trajectory_is_kept_and_resampled_on_reset():
+    space = gym.spaces.Box(-1e6, 1e6, (1,), np.float32)
+    model = _MemberModel(space, gym.spaces.Discrete(2))
+    venv = mbwrap.DreamVecEnv(model, 6, start_states=np.zeros((1, 1), np.float32), horizon=3)
+    venv.reset(seed=0)
+    step1 = venv.step(np.zeros(6, dtype=np.int64))[0][:, 0]
+    step2 = venv.step(np.zeros(6, dtype=np.int64))[0][:, 0]
+    # Same member both steps: the second increment equals the first.
+    np.testing.assert_array_equal(step2, 2 * step1)
+    assert set(step1) <= set(range(1, 8)) and len(set(step1)) > 1
+    _, _, _, truncated, info = venv.step(np.zeros(6, dtype=np.int64))
+    assert truncated.all() and model.calls == 2  # one draw at reset, one for the restarts
+    np.testing.assert_array_equal(np.stack(info["final_obs"])[:, 0], 3 * step1)

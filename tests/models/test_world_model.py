@@ -39,7 +39,7 @@ class AffineModel(WorldModel):
     def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
         return {"epochs": 0}
 
-    def step(self, state, action, *, generator=None) -> ModelStep:
+    def step(self, state, action, *, generator=None, member=None) -> ModelStep:
         x = torch.cat(
             [flatten(state, self.observation_space), flatten(action, self.action_space)], -1
         )
@@ -67,7 +67,7 @@ def test_world_model_is_abstract():
         def fit(self, buffer, **kwargs):
             return {}
 
-        def step(self, state, action, *, generator=None):
+        def step(self, state, action, *, generator=None, member=None):
             return ModelStep(state, None, None)
 
     with pytest.raises(TypeError, match=r"get_config"):

@@ -136,6 +136,8 @@ class ImaginationCore:
         self.seed(None)
         self.state: torch.Tensor | None = None
         self.obs: torch.Tensor | None = None
+        #: ``[B]`` ensemble member per episode (TS-inf models), else ``None``.
+        self.member: torch.Tensor | None = None
 
     def seed(self, seed: int | None) -> None:
         """Seed the start-state and model generators (``None``: fresh entropy)."""
@@ -162,10 +164,15 @@ class ImaginationCore:
         """Start new episodes for ``index`` (all when ``None``); return all observations."""
         if index is None or self.state is None:
             self.state, self.obs = self.sample_starts(self.batch_size)
+            self.member = self.model.sample_members(self.batch_size, self._gen)
         elif index.numel():
             state, obs = self.sample_starts(int(index.numel()))
             self.state[index] = state
             self.obs[index] = obs
+            if self.member is not None:
+                member = self.model.sample_members(int(index.numel()), self._gen)
+                if member is not None:
+                    self.member[index] = member
         return self.obs
 
     @torch.no_grad()
@@ -189,7 +196,7 @@ class ImaginationCore:
             raise SpaceMismatchError(
                 f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
             )
-        pred = self.model.step(self.state, action, generator=self._gen)
+        pred = self.model.step(self.state, action, generator=self._gen, member=self.member)
         next_state, next_obs = pred.next_state, self.model.decode(pred.next_state)
         if self.reward_fn is not None:
             reward = torch.as_tensor(

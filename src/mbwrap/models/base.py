@@ -85,13 +85,29 @@ class WorldModel(torch.nn.Module, abc.ABC):
         action: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
     ) -> ModelStep:
         """Predict one step for a batch.
 
         :param state: ``[B, *state_shape]`` on :attr:`device`.
         :param action: ``[B, *act_shape]`` on :attr:`device`.
         :param generator: source of randomness for stochastic models.
+        :param member: ``[B]`` int64, the ensemble member each trajectory follows (from
+            :meth:`sample_members`); ``None`` lets the model propagate as configured.
+            Models without members ignore it.
         """
+
+    def sample_members(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """Ensemble members for ``n`` new trajectories: ``[n]`` int64, or ``None``.
+
+        An ensemble that propagates one fixed member per trajectory (TS-inf, Chua et al.
+        2018) returns one member per trajectory; every other model returns ``None``.
+        Imagination environments and planners call this when a trajectory starts and pass
+        the result to :meth:`step`.
+        """
+        return None
 
     def decode(self, state: torch.Tensor) -> torch.Tensor:
         """Map model states back to observations (identity by default)."""

@@ -218,6 +218,7 @@ class TabularModel(WorldModel):
         action: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
     ) -> ModelStep:
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> next state ``[B, ...]``,
         mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition."""

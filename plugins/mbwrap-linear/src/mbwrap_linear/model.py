@@ -172,6 +172,7 @@ class LinearModel(WorldModel):
         action: torch.Tensor,
         *,
         generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
     ) -> ModelStep:
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> expected next state
         ``[B, *obs_shape]`` and expected reward ``[B]``; ``generator`` is unused (the
