@@ -363,3 +363,21 @@ def test_member_per_trajectory_is_kept_and_resampled_on_reset():
     _, _, _, truncated, info = venv.step(np.zeros(6, dtype=np.int64))
     assert truncated.all() and model.calls == 2  # one draw at reset, one for the restarts
     np.testing.assert_array_equal(np.stack(info["final_obs"])[:, 0], 3 * step1)
+
+
+def test_fixed_member_is_used_by_every_episode():
+    space = gym.spaces.Box(-1e6, 1e6, (1,), np.float32)
+    model = _MemberModel(space, gym.spaces.Discrete(2))
+    venv = mbwrap.DreamVecEnv(
+        model, 4, start_states=np.zeros((1, 1), np.float32), horizon=2, member=5
+    )
+    venv.reset(seed=0)
+    obs = venv.step(np.zeros(4, dtype=np.int64))[0]
+    np.testing.assert_array_equal(obs[:, 0], 5.0)
+    venv.step(np.zeros(4, dtype=np.int64))  # ends and restarts every episode
+    np.testing.assert_array_equal(venv.step(np.zeros(4, dtype=np.int64))[0][:, 0], 5.0)
+    assert model.calls == 0
+    with pytest.raises(ValueError, match="member"):
+        mbwrap.DreamVecEnv(
+            model, 2, start_states=np.zeros((1, 1), np.float32), horizon=2, member=-1
+        )

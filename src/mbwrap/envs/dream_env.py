@@ -34,6 +34,8 @@ class DreamEnv(gym.Env):
     :param reward_fn: batched ``(obs, action, next_obs) -> [B]`` reward.
     :param termination_fn: batched ``(obs, action, next_obs) -> [B]`` termination.
     :param on_nonfinite: ``"truncate"`` (warn and cut the episode) or ``"raise"``.
+    :param member: follow this ensemble member in every episode (``None``: the model's own
+        propagation, see :meth:`~mbwrap.models.WorldModel.sample_members`).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -46,9 +48,12 @@ class DreamEnv(gym.Env):
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
         on_nonfinite: NonFinitePolicy = "truncate",
+        member: int | None = None,
     ) -> None:
         self.horizon = _check_horizon(horizon)
-        self.core = ImaginationCore(model, 1, start_states, reward_fn, termination_fn, on_nonfinite)
+        self.core = ImaginationCore(
+            model, 1, start_states, reward_fn, termination_fn, on_nonfinite, member
+        )
         self.model = model
         self.observation_space = model.observation_space
         self.action_space = model.action_space

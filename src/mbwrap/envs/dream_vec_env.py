@@ -44,6 +44,7 @@ class DreamVecEnv(VectorEnv):
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
         on_nonfinite: NonFinitePolicy = "truncate",
+        member: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
@@ -61,7 +62,7 @@ class DreamVecEnv(VectorEnv):
         self.num_envs = int(num_envs)
         self.model = model
         self.core = ImaginationCore(
-            model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite
+            model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite, member
         )
         self.single_observation_space = model.observation_space
         self.single_action_space = model.action_space

@@ -103,6 +103,8 @@ class ImaginationCore:
     :param termination_fn: batched ``(obs, action, next_obs) -> [B]`` bool likewise.
     :param on_nonfinite: ``"truncate"`` cuts episodes whose model output is NaN or
         infinite and warns; ``"raise"`` raises :class:`ModelOutputError`.
+    :param member: follow this one ensemble member in every episode (e.g. to evaluate a
+        policy under each member, as ME-TRPO does); ``None`` lets the model choose.
     """
 
     def __init__(
@@ -113,7 +115,11 @@ class ImaginationCore:
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
         on_nonfinite: NonFinitePolicy = "truncate",
+        member: int | None = None,
     ) -> None:
+        if member is not None and (not isinstance(member, (int, np.integer)) or member < 0):
+            raise ValueError(f"member: expected None or an ensemble index >= 0, got {member!r}")
+        self.fixed_member = None if member is None else int(member)
         if not isinstance(model, WorldModel):
             raise TypeError(
                 f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}"
@@ -164,12 +170,20 @@ class ImaginationCore:
         """Start new episodes for ``index`` (all when ``None``); return all observations."""
         if index is None or self.state is None:
             self.state, self.obs = self.sample_starts(self.batch_size)
-            self.member = self.model.sample_members(self.batch_size, self._gen)
+            if self.fixed_member is None:
+                self.member = self.model.sample_members(self.batch_size, self._gen)
+            else:
+                self.member = torch.full(
+                    (self.batch_size,),
+                    self.fixed_member,
+                    dtype=torch.long,
+                    device=self.model.device,
+                )
         elif index.numel():
             state, obs = self.sample_starts(int(index.numel()))
             self.state[index] = state
             self.obs[index] = obs
-            if self.member is not None:
+            if self.member is not None and self.fixed_member is None:
                 member = self.model.sample_members(int(index.numel()), self._gen)
                 if member is not None:
                     self.member[index] = member
