@@ -120,6 +120,10 @@ class Algorithm(abc.ABC):
         """The real env as an SB3 ``VecEnv`` (what callbacks see as ``training_env``)."""
         return self.env
 
+    def get_vec_normalize_env(self) -> None:
+        """SB3 callbacks ask for it (``EvalCallback``); mbwrap never normalises the real env."""
+        return None
+
     def set_env(self, env: gym.Env | VecEnv) -> None:
         """Use another real env with the same spaces."""
         wrapped = wrap_env(env)

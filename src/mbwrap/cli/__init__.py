@@ -1,4 +1,4 @@
-"""The ``mbwrap`` command: ``mbwrap plugins``, ``mbwrap demo``."""
+"""The ``mbwrap`` command: ``plugins``, ``demo``, ``train``, ``eval``, ``plot``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from mbwrap.cli.demo import add_demo_parser
+from mbwrap.cli.plot import add_plot_parser
 from mbwrap.cli.plugins import add_plugins_parser
+from mbwrap.cli.train import add_train_parsers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_plugins_parser(commands)
     add_demo_parser(commands)
+    add_train_parsers(commands)
+    add_plot_parser(commands)
     return parser
 
 

@@ -1,0 +1,175 @@
+"""``mbwrap train``, ``mbwrap eval``: run a registered algorithm on a Gymnasium env."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.callbacks import EvalCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+
+from mbwrap import registry
+from mbwrap.algos import Algorithm
+from mbwrap.checkpoint import atomic_write, load_checkpoint
+
+CHECKPOINT = "model.pt"
+RUN_INFO = "run.json"
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=[64, 64]", "c=PPO"]`` -> ``{"a": 1, "b": [64, 64], "c": "PPO"}``.
+
+    Values are JSON where they parse as JSON, else plain strings.
+    """
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+# Evaluation must end even for envs without a time limit (a greedy policy can loop forever).
+EVAL_MAX_STEPS = 1000
+
+
+def _eval_env(env_id: str) -> gym.Env:
+    env = gym.make(env_id)
+    if env.spec is None or env.spec.max_episode_steps is None:
+        env = gym.wrappers.TimeLimit(env, max_episode_steps=EVAL_MAX_STEPS)
+    return env
+
+
+def load_algo(path: str | Path, env: gym.Env | None = None, device: str = "auto") -> Algorithm:
+    """Load any registered algorithm's checkpoint, finding its class through the registry."""
+    metadata, _ = load_checkpoint(path, kind="mbwrap.algo")
+    name = metadata.get("registry_name")
+    if not name:
+        raise ValueError(f"path: {str(path)!r} names no registered algorithm")
+    return registry.load("algo", name).load(path, env=env, device=device)
+
+
+def train(
+    algo_name: str,
+    env_id: str,
+    steps: int,
+    *,
+    out: str | Path,
+    agent: str | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    eval_freq: int = 1000,
+    eval_episodes: int = 10,
+    settings: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+) -> Algorithm:
+    """Train ``algo_name`` on ``env_id`` for ``steps`` real steps, logging into ``out``.
+
+    ``out`` receives ``progress.csv`` and TensorBoard events (SB3's logger),
+    ``evaluations.npz`` (SB3's ``EvalCallback``), the checkpoint ``model.pt`` and
+    ``run.json`` describing the run.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = dict(settings or {})
+    if agent is not None:
+        kwargs["agent"] = agent
+    algo = registry.make_algo(algo_name, gym.make(env_id), seed=seed, device=device, **kwargs)
+    algo.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
+    eval_env = Monitor(_eval_env(env_id))
+    eval_env.reset(seed=None if seed is None else seed + 10_000)
+    evaluation = EvalCallback(
+        eval_env,
+        eval_freq=max(1, eval_freq),
+        n_eval_episodes=eval_episodes,
+        log_path=str(out),
+        deterministic=True,
+        verbose=0,
+    )
+    algo.learn(steps, callback=evaluation, progress_bar=progress_bar)
+    algo.save(out / CHECKPOINT)
+    info = {
+        "algo": algo_name,
+        "env": env_id,
+        "steps": steps,
+        "agent": agent,
+        "seed": seed,
+        "settings": settings or {},
+    }
+    atomic_write(out / RUN_INFO, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    return algo
+
+
+def run_train(args: argparse.Namespace) -> int:
+    train(
+        args.algo,
+        args.env,
+        args.steps,
+        out=args.out or f"runs/{args.algo}-{args.env.replace('/', '_')}-{args.seed}",
+        agent=args.agent,
+        seed=args.seed,
+        device=args.device,
+        eval_freq=args.eval_freq,
+        eval_episodes=args.eval_episodes,
+        settings=parse_settings(args.set),
+        progress_bar=not args.no_progress,
+    )
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    env = Monitor(_eval_env(args.env))
+    algo = load_algo(path, device=args.device)
+    mean, std = evaluate_policy(
+        algo, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic
+    )
+    print(f"{args.env}: mean return {mean:.2f} +/- {std:.2f} over {args.episodes} episodes")
+    return 0
+
+
+def add_train_parsers(commands: Any) -> None:
+    train_parser = commands.add_parser(
+        "train",
+        help="train a registered algorithm on a Gymnasium env",
+        description="Train ALGO on a Gymnasium env for a number of REAL env steps, with a "
+        "progress bar, CSV and TensorBoard logs, periodic evaluation and a saved checkpoint.",
+    )
+    train_parser.add_argument("algo", help="registered algorithm name (see `mbwrap plugins`)")
+    train_parser.add_argument("--env", required=True, help="Gymnasium env id")
+    train_parser.add_argument("--steps", type=int, required=True, help="real env steps")
+    train_parser.add_argument("--agent", help="SB3 agent for algorithms that take one")
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--device", default="auto")
+    train_parser.add_argument("--out", help="run directory (default runs/ALGO-ENV-SEED)")
+    train_parser.add_argument("--eval-freq", type=int, default=1000, help="real steps")
+    train_parser.add_argument("--eval-episodes", type=int, default=10)
+    train_parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm keyword"
+    )
+    train_parser.add_argument("--no-progress", action="store_true")
+    train_parser.set_defaults(run=run_train)
+
+    eval_parser = commands.add_parser(
+        "eval",
+        help="evaluate a saved algorithm on a real env",
+        description="Evaluate a "
+        "checkpoint written by `mbwrap train` (or any algorithm's save()) on a Gymnasium env.",
+    )
+    eval_parser.add_argument("path", help="checkpoint file or run directory")
+    eval_parser.add_argument("--env", required=True, help="Gymnasium env id")
+    eval_parser.add_argument("--episodes", type=int, default=10)
+    eval_parser.add_argument("--stochastic", action="store_true", help="sample actions")
+    eval_parser.add_argument("--device", default="auto")
+    eval_parser.set_defaults(run=run_eval)

@@ -1,0 +1,86 @@
+"""``mbwrap train``, ``mbwrap eval``, ``mbwrap plot``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mbwrap.algos import DynaQ
+from mbwrap.cli import main
+from mbwrap.cli.plot import find_runs, plot_runs, read_run
+from mbwrap.cli.train import load_algo, parse_settings, train
+
+
+def test_parse_settings():
+    assert parse_settings(["a=1", "b=[64, 64]", "c=PPO", "d=0.5"]) == {
+        "a": 1,
+        "b": [64, 64],
+        "c": "PPO",
+        "d": 0.5,
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_settings(["novalue"])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "dyna-q"
+    code = main(
+        [
+            "train",
+            "dyna-q",
+            "--env",
+            "mbwrap/DynaMaze-v0",
+            "--steps",
+            "2000",
+            "--eval-freq",
+            "500",
+            "--eval-episodes",
+            "2",
+            "--set",
+            "planning_steps=20",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_train_writes_logs_checkpoint_and_run_info(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"model.pt", "progress.csv", "evaluations.npz", "run.json"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["algo"] == "dyna-q" and info["settings"] == {"planning_steps": 20}
+    with np.load(run_dir / "evaluations.npz") as data:
+        np.testing.assert_array_equal(data["timesteps"], [500, 1000, 1500, 2000])
+    algo = load_algo(run_dir / "model.pt")
+    assert isinstance(algo, DynaQ) and algo.planning_steps == 20 and algo.num_timesteps == 2000
+
+
+def test_eval_command(run_dir, capsys):
+    assert main(["eval", str(run_dir), "--env", "mbwrap/DynaMaze-v0", "--episodes", "2"]) == 0
+    assert "mbwrap/DynaMaze-v0: mean return" in capsys.readouterr().out
+
+
+def test_plot_command_and_curves(run_dir, tmp_path):
+    curves = read_run(run_dir)
+    assert curves["eval_steps"].tolist() == [500, 1000, 1500, 2000]
+    assert curves["eval_mean"].shape == (4,)
+    assert main(["plot", str(run_dir.parent)]) == 0
+    png = run_dir.parent / "learning_curves.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert find_runs(run_dir.parent) == [run_dir]
+    with pytest.raises(ValueError, match="no run"):
+        plot_runs(tmp_path)
+
+
+def test_train_function_with_unknown_algo(tmp_path):
+    from mbwrap.errors import UnknownPluginError
+
+    with pytest.raises(UnknownPluginError, match="dyna-q"):
+        train("nope", "CartPole-v1", 10, out=tmp_path)
