@@ -438,7 +438,7 @@ def test_disable_list_of_mixed_forms(fake_site, monkeypatch):
 
 def test_get_fn_for_unknown_or_missing_env_id_is_none():
     assert registry.get_fn(None) is None
-    assert registry.get_fn("CartPole-v1") is None
+    assert registry.get_fn("Acrobot-v1") is None
 
 
 def test_get_fn_returns_the_dyna_maze_functions():

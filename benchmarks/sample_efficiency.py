@@ -1,0 +1,170 @@
+"""Real env steps to reach a return, for a model-based method and its model-free peer.
+
+Side by side in one run, same seeds, same evaluation (``--eval-episodes`` deterministic
+episodes on the real env every ``--eval-freq`` real steps):
+
+- ``pendulum``: MBPO (SAC in a learned ensemble) against SB3's SAC, to a mean return of
+  -200 on ``Pendulum-v1``;
+- ``cartpole``: Dyna with PPO (PPO trained only in the learned model) against SB3's PPO,
+  to a mean return of 475 on ``CartPole-v1``.
+
+Prints, per method and seed, the first evaluated real step count at which the mean return
+reached the threshold, and the ratio of the model-based median to the model-free median.
+
+Usage::
+
+    python benchmarks/sample_efficiency.py pendulum --seeds 0 1 2
+    python benchmarks/sample_efficiency.py cartpole --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+
+import mbwrap
+
+
+@dataclass
+class Task:
+    env_id: str
+    threshold: float
+    budget: dict[str, int]  # method -> real step budget
+    make: dict[str, Callable[[gym.Env, int], Any]] = field(default_factory=dict)
+
+
+class ReachThreshold(BaseCallback):
+    """Evaluate every ``eval_freq`` real steps; stop once the mean return reaches a
+    threshold and remember the step count."""
+
+    def __init__(self, env_id: str, threshold: float, eval_freq: int, episodes: int, seed: int):
+        super().__init__()
+        self.eval_env = Monitor(gym.make(env_id))
+        self.eval_env.reset(seed=seed + 10_000)
+        self.threshold, self.eval_freq, self.episodes = threshold, eval_freq, episodes
+        self.reached_at: int | None = None
+        self.history: list[tuple[int, float]] = []
+        self._next = eval_freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps < self._next:
+            return True
+        self._next += self.eval_freq
+        mean, _ = evaluate_policy(
+            self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True, warn=False
+        )
+        self.history.append((self.num_timesteps, float(mean)))
+        if mean >= self.threshold:
+            self.reached_at = self.num_timesteps
+            return False
+        return True
+
+
+def _pendulum_task() -> Task:
+    return Task(
+        "Pendulum-v1",
+        -200.0,
+        budget={"mbpo": 3_000, "sac": 10_000},
+        make={
+            "mbpo": lambda env, seed: mbwrap.make_algo("mbpo", env, seed=seed),
+            "sac": lambda env, seed: SAC("MlpPolicy", env, seed=seed, verbose=0),
+        },
+    )
+
+
+def _cartpole_task() -> Task:
+    return Task(
+        "CartPole-v1",
+        475.0,
+        budget={"dyna-ppo": 10_000, "ppo": 60_000},
+        make={
+            "dyna-ppo": lambda env, seed: mbwrap.make_algo(
+                "dyna", env, agent="PPO", model="mlp", seed=seed
+            ),
+            "ppo": lambda env, seed: PPO("MlpPolicy", env, seed=seed, verbose=0),
+        },
+    )
+
+
+TASKS = {"pendulum": _pendulum_task, "cartpole": _cartpole_task}
+
+
+def run(task: Task, method: str, seed: int, eval_freq: int, episodes: int) -> dict[str, Any]:
+    env = gym.make(task.env_id)
+    learner = task.make[method](env, seed)
+    probe = ReachThreshold(task.env_id, task.threshold, eval_freq, episodes, seed)
+    start = time.perf_counter()
+    learner.learn(task.budget[method], callback=probe)
+    return {
+        "method": method,
+        "seed": seed,
+        "reached_at": probe.reached_at,
+        "history": probe.history,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--eval-freq", type=int, default=250)
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--methods", nargs="+", help="subset of the task's methods")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    task = TASKS[args.task]()
+    methods = args.methods or list(task.make)
+    print(
+        f"{task.env_id}: real steps to a mean return >= {task.threshold} "
+        f"({args.eval_episodes} deterministic episodes every {args.eval_freq} steps)"
+    )
+    results = []
+    for method in methods:
+        for seed in args.seeds:
+            result = run(task, method, seed, args.eval_freq, args.eval_episodes)
+            results.append(result)
+            last = result["history"][-1][1] if result["history"] else float("nan")
+            print(
+                f"  {method:>9} seed {seed}: reached at {result['reached_at']} "
+                f"(last eval {last:.1f}, {result['seconds']:.0f} s)",
+                flush=True,
+            )
+    print()
+    print("| method | seeds | steps to threshold (per seed) | median |")
+    print("|---|---|---|---:|")
+    medians = {}
+    for method in methods:
+        reached = [r["reached_at"] for r in results if r["method"] == method]
+        done = [s for s in reached if s is not None]
+        medians[method] = statistics.median(done) if len(done) == len(reached) else None
+        cells = ", ".join("not reached" if s is None else f"{s:,}" for s in reached)
+        median = "n/a" if medians[method] is None else f"{medians[method]:,.0f}"
+        print(f"| {method} | {len(reached)} | {cells} | {median} |")
+    if len(methods) == 2 and all(medians[m] for m in methods):
+        ratio = medians[methods[0]] / medians[methods[1]]
+        print(f"\n{methods[0]} / {methods[1]} median real steps: {ratio:.2f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(
+                results, handle, default=lambda x: x.item() if isinstance(x, np.generic) else x
+            )
+
+
+if __name__ == "__main__":
+    main()
