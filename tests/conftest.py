@@ -6,9 +6,12 @@ import os
 
 import matplotlib
 import pytest
+import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests use tiny networks: one thread avoids stalls when CI's two cores are shared.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from mbwrap.algos import Algorithm, DynaQ, EpisodeStatsCallback
 from mbwrap.buffers import Collector, ReplayBuffer, collect
 from mbwrap.device import resolve_device
 from mbwrap.envs import DreamEnv, DreamVecEnv, DynaMazeEnv, EnvFns, ModelLearningWrapper
-from mbwrap.models import TabularModel, WorldModel
+from mbwrap.models import GaussianEnsemble, MDNModel, MLPModel, TabularModel, WorldModel
 from mbwrap.planners import Planner
 from mbwrap.registry import make_algo, make_model, make_planner
 from mbwrap.types import ModelStep, Sequence, Transition
@@ -27,6 +27,9 @@ __all__ = [
     "DynaQ",
     "EnvFns",
     "EpisodeStatsCallback",
+    "GaussianEnsemble",
+    "MDNModel",
+    "MLPModel",
     "ModelLearningWrapper",
     "ModelStep",
     "Planner",

@@ -149,7 +149,7 @@ def flatten(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
         index = (x.reshape(batch, -1).long() - start) + offsets
         out = torch.zeros(batch, int(nvec.sum()), device=x.device)
         return out.scatter_(1, index, 1.0)
-    return x.reshape(batch, -1).float()
+    return x.reshape(batch, flat_dim(space)).float()
 
 
 def check_same_space(expected: spaces.Space, got: spaces.Space, *, name: str) -> None:

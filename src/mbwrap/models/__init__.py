@@ -1,6 +1,26 @@
 """World models: the :class:`WorldModel` contract and its implementations."""
 
 from mbwrap.models.base import WorldModel
+from mbwrap.models.gaussian_ensemble import GaussianEnsemble
+from mbwrap.models.layers import EnsembleLinear, EnsembleMLP
+from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
+from mbwrap.models.mdn import MDNModel
+from mbwrap.models.mlp import MLPModel
+from mbwrap.models.neural import NeuralWorldModel
+from mbwrap.models.normalizer import Normalizer
 from mbwrap.models.tabular import TabularModel
 
-__all__ = ["TabularModel", "WorldModel"]
+__all__ = [
+    "EnsembleLinear",
+    "EnsembleMLP",
+    "GaussianEnsemble",
+    "MDNModel",
+    "MLPModel",
+    "NeuralWorldModel",
+    "Normalizer",
+    "TabularModel",
+    "WorldModel",
+    "gaussian_nll",
+    "mixture_nll",
+    "soft_clamp_logvar",
+]
