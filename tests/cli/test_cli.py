@@ -52,13 +52,14 @@ def test_curve_outputs(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
 
 
-def test_demo_quick_end_to_end(tmp_path):
+def test_maze_demo_quick_end_to_end(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "mbwrap.cli",
             "demo",
+            "maze",
             "--quick",
             "--no-progress",
             "--out",
@@ -75,7 +76,16 @@ def test_demo_quick_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_full_demo_reproduces_figure_8_2(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "mbwrap.cli", "demo", "--no-progress", "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "mbwrap.cli",
+            "demo",
+            "maze",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -84,3 +94,25 @@ def test_full_demo_reproduces_figure_8_2(tmp_path):
     assert "n = 50: mean steps per episode first below 20 at episode 3" in result.stdout
     rows = (tmp_path / "dyna_maze_curves.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 50
+
+
+def test_cartpole_demo_quick_end_to_end(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mbwrap.cli",
+            "demo",
+            "--quick",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "| dyna-ppo | 500 |" in result.stdout and "| ppo | 2,000 |" in result.stdout
+    assert "dyna-ppo: mean return >= 475" in result.stdout or "not within" in result.stdout
+    assert (tmp_path / "cartpole.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "dyna-ppo" / "evaluations.npz").exists()

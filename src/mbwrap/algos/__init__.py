@@ -1,7 +1,24 @@
 """Algorithms composed from mbwrap's components, with SB3's surface."""
 
+from mbwrap.algos.agents import available_agents, register_agent
 from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
+from mbwrap.algos.dyna import Dyna
 from mbwrap.algos.dyna_q import DynaQ
+from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
+from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
 
-__all__ = ["Algorithm", "DynaQ", "EpisodeStatsCallback", "wrap_env"]
+__all__ = [
+    "MBPO",
+    "Algorithm",
+    "Dyna",
+    "DynaQ",
+    "EpisodeStatsCallback",
+    "MixedReplayBuffer",
+    "available_agents",
+    "model_buffer_capacity",
+    "register_agent",
+    "rollout_length",
+    "split_batch",
+    "wrap_env",
+]

@@ -20,13 +20,17 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
+from mbwrap.buffers import ReplayBuffer
 from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.device import resolve_device
-from mbwrap.errors import CheckpointError
+from mbwrap.errors import CheckpointError, SpaceMismatchError
+from mbwrap.models import WorldModel
+from mbwrap.registry import make_model
 from mbwrap.spaces import check_same_space, check_space, space_from_json, space_to_json
+from mbwrap.types import Transition
 
 _CHECKPOINT_KIND = "mbwrap.algo"
 
@@ -45,12 +49,119 @@ def wrap_env(env: gym.Env | VecEnv) -> VecEnv:
     return DummyVecEnv([lambda: monitored])
 
 
+def env_id(env: gym.Env | VecEnv | None) -> str | None:
+    """The Gymnasium id of ``env`` (of its first copy for a ``VecEnv``), or ``None``.
+
+    Models carry it so that imagination finds the env's registered reward and termination
+    functions (group ``mbwrap.fns``).
+    """
+    if env is None:
+        return None
+    if isinstance(env, VecEnv):
+        try:
+            spec = env.get_attr("spec", indices=[0])[0]
+        except (AttributeError, IndexError):
+            return None
+    else:
+        spec = env.spec
+    return getattr(spec, "id", None)
+
+
+def resolve_model(
+    model: str | WorldModel,
+    model_kwargs: dict[str, Any] | None,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    env_id: str | None,
+    device: torch.device,
+) -> WorldModel:
+    """A world model for an algorithm: built from a registry name, or the instance given.
+
+    A built model gets ``env_id`` (unless ``model_kwargs`` names one) so that registered
+    reward/termination functions are found; an instance without one gets it too.
+
+    :raises TypeError: naming ``model`` when it is neither a name nor a ``WorldModel``.
+    :raises SpaceMismatchError: when the model's spaces are not the env's.
+    """
+    if isinstance(model, str):
+        model = make_model(
+            model,
+            observation_space,
+            action_space,
+            **{"env_id": env_id, "device": device, **(model_kwargs or {})},
+        )
+    elif not isinstance(model, WorldModel):
+        raise TypeError(
+            f"model: expected a registered model name or an mbwrap WorldModel, got {model!r}"
+        )
+    elif model_kwargs:
+        raise ValueError("model_kwargs: only used when model is a name, not an instance")
+    if model.observation_space != observation_space or model.action_space != action_space:
+        raise SpaceMismatchError(
+            f"model: has spaces {model.observation_space!r} / {model.action_space!r}, the env "
+            f"{observation_space!r} / {action_space!r}"
+        )
+    if model.env_id is None:
+        model.env_id = env_id
+    return model
+
+
+def model_config(model: WorldModel) -> tuple[str, dict[str, Any]]:
+    """``(registry name, constructor keywords)`` that rebuild ``model`` through
+    :func:`mbwrap.make_model`, for checkpoints.
+
+    :raises ValueError: when the model's class has no registry name.
+    """
+    name = type(model).registry_name
+    if not name:
+        raise ValueError(
+            f"model: {type(model).__qualname__} has no registry_name, so a checkpoint could "
+            "not rebuild it; register it in the mbwrap.models entry-point group"
+        )
+    return name, {**model.get_config(), "env_id": model.env_id}
+
+
+_TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+
+
+def buffer_tensors(buffer: ReplayBuffer, prefix: str) -> dict[str, torch.Tensor]:
+    """Every transition of ``buffer``, oldest first, as ``{prefix.field: tensor}``."""
+    data = buffer.transitions()
+    return {f"{prefix}.{name}": getattr(data, name) for name in _TRANSITION_FIELDS}
+
+
+def restore_buffer(buffer: ReplayBuffer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    """Add the transitions :func:`buffer_tensors` stored to ``buffer`` (the oldest few are
+    dropped to fill whole rows of ``buffer.n_envs``); missing entries add nothing."""
+    if f"{prefix}.obs" not in tensors:
+        return
+    data = Transition(**{name: tensors[f"{prefix}.{name}"] for name in _TRANSITION_FIELDS})
+    keep = len(data) - len(data) % buffer.n_envs
+    if keep:
+        buffer.extend(*(getattr(data, name)[-keep:] for name in _TRANSITION_FIELDS))
+
+
 def _has_monitor(env: gym.Env) -> bool:
     while isinstance(env, gym.Wrapper):
         if isinstance(env, Monitor):
             return True
         env = env.env
     return False
+
+
+def _check_finite(next_obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
+    """Raise if the real env returned NaN or infinite observations or rewards."""
+    bad = []
+    if np.issubdtype(np.asarray(next_obs).dtype, np.floating) and not np.isfinite(next_obs).all():
+        bad.append("observations")
+    if not np.isfinite(np.asarray(rewards, dtype=np.float64)).all():
+        bad.append("rewards")
+    if bad:
+        raise ValueError(
+            f"env: returned NaN or infinite {' and '.join(bad)} at real step {step}; "
+            "a model cannot be fitted to them"
+        )
 
 
 class Algorithm(abc.ABC):
@@ -109,6 +220,11 @@ class Algorithm(abc.ABC):
         self._last_obs: Any = None
         self._logger: Logger | None = None
         self.ep_info_buffer: deque[dict[str, float]] = deque(maxlen=stats_window_size)
+        # What _collect_real_steps needs between calls: a recurrent policy's state, which
+        # envs just started an episode, and the observation it left the env at.
+        self._policy_state: tuple[np.ndarray, ...] | None = None
+        self._episode_starts: np.ndarray | None = None
+        self._collected_obs: Any = None
         if seed is not None:
             sb3_utils.set_random_seed(seed)
             self.action_space.seed(seed)
@@ -185,6 +301,88 @@ class Algorithm(abc.ABC):
             if episode is not None:
                 self.ep_info_buffer.append(episode)
                 self._episode_num += 1
+
+    def _collect_real_steps(
+        self,
+        buffer: ReplayBuffer,
+        steps: int,
+        callback: BaseCallback,
+        policy: PolicyPredictor | None = None,
+        deterministic: bool = False,
+    ) -> bool:
+        """Act in the real env for at least ``steps`` steps, storing every transition.
+
+        Each vector step adds ``n_envs`` to :attr:`num_timesteps`, stores the transitions
+        in ``buffer`` (the observation the step produced, not the reset one, with
+        ``terminated`` and ``truncated`` apart), updates :attr:`ep_info_buffer` and calls
+        ``callback.on_step()`` with SB3's locals (``new_obs``, ``rewards``, ``dones``,
+        ``infos``, ``actions``). Episodes continue across calls; when :meth:`learn` reset
+        the env in between, the buffer's streams are ended there.
+
+        :param buffer: a :class:`~mbwrap.ReplayBuffer` with ``n_envs`` equal to the env's.
+        :param steps: real steps to take, rounded up to whole vector steps.
+        :param policy: anything with SB3's ``predict()``; ``None`` samples uniformly.
+        :return: ``False`` when a callback asked to stop training.
+        :raises ValueError: when the env returns NaN or infinite observations or rewards.
+        """
+        assert self.env is not None and self._last_obs is not None, "call _setup_learn() first"
+        n_envs = self.env.num_envs
+        if self._last_obs is not self._collected_obs:
+            # learn() reset the env: the stored pieces end here, a recurrent state restarts.
+            buffer.end_episodes()
+            self._policy_state = None
+            self._episode_starts = np.ones(n_envs, dtype=bool)
+        callback.on_rollout_start()
+        continue_training = True
+        for _ in range(-(-steps // n_envs)):
+            if policy is None:
+                actions = np.stack([self.action_space.sample() for _ in range(n_envs)])
+            else:
+                actions, self._policy_state = policy.predict(
+                    self._last_obs,
+                    state=self._policy_state,
+                    episode_start=self._episode_starts,
+                    deterministic=deterministic,
+                )
+            new_obs, rewards, dones, infos = self.env.step(actions)
+            self.num_timesteps += n_envs
+            next_obs = np.array(new_obs, copy=True)
+            truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
+            for i in np.flatnonzero(dones):
+                next_obs[i] = infos[i]["terminal_observation"]
+            terminated = np.asarray(dones, dtype=bool) & ~truncated
+            _check_finite(next_obs, rewards, self.num_timesteps)
+            buffer.add(self._last_obs, actions, rewards, next_obs, terminated, truncated & dones)
+            self._last_obs = self._collected_obs = new_obs
+            self._episode_starts = np.asarray(dones, dtype=bool)
+            self._update_info_buffer(infos)
+            callback.update_locals(
+                {
+                    "new_obs": new_obs,
+                    "rewards": rewards,
+                    "dones": dones,
+                    "infos": infos,
+                    "actions": actions,
+                }
+            )
+            if not callback.on_step():
+                continue_training = False
+                break
+        callback.on_rollout_end()
+        return continue_training
+
+    def _record_metrics(self, prefix: str, metrics: dict[str, Any]) -> None:
+        """Log the numeric entries of ``metrics`` as ``prefix/key`` (sequences by their mean)."""
+        for key, value in metrics.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().float().mean().item() if value.numel() else None
+            elif isinstance(value, (list, tuple, np.ndarray)):
+                array = np.asarray(value)
+                value = float(array.mean()) if array.size and array.dtype.kind in "biuf" else None
+            if isinstance(value, (bool, np.bool_)):
+                value = int(value)
+            if isinstance(value, (int, float, np.integer, np.floating)):
+                self.logger.record(f"{prefix}/{key}", value)
 
     def _dump_logs(self) -> None:
         elapsed = max(time.time_ns() / 1e9 - self._start_time, 1e-9)

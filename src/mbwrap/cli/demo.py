@@ -1,4 +1,11 @@
-"""``mbwrap demo``: Dyna-Q on the Dyna maze, reproducing Sutton & Barto (2018), Figure 8.2."""
+"""``mbwrap demo``: the mission end to end, and the Dyna maze of Sutton & Barto.
+
+- ``mbwrap demo`` (``cartpole``): learn a model of CartPole-v1 from real steps, train an
+  unmodified SB3 PPO agent only inside it (Dyna), evaluate on the real env, and plot the
+  real-step learning curve beside plain PPO's.
+- ``mbwrap demo maze``: Dyna-Q with 0, 5 and 50 planning steps on the Dyna maze,
+  reproducing Sutton & Barto (2018), Figure 8.2.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +17,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnMaxEpisodes
+from stable_baselines3.common.monitor import Monitor
 from tqdm.auto import tqdm
 
 from mbwrap.algos import EpisodeStatsCallback
 from mbwrap.checkpoint import atomic_write
+from mbwrap.cli.plot import plot_runs, read_run
 from mbwrap.registry import make_algo
 
 # Sutton & Barto 2018, Figure 8.2: n = 0, 5, 50 planning steps, 30 runs, 50 episodes.
@@ -109,11 +119,101 @@ def plot_curves(curves: dict[int, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
-def run(args: argparse.Namespace) -> int:
+# CartPole mission. Dyna settings: PPO with short rollouts on 16 imagined episodes of up to
+# 200 steps from real states; the model is refitted every 500 real steps.
+CARTPOLE_DYNA = {
+    "agent": "PPO",
+    "model": "mlp",
+    "agent_kwargs": {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3},
+    "num_envs": 16,
+    "horizon": 200,
+    "real_steps_per_iteration": 500,
+    "imagined_steps_per_iteration": 16_384,
+    "initial_random_steps": 1_000,
+}
+CARTPOLE_SOLVED = 475.0  # Gymnasium's reward threshold for CartPole-v1
+
+
+def cartpole_mission(
+    out: Path,
+    *,
+    seed: int = 0,
+    dyna_steps: int = 3_000,
+    ppo_steps: int = 20_000,
+    eval_episodes: int = 10,
+    progress: bool = False,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Dyna (PPO trained only in a learned model) and plain PPO on CartPole-v1.
+
+    Both are evaluated on the real env (``eval_episodes`` deterministic episodes) at
+    regular real-step intervals by SB3's ``EvalCallback``, which writes
+    ``out/<method>/evaluations.npz``.
+
+    :return: ``{method: {"eval_steps": [...], "eval_mean": [...], "eval_std": [...]}}``.
+    """
+    runs = {
+        "dyna-ppo": (
+            lambda env: make_algo("dyna", env, seed=seed, **CARTPOLE_DYNA),
+            dyna_steps,
+            500,
+        ),
+        "ppo": (lambda env: PPO("MlpPolicy", env, seed=seed, verbose=0), ppo_steps, 2_000),
+    }
+    curves = {}
+    for name, (build, steps, every) in runs.items():
+        eval_env = Monitor(gym.make("CartPole-v1"))
+        eval_env.reset(seed=seed + 10_000)
+        evaluation = EvalCallback(
+            eval_env,
+            eval_freq=every,
+            n_eval_episodes=eval_episodes,
+            log_path=str(out / name),
+            verbose=0,
+        )
+        if progress:
+            print(f"training {name} for {steps:,} real steps", flush=True)
+        build(gym.make("CartPole-v1")).learn(steps, callback=evaluation, progress_bar=progress)
+        curves[name] = read_run(out / name)
+    return curves
+
+
+def first_step_reaching(curve: dict[str, np.ndarray], threshold: float) -> int | None:
+    """First evaluated real step count whose mean return reached ``threshold``."""
+    reached = np.flatnonzero(curve["eval_mean"] >= threshold)
+    return int(curve["eval_steps"][reached[0]]) if reached.size else None
+
+
+def run_cartpole(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    print("CartPole-v1: PPO trained only in a learned model (Dyna) vs plain PPO, by real steps")
+    curves = cartpole_mission(
+        out,
+        seed=args.seed,
+        dyna_steps=2_500 if args.quick else 4_000,
+        ppo_steps=4_000 if args.quick else 20_000,
+        progress=not args.no_progress,
+    )
+    print()
+    print("| method | real steps | mean return (10 real episodes) |")
+    print("|---|---:|---:|")
+    for name, curve in curves.items():
+        for steps, mean in zip(curve["eval_steps"], curve["eval_mean"], strict=True):
+            print(f"| {name} | {int(steps):,} | {mean:.1f} |")
+    print()
+    for name, curve in curves.items():
+        reached = first_step_reaching(curve, CARTPOLE_SOLVED)
+        when = f"at {reached:,} real steps" if reached else "not within its budget"
+        print(f"{name}: mean return >= {CARTPOLE_SOLVED:.0f} {when}")
+    png = plot_runs(out, out / "cartpole.png")
+    print(f"\nwrote {png} and evaluations.npz under {out}")
+    return 0
+
+
+def run_maze(args: argparse.Namespace) -> int:
     seeds, episodes = (5, 20) if args.quick else (args.seeds, args.episodes)
     print(
-        f"Dyna-Q on mbwrap/DynaMaze-v0: n = {', '.join(map(str, PLANNING_STEPS))} planning steps, "
-        f"{seeds} seeds, {episodes} episodes"
+        f"Dyna-Q on mbwrap/DynaMaze-v0: n = {', '.join(map(str, PLANNING_STEPS))} planning "
+        f"steps, {seeds} seeds, {episodes} episodes"
     )
     curves = dyna_maze_curves(PLANNING_STEPS, seeds, episodes, progress=not args.no_progress)
     print()
@@ -129,20 +229,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    return run_maze(args) if args.which == "maze" else run_cartpole(args)
+
+
 def add_demo_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "demo",
-        help="run the end-to-end demo (Dyna-Q on the Dyna maze)",
-        description="Dyna-Q with 0, 5 and 50 planning steps on the Dyna maze of Sutton & Barto "
-        "(Figure 8.2): prints steps per episode and saves the learning curves as CSV and PNG.",
+        help="run the end-to-end demo (CartPole in imagination; or the Dyna maze)",
+        description="cartpole (default): learn a model of CartPole-v1, train PPO only inside "
+        "it, evaluate on the real env and plot the real-step learning curve beside plain PPO. "
+        "maze: Dyna-Q with 0, 5 and 50 planning steps on the Dyna maze of Sutton & Barto "
+        "(Figure 8.2).",
     )
-    parser.add_argument("--seeds", type=int, default=SEEDS, help="runs per n (default %(default)s)")
+    parser.add_argument("which", nargs="?", choices=["cartpole", "maze"], default="cartpole")
+    parser.add_argument("--seed", type=int, default=1, help="cartpole: seed (default 1)")
     parser.add_argument(
-        "--episodes", type=int, default=EPISODES, help="episodes per run (default %(default)s)"
+        "--seeds", type=int, default=SEEDS, help="maze: runs per n (default %(default)s)"
     )
-    parser.add_argument("--quick", action="store_true", help="5 seeds, 20 episodes")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=EPISODES,
+        help="maze: episodes per run (default %(default)s)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a short run")
     parser.add_argument(
         "--out", default="mbwrap-demo", help="output directory (default %(default)s)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(run=run)

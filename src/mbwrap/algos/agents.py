@@ -1,0 +1,216 @@
+"""SB3 agents by name: the whitelist model-based algorithms build their agents from.
+
+A checkpoint records an agent as a name from this table plus JSON constructor keywords,
+and :func:`build_agent` rebuilds it from the table, so loading never imports a class named
+in a file. SB3's algorithms are always listed, sb3-contrib's when it is installed;
+:func:`register_agent` adds others.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+from typing import Any
+
+import torch
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
+from stable_baselines3.common import torch_layers
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
+
+_AGENTS: dict[str, type[BaseAlgorithm]] = {
+    cls.__name__: cls for cls in (A2C, DDPG, DQN, PPO, SAC, TD3)
+}
+_CONTRIB_AGENTS = ("ARS", "CrossQ", "QRDQN", "RecurrentPPO", "TQC", "TRPO")
+_contrib_loaded = False
+
+# Constructor keywords that describe where and how verbosely an agent runs, not what it
+# is: the owning algorithm passes its own.
+_RUNTIME_KEYWORDS = frozenset(
+    {"self", "policy", "env", "device", "seed", "verbose", "tensorboard_log", "_init_setup_model"}
+)
+
+# Classes allowed as values of policy_kwargs (activation_fn, optimizer_class,
+# features_extractor_class...), by the module they are looked up in and their base.
+_KWARG_CLASSES: dict[str, tuple[Any, type]] = {
+    "torch.nn": (torch.nn, torch.nn.Module),
+    "torch.optim": (torch.optim, torch.optim.Optimizer),
+    "stable_baselines3.common.torch_layers": (torch_layers, torch.nn.Module),
+}
+
+
+def _table(*, contrib: bool = True) -> dict[str, type[BaseAlgorithm]]:
+    """The whitelist; sb3-contrib (slow to import) is added only when ``contrib``."""
+    global _contrib_loaded
+    if contrib and not _contrib_loaded:
+        _contrib_loaded = True
+        if importlib.util.find_spec("sb3_contrib") is not None:
+            import sb3_contrib
+
+            for name in _CONTRIB_AGENTS:
+                cls = getattr(sb3_contrib, name, None)
+                if cls is not None:
+                    _AGENTS.setdefault(name, cls)
+    return _AGENTS
+
+
+def available_agents() -> list[str]:
+    """Names :func:`agent_class` accepts."""
+    return sorted(_table())
+
+
+def register_agent(cls: type[BaseAlgorithm], name: str | None = None) -> None:
+    """Allow ``cls`` (an SB3 ``BaseAlgorithm`` subclass) as an agent, under ``name``
+    (default: the class name)."""
+    if not (isinstance(cls, type) and issubclass(cls, BaseAlgorithm)):
+        raise TypeError(f"cls: expected an SB3 BaseAlgorithm subclass, got {cls!r}")
+    _table(contrib=False)[name or cls.__name__] = cls
+
+
+def agent_class(name: str) -> type[BaseAlgorithm]:
+    """The SB3 algorithm class registered as ``name`` (``"PPO"``, ``"SAC"``...)."""
+    table = _table(contrib=name not in _AGENTS)
+    if name not in table:
+        raise ValueError(
+            f"agent: no SB3 algorithm named {name!r}; known: {', '.join(sorted(table))} "
+            "(mbwrap.algos.register_agent adds others)"
+        )
+    return table[name]
+
+
+def agent_name(cls: type[BaseAlgorithm]) -> str:
+    """The name ``cls`` is registered under.
+
+    :raises ValueError: when it is not registered (it could not be rebuilt on load).
+    """
+    table = _table(contrib=cls not in _AGENTS.values())
+    for name, known in table.items():
+        if known is cls:
+            return name
+    raise ValueError(
+        f"agent: {cls.__module__}.{cls.__qualname__} is not a registered SB3 algorithm; call "
+        "mbwrap.algos.register_agent(cls) so that checkpoints can name it"
+    )
+
+
+def check_agent(agent: Any) -> type[BaseAlgorithm] | BaseAlgorithm:
+    """Turn ``agent`` (a name, an SB3 algorithm class or an instance) into a class or an
+    instance, raising :class:`TypeError` naming ``agent`` for anything else."""
+    if isinstance(agent, str):
+        return agent_class(agent)
+    if isinstance(agent, BaseAlgorithm):
+        return agent
+    if isinstance(agent, type) and issubclass(agent, BaseAlgorithm):
+        return agent
+    raise TypeError(
+        "agent: expected an SB3 algorithm name ('PPO', 'SAC'...), an SB3 BaseAlgorithm "
+        f"subclass or instance, got {agent!r}"
+    )
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _class_module(cls: type) -> str | None:
+    """The allowed module ``cls`` is reachable from by name, or ``None``."""
+    for module_name, (module, base) in _KWARG_CLASSES.items():
+        if getattr(module, cls.__name__, None) is cls and issubclass(cls, base):
+            return module_name
+    return None
+
+
+def encode_kwargs(kwargs: dict[str, Any], *, name: str) -> dict[str, Any]:
+    """JSON form of agent keywords; classes from torch.nn, torch.optim and SB3's
+    ``torch_layers`` (e.g. ``policy_kwargs={"activation_fn": nn.Tanh}``) become
+    ``{"class": "torch.nn.Tanh"}``.
+
+    :raises TypeError: naming the keyword that has no JSON form.
+    """
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if isinstance(value, dict):
+            out[key] = encode_kwargs(value, name=f"{name}[{key!r}]")
+        elif isinstance(value, type) and _class_module(value) is not None:
+            out[key] = {"class": f"{_class_module(value)}.{value.__name__}"}
+        elif _is_json(value):
+            out[key] = value
+        else:
+            raise TypeError(
+                f"{name}[{key!r}]: {value!r} cannot be stored in a checkpoint; use JSON values "
+                "(numbers, strings, lists, dicts) or classes from torch.nn / torch.optim"
+            )
+    return out
+
+
+def decode_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`encode_kwargs`; only the whitelisted modules are looked in."""
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if isinstance(value, dict) and set(value) == {"class"} and isinstance(value["class"], str):
+            module_name, _, attr = value["class"].rpartition(".")
+            if module_name not in _KWARG_CLASSES:
+                raise ValueError(f"{key}: class {value['class']!r} is not from an allowed module")
+            module, base = _KWARG_CLASSES[module_name]
+            cls = getattr(module, attr, None)
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise ValueError(f"{key}: {value['class']!r} is not a {base.__name__} class")
+            out[key] = cls
+        elif isinstance(value, dict):
+            out[key] = decode_kwargs(value)
+        else:
+            out[key] = value
+    return out
+
+
+def agent_config(agent: BaseAlgorithm) -> dict[str, Any]:
+    """Constructor keywords that rebuild ``agent``'s architecture and hyperparameters.
+
+    Read from the instance's attributes named like its constructor's parameters, keeping
+    those with a JSON form (schedules, noise objects and buffer classes fall back to
+    their defaults); ``policy`` is the alias of its policy class.
+    """
+    cls = type(agent)
+    config: dict[str, Any] = {}
+    for key in inspect.signature(cls.__init__).parameters:
+        if key in _RUNTIME_KEYWORDS or key == "policy_kwargs" or not hasattr(agent, key):
+            continue
+        value = getattr(agent, key)
+        if _is_json(value):
+            config[key] = value
+    aliases = [a for a, policy in cls.policy_aliases.items() if policy is agent.policy_class]
+    if not aliases:
+        raise ValueError(
+            f"agent: its policy class {agent.policy_class.__qualname__} is not one of "
+            f"{cls.__name__}'s aliases {sorted(cls.policy_aliases)}; it cannot be rebuilt"
+        )
+    config["policy"] = aliases[0]
+    config["policy_kwargs"] = encode_kwargs(agent.policy_kwargs, name="agent.policy_kwargs")
+    return config
+
+
+def build_agent(
+    cls: type[BaseAlgorithm],
+    env: VecEnv,
+    kwargs: dict[str, Any],
+    *,
+    seed: int | None,
+    device: torch.device,
+    verbose: int = 0,
+) -> BaseAlgorithm:
+    """``cls(policy, env, seed=, device=, verbose=, **kwargs)``; ``policy`` comes from
+    ``kwargs`` (default ``"MlpPolicy"``).
+
+    :raises TypeError: naming ``agent_kwargs`` when the class rejects a keyword.
+    """
+    kwargs = dict(kwargs)
+    policy = kwargs.pop("policy", "MlpPolicy")
+    try:
+        return cls(policy, env, seed=seed, device=device, verbose=verbose, **kwargs)
+    except TypeError as err:
+        raise TypeError(f"agent_kwargs: {cls.__name__} rejected them: {err}") from err
