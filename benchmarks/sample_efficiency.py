@@ -36,6 +36,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 import mbwrap
+from mbwrap.cli.demo import CARTPOLE_DYNA  # the demo's Dyna settings
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _cartpole_task() -> Task:
         budget={"dyna-ppo": 10_000, "ppo": 60_000},
         make={
             "dyna-ppo": lambda env, seed: mbwrap.make_algo(
-                "dyna", env, agent="PPO", model="mlp", seed=seed
+                "dyna", env, seed=seed, **CARTPOLE_DYNA
             ),
             "ppo": lambda env, seed: PPO("MlpPolicy", env, seed=seed, verbose=0),
         },

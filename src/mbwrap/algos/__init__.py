@@ -6,10 +6,12 @@ from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.dyna import Dyna
 from mbwrap.algos.dyna_q import DynaQ
 from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
+from mbwrap.algos.me_trpo import METRPO
 from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
 
 __all__ = [
     "MBPO",
+    "METRPO",
     "Algorithm",
     "Dyna",
     "DynaQ",

@@ -145,20 +145,21 @@ class MBPO(Algorithm):
         *,
         agent_kwargs: dict[str, Any] | None = None,
         model_kwargs: dict[str, Any] | None = None,
-        # Janner et al. 2019, Appendix C (Table 3) and examples/config/hopper/0.py:
-        # E = 1000 real steps per epoch, model retrained every 250 of them,
-        # rollout_batch_size = 1e5 rollouts per retrain, i.e. M = 1e5 / 250 = 400 model
-        # rollouts per real step, G = 20 agent updates per real step, 5% real data per
-        # minibatch, model rollouts of the last epoch kept.
+        # Janner et al. 2019, Appendix C (E = 1000 steps per epoch, M = 400 model rollouts
+        # and G = 20 updates per real step), as the official examples/config/hopper/0.py
+        # sets them: epoch_length 1000, model_train_freq 250, rollout_batch_size 1e5
+        # (1e5 / 250 = 400 per real step), n_train_repeat 20, real_ratio 0.05,
+        # model_retain_epochs 1.
         epoch_length: int = 1000,
         model_train_freq: int = 250,
         rollout_batch_size: int = 100_000,
-        # Appendix C, Hopper: k from 1 to 15 over epochs 20 to 100 (the released Hopper
-        # config reaches 15 at epoch 150); Walker2d and HalfCheetah use k = 1 throughout.
+        # Appendix C, Hopper: k from 1 to 15 over epochs 20 to 100 (the released
+        # hopper/0.py reaches 15 at epoch 150: [20, 150, 1, 15]); its HalfCheetah and
+        # Walker2d configs keep k = 1, InvertedPendulum's is [1, 15, 1, 1].
         rollout_schedule: Sequence[float] = (20, 100, 1, 15),
         model_retain_epochs: int = 1,
         real_ratio: float = 0.05,
-        updates_per_step: int = 20,
+        updates_per_step: int = 20,  # G; halfcheetah/0.py uses 40
         # examples/development/variants.py: 5000 initial exploration steps for MBPO, and a
         # 1e6-transition real replay pool.
         initial_random_steps: int = 5000,

@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from sb3_contrib import TRPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -151,12 +151,31 @@ def _episode_limit(env: gym.Env | VecEnv | None) -> int | None:
     return getattr(spec, "max_episode_steps", None)
 
 
-# Constructor keywords of TRPO that agent_kwargs may set (the env is the imagined one).
-_TRPO_KEYWORDS = frozenset(inspect.signature(TRPO.__init__).parameters) - {
-    "self",
-    "env",
-    "_init_setup_model",
-}
+def _trpo() -> type[BaseAlgorithm]:
+    """``sb3_contrib.TRPO``, imported when first needed: sb3-contrib is optional."""
+    try:
+        from sb3_contrib import TRPO
+    except ImportError as err:
+        raise ImportError(
+            "METRPO trains sb3_contrib.TRPO, and sb3-contrib is not installed: "
+            "pip install 'mbwrap[contrib]'"
+        ) from err
+    return TRPO
+
+
+def _trpo_keywords() -> frozenset[str]:
+    """The TRPO constructor keywords ``agent_kwargs`` may set (the env is the imagined
+    one; seed, device and verbosity are METRPO's)."""
+    parameters = inspect.signature(_trpo().__init__).parameters
+    return frozenset(parameters) - {
+        "self",
+        "env",
+        "_init_setup_model",
+        "seed",
+        "device",
+        "verbose",
+        "tensorboard_log",
+    }
 
 
 class METRPO(Algorithm):
@@ -315,7 +334,7 @@ class METRPO(Algorithm):
         if "batch_size" not in self.agent_kwargs:
             kwargs["batch_size"] = max(1, kwargs["n_steps"] * self.num_imagined_envs // 10)
         self.agent = build_agent(
-            TRPO,
+            _trpo(),
             as_vec_env(self.dream),
             kwargs,
             seed=seed,
@@ -345,13 +364,12 @@ class METRPO(Algorithm):
                 f"agent_kwargs: expected a dict of sb3_contrib.TRPO keywords, got "
                 f"{type(agent_kwargs).__name__}"
             )
-        unknown = sorted(set(agent_kwargs) - _TRPO_KEYWORDS)
-        taken = sorted(set(agent_kwargs) & {"seed", "device", "verbose", "tensorboard_log"})
-        if unknown or taken:
+        keywords = _trpo_keywords()
+        unknown = sorted(set(agent_kwargs) - keywords)
+        if unknown:
             raise TypeError(
-                f"agent_kwargs: {unknown + taken} are not keywords ME-TRPO passes to "
-                f"sb3_contrib.TRPO ({', '.join(sorted(_TRPO_KEYWORDS - set(taken)))}); seed, "
-                "device and verbosity are METRPO's own"
+                f"agent_kwargs: {unknown} are not keywords METRPO passes to sb3_contrib.TRPO "
+                f"({', '.join(sorted(keywords))}); seed, device and verbose are METRPO's own"
             )
         # Checkpoints store torch classes by name (encode_kwargs).
         return decode_kwargs(agent_kwargs)
