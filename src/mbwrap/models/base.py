@@ -113,6 +113,23 @@ class WorldModel(torch.nn.Module, abc.ABC):
         """Map model states back to observations (identity by default)."""
         return state
 
+    def mean_step(
+        self, state: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The expected next state and reward, differentiable with respect to both inputs.
+
+        Gradient-based planners (iLQR) linearise this; it never samples and must not run
+        under ``torch.no_grad``. Models that cannot offer it raise ``NotImplementedError``.
+
+        :param state: ``[B, *state_shape]`` float.
+        :param action: ``[B, *act_shape]`` float (Box actions only).
+        :return: ``(next_state [B, *state_shape], reward [B] or None without a reward head)``.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no differentiable mean prediction (mean_step); "
+            "gradient-based planners such as iLQR need one"
+        )
+
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:
         """JSON-able constructor keywords (besides spaces, ``env_id`` and ``device``)."""
@@ -120,8 +137,17 @@ class WorldModel(torch.nn.Module, abc.ABC):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the model atomically as tensors plus JSON metadata."""
+        save_checkpoint(
+            path,
+            kind=_CHECKPOINT_KIND,
+            metadata=self.checkpoint_metadata(),
+            tensors=self.state_dict(),
+        )
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """The JSON-able description :meth:`from_checkpoint` rebuilds the model from."""
         cls = type(self)
-        metadata = {
+        return {
             "class": f"{cls.__module__}:{cls.__qualname__}",
             "registry_name": cls.registry_name,
             "observation_space": space_to_json(self.observation_space),
@@ -129,7 +155,6 @@ class WorldModel(torch.nn.Module, abc.ABC):
             "env_id": self.env_id,
             "config": self.get_config(),
         }
-        save_checkpoint(path, kind=_CHECKPOINT_KIND, metadata=metadata, tensors=self.state_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> WorldModel:
@@ -142,13 +167,29 @@ class WorldModel(torch.nn.Module, abc.ABC):
             tensors that do not fit the model.
         """
         metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
+        return cls.from_checkpoint(metadata, tensors, device=device, source=str(path))
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        metadata: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        *,
+        device: str | torch.device = "auto",
+        source: str = "checkpoint",
+    ) -> WorldModel:
+        """Rebuild a model from :meth:`checkpoint_metadata` and its ``state_dict``.
+
+        :param source: names the file in error messages.
+        :raises CheckpointError: as :meth:`load`.
+        """
         stored_class = metadata.get("class")
         target: type[WorldModel] = cls
         if cls is WorldModel:
             name = metadata.get("registry_name")
             if not name:
                 raise CheckpointError(
-                    f"{str(path)!r} holds {stored_class!r}, which has no registry name; "
+                    f"{source!r} holds {stored_class!r}, which has no registry name; "
                     "load it with that class's own load()"
                 )
             from mbwrap.registry import load as load_plugin
@@ -156,7 +197,7 @@ class WorldModel(torch.nn.Module, abc.ABC):
             target = load_plugin("model", name)
         elif stored_class != f"{cls.__module__}:{cls.__qualname__}":
             raise CheckpointError(
-                f"{str(path)!r} holds a {stored_class!r} model, not a "
+                f"{source!r} holds a {stored_class!r} model, not a "
                 f"{cls.__module__}:{cls.__qualname__}"
             )
         try:
@@ -169,5 +210,5 @@ class WorldModel(torch.nn.Module, abc.ABC):
             )
             model.load_state_dict({k: v.to(model.device) for k, v in tensors.items()})
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{str(path)!r}: model checkpoint does not fit: {err}") from err
+            raise CheckpointError(f"{source!r}: model checkpoint does not fit: {err}") from err
         return model

@@ -352,6 +352,23 @@ class NeuralWorldModel(WorldModel):
         head, _ = self._forward(self._inputs(flat, act))
         return self.target_normalizer.denormalize(self._mean(head))
 
+    def mean_step(
+        self, state: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The elites' average mean prediction, differentiable (for iLQR).
+
+        :param state: ``[B, *obs_shape]`` float.
+        :param action: ``[B, A]`` float (Box actions).
+        :return: ``(next_state [B, *obs_shape], reward [B])``.
+        """
+        batch = state.shape[0]
+        flat = state.reshape(batch, -1)
+        act = action.reshape(batch, -1).to(flat.dtype)
+        head, _ = self._forward(self._inputs(flat, act))
+        out = self.target_normalizer.denormalize(self._mean(head[self.elite_indices]).mean(0))
+        next_state = (flat + out[:, : self.obs_dim]).reshape(state.shape)
+        return next_state, out[:, self.obs_dim]
+
     # ------------------------------------------------------------------ propagation
     def _random_elites(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         pick = torch.randint(self.num_elites, (n,), device=self.device, generator=generator)

@@ -182,3 +182,16 @@ class LinearModel(WorldModel):
         x = linear_features(state, action, self.action_space)
         next_state = state + (x @ self.delta_weight).reshape(state.shape)
         return ModelStep(next_state=next_state, reward=x @ self.reward_weight, terminated=None)
+
+    def mean_step(
+        self, state: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`step` without ``no_grad``: differentiable, for gradient-based planners.
+
+        :param state: ``[B, *obs_shape]`` float.
+        :param action: ``[B, *act_shape]`` float (Box actions).
+        :return: ``(next_state [B, *obs_shape], reward [B])``.
+        """
+        x = linear_features(state.float(), action, self.action_space)
+        next_state = state + (x @ self.delta_weight).reshape(state.shape)
+        return next_state, x @ self.reward_weight

@@ -1,0 +1,93 @@
+"""The planning objective: the predicted return of candidate action sequences."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+
+from mbwrap.envs.fns import BatchedFn
+from mbwrap.models import WorldModel
+
+#: Returns below this are treated as "the model broke down" (NaN or infinite output).
+NONFINITE_RETURN = -1e10
+
+
+def predicted_returns(
+    model: WorldModel,
+    state: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    particles: int = 1,
+    reward_fn: BatchedFn | None = None,
+    termination_fn: BatchedFn | None = None,
+    discount: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Expected return of every candidate sequence from every start state, in one batch.
+
+    Each candidate is rolled out ``particles`` times (trajectory sampling, Chua et al.
+    2018): the ``B * N * P`` rollouts step through the model together, and the return is
+    the mean over particles. Each particle asks the model for its ensemble member once
+    (``model.sample_members``: TS-inf models fix one per particle; others choose per
+    step). A terminated rollout collects no reward afterwards; a learned termination head
+    is used as a probability (the expected alive mask), never sampled. Returns that are
+    NaN or infinite become :data:`NONFINITE_RETURN`.
+
+    :param model: the world model.
+    :param state: ``[B, *state_shape]`` model states (``model.encode(obs)``).
+    :param candidates: ``[B, N, H, *act_shape]`` action sequences, elements of
+        ``model.action_space`` (int64 for Discrete).
+    :param particles: ``P`` rollouts per candidate.
+    :param reward_fn: batched ``(obs, action, next_obs) -> [n]``; ``None``: the model's
+        reward head.
+    :param termination_fn: batched ``(obs, action, next_obs) -> [n]`` bool; ``None``: the
+        model's termination head if it has one, else no termination.
+    :param discount: per-step discount of the return.
+    :return: ``[B, N]`` float32.
+    """
+    batch, num, horizon = candidates.shape[:3]
+    rows = batch * num * particles
+    # Row r of the rollout batch is (start b, candidate n, particle p) in C order.
+    current = state.repeat_interleave(num * particles, dim=0)
+    actions = candidates.repeat_interleave(particles, dim=1).reshape(
+        rows, horizon, *candidates.shape[3:]
+    )
+    member = model.sample_members(rows, generator)
+    obs = model.decode(current)
+    total = torch.zeros(rows, device=state.device)
+    alive = torch.ones(rows, device=state.device)
+    weight = 1.0
+    for t in range(horizon):
+        action = actions[:, t]
+        pred = model.step(current, action, generator=generator, member=member)
+        next_obs = model.decode(pred.next_state)
+        if reward_fn is not None:
+            reward = reward_fn(obs, action, next_obs)
+        elif pred.reward is not None:
+            reward = pred.reward
+        else:
+            raise ValueError(
+                f"reward_fn: {type(model).__name__} has no reward head and no reward function "
+                f"is registered for env id {model.env_id!r}; give the planner a reward_fn"
+            )
+        total = total + weight * alive * reward.reshape(rows).float()
+        if termination_fn is not None:
+            done = termination_fn(obs, action, next_obs).reshape(rows).float()
+            alive = alive * (1.0 - done)
+        elif pred.terminated is not None:
+            alive = alive * (1.0 - pred.terminated.reshape(rows).float())
+        weight *= discount
+        current, obs = pred.next_state, next_obs
+    total = torch.nan_to_num(
+        total, nan=NONFINITE_RETURN, posinf=NONFINITE_RETURN, neginf=NONFINITE_RETURN
+    )
+    return total.reshape(batch, num, particles).mean(-1)
+
+
+def action_bounds(space: spaces.Box, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lower [D], upper [D])`` of a Box, flattened, as float32 on ``device``."""
+    lower = torch.as_tensor(space.low, dtype=torch.float32, device=device).reshape(-1)
+    upper = torch.as_tensor(space.high, dtype=torch.float32, device=device).reshape(-1)
+    return lower, upper
