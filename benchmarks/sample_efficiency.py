@@ -36,7 +36,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 import mbwrap
-from mbwrap.cli.demo import CARTPOLE_DYNA  # the demo's Dyna settings
+from mbwrap.algos.presets import CARTPOLE_DYNA, PENDULUM_MBPO
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _pendulum_task() -> Task:
         -200.0,
         budget={"mbpo": 3_000, "sac": 10_000},
         make={
-            "mbpo": lambda env, seed: mbwrap.make_algo("mbpo", env, seed=seed),
+            "mbpo": lambda env, seed: mbwrap.make_algo("mbpo", env, seed=seed, **PENDULUM_MBPO),
             "sac": lambda env, seed: SAC("MlpPolicy", env, seed=seed, verbose=0),
         },
     )

@@ -22,6 +22,7 @@ from stable_baselines3.common.type_aliases import ReplayBufferSamples
 import mbwrap
 from mbwrap.algos import MBPO, MixedReplayBuffer, model_buffer_capacity, rollout_length
 from mbwrap.algos.mixed_buffer import scale_action, split_batch, unscale_action
+from mbwrap.algos.presets import PENDULUM_MBPO
 from mbwrap.errors import NonFiniteModelWarning, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
 from mbwrap.types import ModelStep
@@ -336,22 +337,7 @@ def _evaluate(policy: Any, seed: int = 123) -> float:
     return float(mean)
 
 
-# Pendulum at small scale: one episode per epoch, a refit every 50 real steps with 2000
-# rollouts (40 per real step), k = 1, and a smaller, faster-learning SAC (learning rate
-# 1e-3 as rl-baselines3-zoo uses for Pendulum, entropy coefficient starting at 0.1).
-PENDULUM_SMALL: dict[str, Any] = {
-    "agent_kwargs": {
-        "learning_rate": 1e-3,
-        "ent_coef": "auto_0.1",
-        "policy_kwargs": {"net_arch": [64, 64]},
-    },
-    "epoch_length": 200,
-    "model_train_freq": 50,
-    "rollout_batch_size": 2000,
-    "rollout_schedule": (0, 10, 1, 1),
-    "updates_per_step": 20,
-    "initial_random_steps": 200,
-}
+PENDULUM_SMALL = PENDULUM_MBPO
 
 
 def test_learns_pendulum_beyond_the_random_policy():

@@ -23,6 +23,7 @@ from stable_baselines3.common.monitor import Monitor
 from tqdm.auto import tqdm
 
 from mbwrap.algos import EpisodeStatsCallback
+from mbwrap.algos.presets import CARTPOLE_DYNA
 from mbwrap.checkpoint import atomic_write
 from mbwrap.cli.plot import plot_runs, read_run
 from mbwrap.registry import make_algo
@@ -119,18 +120,6 @@ def plot_curves(curves: dict[int, np.ndarray], path: Path) -> None:
     plt.close(fig)
 
 
-# CartPole mission. Dyna settings: PPO with short rollouts on 16 imagined episodes of up to
-# 200 steps from real states; the model is refitted every 500 real steps.
-CARTPOLE_DYNA = {
-    "agent": "PPO",
-    "model": "mlp",
-    "agent_kwargs": {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3},
-    "num_envs": 16,
-    "horizon": 200,
-    "real_steps_per_iteration": 500,
-    "imagined_steps_per_iteration": 16_384,
-    "initial_random_steps": 1_000,
-}
 CARTPOLE_SOLVED = 475.0  # Gymnasium's reward threshold for CartPole-v1
 
 

@@ -1,0 +1,47 @@
+"""Settings tuned for small real-step budgets on classic-control tasks.
+
+The algorithms' defaults are the papers' (MuJoCo scale: thousands of random steps,
+100,000 rollouts per refit). These presets are what the demo, the benchmarks and the
+learning tests use on small tasks, in one place so that all three agree:
+``make_algo(name, env, **PRESETS[(name, env_id)])``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# CartPole mission (the demo). Dyna with PPO on short rollouts of 16 imagined episodes of
+# up to 200 steps from real states; the model is refitted every 500 real steps.
+CARTPOLE_DYNA: dict[str, Any] = {
+    "agent": "PPO",
+    "model": "mlp",
+    "agent_kwargs": {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3},
+    "num_envs": 16,
+    "horizon": 200,
+    "real_steps_per_iteration": 500,
+    "imagined_steps_per_iteration": 16_384,
+    "initial_random_steps": 1_000,
+}
+
+# MBPO on Pendulum at small scale: one episode per epoch, a refit every 50 real steps with
+# 2000 rollouts (40 per real step), k = 1, and a smaller, faster-learning SAC (learning
+# rate 1e-3 as rl-baselines3-zoo uses for Pendulum, entropy coefficient starting at 0.1).
+PENDULUM_MBPO: dict[str, Any] = {
+    "agent_kwargs": {
+        "learning_rate": 1e-3,
+        "ent_coef": "auto_0.1",
+        "policy_kwargs": {"net_arch": [64, 64]},
+    },
+    "epoch_length": 200,
+    "model_train_freq": 50,
+    "rollout_batch_size": 2000,
+    "rollout_schedule": (0, 10, 1, 1),
+    "updates_per_step": 20,
+    "initial_random_steps": 200,
+}
+
+#: ``(algorithm name, env id) -> keyword arguments of make_algo``.
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("dyna", "CartPole-v1"): CARTPOLE_DYNA,
+    ("mbpo", "Pendulum-v1"): PENDULUM_MBPO,
+}
