@@ -1,5 +1,7 @@
-"""Wall-clock seconds per planning decision of mbrl-lib's PETS planner (CEM over a
-probabilistic ensemble), on CPU, with random (untrained) weights.
+"""Seconds per planning decision of mbrl-lib's PETS planner (CEM over a Gaussian ensemble).
+
+Wall-clock time of ``TrajectoryOptimizerAgent.act``, on CPU by default, with random (untrained)
+model weights: how fast a decision is does not depend on how well the model is fitted.
 
 This is the mbrl-lib half of the planning-speed comparison with mbwrap's CEM. It must run in
 mbrl-lib's own virtual environment (see ``benchmarks/setup_mbrl_venv.sh``) and never imports
@@ -17,8 +19,9 @@ mbwrap. What it builds is what ``mbrl.algorithms.pets`` builds from mbrl-lib's e
   candidate as the mean return of ``--particles`` particles.
 
 Uncertainty propagation defaults to ``random_model``, the one mbrl-lib's PETS example config
-uses (TS1: every particle draws a new ensemble member at every step); ``--propagation
-fixed_model`` gives TS-inf (one member per particle for the whole horizon).
+uses (TS1: at every step the particles are dealt out afresh, in equal shares, to the ensemble
+members); ``--propagation fixed_model`` gives TS-inf (one member per particle for the whole
+horizon) and ``expectation`` runs every particle through every member and averages.
 
 Each timed decision is one ``agent.act(obs)`` call, which runs the whole CEM optimisation
 (``replan_freq=1``), after one warm-up call per agent. mbrl-lib plans for one observation at
@@ -136,9 +139,7 @@ def build_agents(
     args: argparse.Namespace, device: str
 ) -> list[mbrl.planning.TrajectoryOptimizerAgent]:
     cfg = build_cfg(args, device)
-    model = mbrl.util.common.create_one_dim_tr_model(
-        cfg, (args.obs_dim,), (args.act_dim,)
-    )
+    model = mbrl.util.common.create_one_dim_tr_model(cfg, (args.obs_dim,), (args.act_dim,))
     generator = torch.Generator(device=device)
     generator.manual_seed(args.seed)
     model_env = mbrl.models.ModelEnv(

@@ -64,12 +64,16 @@ from mbwrap.planners import Planner
 
 
 class ConstantPlanner(Planner):
+    supports_discrete = True
+
     def __init__(self, model, action=0, **kwargs):
-        super().__init__(model, **kwargs)
+        super().__init__(model, horizon=1, **kwargs)
         self.action = action
 
-    def plan(self, obs):
-        return torch.full((obs.shape[0],), self.action, dtype=torch.long)
+    def optimize(self, state, init):
+        plan = torch.zeros_like(init)
+        plan[..., self.action] = 1.0
+        return plan
 """
 
 FNS = """

@@ -7,18 +7,23 @@ entry points (:mod:`mbwrap.registry`).
 """
 
 from mbwrap import registry, sb3
-from mbwrap.algos import Algorithm, DynaQ, EpisodeStatsCallback
+from mbwrap.algos import PETS, Algorithm, DynaQ, EpisodeStatsCallback
 from mbwrap.buffers import Collector, ReplayBuffer, collect
 from mbwrap.device import resolve_device
 from mbwrap.envs import DreamEnv, DreamVecEnv, DynaMazeEnv, EnvFns, ModelLearningWrapper
 from mbwrap.models import GaussianEnsemble, MDNModel, MLPModel, TabularModel, WorldModel
-from mbwrap.planners import Planner
+from mbwrap.planners import CEM, ICEM, ILQR, MPPI, Planner, RandomShooting
 from mbwrap.registry import make_algo, make_model, make_planner
 from mbwrap.types import ModelStep, Sequence, Transition
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CEM",
+    "ICEM",
+    "ILQR",
+    "MPPI",
+    "PETS",
     "Algorithm",
     "Collector",
     "DreamEnv",
@@ -33,6 +38,7 @@ __all__ = [
     "ModelLearningWrapper",
     "ModelStep",
     "Planner",
+    "RandomShooting",
     "ReplayBuffer",
     "Sequence",
     "TabularModel",

@@ -8,10 +8,12 @@ from mbwrap.algos.dyna_q import DynaQ
 from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
 from mbwrap.algos.me_trpo import METRPO
 from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
+from mbwrap.algos.pets import PETS
 
 __all__ = [
     "MBPO",
     "METRPO",
+    "PETS",
     "Algorithm",
     "Dyna",
     "DynaQ",

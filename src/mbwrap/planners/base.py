@@ -150,6 +150,8 @@ class Planner(BasePolicy, abc.ABC):
             self.lower, self.upper = action_bounds(space, model.device)
         self.generator = make_generator(model.device, self.seed)
         self._solution: torch.Tensor | None = None  # [B, H, D]
+        #: ``[B]`` bool: every candidate's return was non-finite (set by :meth:`objective`).
+        self._broken: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ device
     @property
@@ -199,7 +201,7 @@ class Planner(BasePolicy, abc.ABC):
         """
 
         def returns(candidates: torch.Tensor) -> torch.Tensor:
-            return predicted_returns(
+            out = predicted_returns(
                 self.model,
                 state,
                 self.to_actions(candidates),
@@ -209,6 +211,10 @@ class Planner(BasePolicy, abc.ABC):
                 discount=self.discount,
                 generator=self.generator,
             )
+            # A flag on the device, checked once per decision by plan(): no sync here.
+            broken = (out <= NONFINITE_RETURN).all(dim=1)
+            self._broken = broken if self._broken is None else self._broken | broken
+            return out
 
         return returns
 
@@ -244,12 +250,14 @@ class Planner(BasePolicy, abc.ABC):
             self._solution = self.fresh_solution(batch)
         with torch.no_grad():
             state = self.model.encode(obs)
+        self._broken = None
         solution = self.optimize(state, self._solution)
         # One check per decision, outside the optimisation loop.
-        if not bool(torch.isfinite(solution).all()):
+        broken = self._broken is not None and bool(self._broken.any())
+        if broken or not bool(torch.isfinite(solution).all()):
             raise ModelOutputError(
-                f"{type(self).__name__}: the planned actions are not finite; the model "
-                "predicted NaN or infinite values for every candidate"
+                f"{type(self).__name__}: the model predicted NaN or infinite values for "
+                "every candidate of some observation, so no plan could be chosen"
             )
         fresh = self.fresh_solution(batch)[:, :1]
         self._solution = torch.cat([solution[:, 1:], fresh], dim=1).detach()
