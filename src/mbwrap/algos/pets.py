@@ -139,6 +139,7 @@ class PETS(Algorithm):
         self.real_episodes = 0
         #: Model refits done.
         self.refits = 0
+        self._steps_since_fit = 0
 
     # ------------------------------------------------------------------ persistence
     def get_config(self) -> dict[str, Any]:
@@ -191,28 +192,27 @@ class PETS(Algorithm):
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         callback.on_training_start(locals(), globals())
-        since_fit = 0
         while self.num_timesteps < total_timesteps:
             exploring = self.real_episodes < self.initial_random_episodes
-            if not exploring and (self.refits == 0 or self._refit_due(since_fit)):
+            if not exploring and (self.refits == 0 or self._refit_due()):
                 self._refit()
-                since_fit = 0
+                self._steps_since_fit = 0
                 if log_interval and self.refits % log_interval == 0:
                     self._dump_logs()
             policy = None if exploring else self.planner
             if not self._collect_real_steps(self.buffer, 1, callback, policy):
                 break
-            since_fit += self.n_envs
+            self._steps_since_fit += self.n_envs
             assert self._episode_starts is not None
             self.real_episodes += int(self._episode_starts.sum())
         callback.on_training_end()
         return self
 
-    def _refit_due(self, since_fit: int) -> bool:
+    def _refit_due(self) -> bool:
         if self.refit_every is not None:
-            return since_fit >= self.refit_every
+            return self._steps_since_fit >= self.refit_every
         assert self._episode_starts is not None
-        return since_fit > 0 and bool(self._episode_starts.any())
+        return self._steps_since_fit > 0 and bool(self._episode_starts.any())
 
     def predict(
         self,

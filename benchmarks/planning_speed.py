@@ -1,0 +1,151 @@
+"""Seconds per CEM planning decision: mbwrap against mbrl-lib, side by side in one run.
+
+Both plan with PETS's CEM (horizon 15, population 350, 35 elites, 5 iterations, alpha 0.1,
+20 particles: mbrl-lib's PETS example settings) over a Gaussian ensemble of 5 members of
+4 x 200 SiLU with random weights (a decision costs the same however well the model is
+fitted), propagating TS1, with the known reward ``-|s'|^2 - 0.1 |a|^2`` and no
+termination, from the same fixed observations. mbrl-lib runs in its own virtual
+environment (``benchmarks/setup_mbrl_venv.sh``) through ``benchmarks/_mbrl_cem_decision.py``;
+its time for ``N`` envs is ``N`` sequential decisions, since it plans for one observation
+at a time. mbwrap plans for all ``N`` in one batched optimisation.
+
+Usage::
+
+    python benchmarks/planning_speed.py                        # HalfCheetah-sized, 1 and 16 envs
+    python benchmarks/planning_speed.py --obs-dim 3 --act-dim 1
+    python benchmarks/planning_speed.py --mbrl-python none     # mbwrap only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+import mbwrap
+
+HERE = Path(__file__).resolve().parent
+
+
+def reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """The same reward as the mbrl-lib side: ``-|s'|^2 - 0.1 |a|^2``, ``[n]``."""
+    return -next_obs.square().sum(-1) - 0.1 * action.square().sum(-1)
+
+
+def mbwrap_seconds(args: argparse.Namespace, num_envs: int) -> list[float]:
+    obs_space = spaces.Box(-np.inf, np.inf, (args.obs_dim,), np.float32)
+    act_space = spaces.Box(-1.0, 1.0, (args.act_dim,), np.float32)
+    model = mbwrap.make_model(
+        "gaussian-ensemble",
+        obs_space,
+        act_space,
+        ensemble_size=args.ensemble_size,
+        num_elites=args.ensemble_size,
+        hidden_sizes=[args.hidden] * args.layers,
+        propagation="ts1",
+        device=args.device,
+    )
+    planner = mbwrap.make_planner(
+        "cem",
+        model,
+        horizon=args.horizon,
+        population=args.population,
+        num_elites=round(args.population * args.elite_ratio),
+        iterations=args.iterations,
+        alpha=args.alpha,
+        particles=args.particles,
+        reward_fn=reward,
+        seed=args.seed,
+    )
+    obs = np.random.default_rng(args.seed).standard_normal((num_envs, args.obs_dim))
+    obs = obs.astype(np.float32)
+    planner.predict(obs)  # warm-up; later decisions warm-start from the shifted plan
+    times = []
+    for _ in range(args.repeats):
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        planner.predict(obs)  # returns numpy: the decision is complete on the host
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def mbrl_seconds(args: argparse.Namespace, num_envs: int) -> dict | None:
+    if args.mbrl_python == "none" or not Path(args.mbrl_python).exists():
+        return None
+    command = [
+        args.mbrl_python,
+        str(HERE / "_mbrl_cem_decision.py"),
+        *("--obs-dim", str(args.obs_dim), "--act-dim", str(args.act_dim)),
+        *("--ensemble-size", str(args.ensemble_size), "--hidden", str(args.hidden)),
+        *("--layers", str(args.layers), "--horizon", str(args.horizon)),
+        *("--population", str(args.population), "--elite-ratio", str(args.elite_ratio)),
+        *("--iterations", str(args.iterations), "--particles", str(args.particles)),
+        *("--alpha", str(args.alpha), "--num-envs", str(num_envs)),
+        *("--repeats", str(args.mbrl_repeats), "--threads", str(torch.get_num_threads())),
+        *("--seed", str(args.seed)),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        print(f"mbrl-lib run failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--obs-dim", type=int, default=17)
+    parser.add_argument("--act-dim", type=int, default=6)
+    parser.add_argument("--ensemble-size", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=200)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--horizon", type=int, default=15)
+    parser.add_argument("--population", type=int, default=350)
+    parser.add_argument("--elite-ratio", type=float, default=0.1)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--particles", type=int, default=20)
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mbrl-repeats", type=int, default=3)
+    parser.add_argument("--mbrl-python", default="/work/mbrl-venv/bin/python")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"CEM: horizon {args.horizon}, population {args.population}, "
+        f"{round(args.population * args.elite_ratio)} elites, {args.iterations} iterations, "
+        f"{args.particles} particles; ensemble {args.ensemble_size} x "
+        f"{args.layers}x{args.hidden}, obs {args.obs_dim}, act {args.act_dim}; "
+        f"torch {torch.__version__}, {args.threads} threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    rows = []
+    for n in args.num_envs:
+        ours = statistics.median(mbwrap_seconds(args, n))
+        theirs = mbrl_seconds(args, n)
+        rows.append((n, ours, None if theirs is None else theirs["median"]))
+        print(f"  {n} envs: mbwrap {ours:.3f} s, mbrl-lib {rows[-1][2]}", flush=True)
+    print("\n| num_envs | mbwrap s/decision | mbrl-lib s/decision | mbwrap / mbrl-lib |")
+    print("|---:|---:|---:|---:|")
+    for n, ours, theirs in rows:
+        ratio = "n/a" if theirs is None else f"{ours / theirs:.3f}"
+        mbrl = "n/a" if theirs is None else f"{theirs:.2f}"
+        print(f"| {n} | {ours:.3f} | {mbrl} | {ratio} |")
+    if len(rows) > 1:
+        print(f"\nmbwrap, {rows[-1][0]} envs / 1 env: {rows[-1][1] / rows[0][1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
