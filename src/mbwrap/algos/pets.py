@@ -27,6 +27,7 @@ from mbwrap.algos.base import (
     restore_buffer,
 )
 from mbwrap.buffers import ReplayBuffer
+from mbwrap.envs.fns import BatchedFn
 from mbwrap.models import WorldModel
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
@@ -61,6 +62,10 @@ class PETS(Algorithm):
         all used (no elites), one fixed member per particle (TS-inf).
     :param planner_kwargs: keywords of the planner (for ``"cem"`` its defaults are
         PETS's: population 500, 50 elites, 5 iterations, horizon 30, 20 particles).
+    :param reward_fn: batched ``(obs, action, next_obs) -> [n]`` reward the planner
+        maximises, overriding the registered one and the model's head. Code, so not saved:
+        pass it again to :meth:`load`'s returned algorithm via ``algo.planner.reward_fn``.
+    :param termination_fn: likewise, ``[n]`` bool.
     :param initial_random_episodes: random episodes before the first fit.
     :param refit_every: real steps between refits; ``None``: after every episode.
     :param fit_kwargs: passed to ``model.fit``; PETS trains 5 epochs after each trial.
@@ -78,6 +83,8 @@ class PETS(Algorithm):
         *,
         model_kwargs: dict[str, Any] | None = None,
         planner_kwargs: dict[str, Any] | None = None,
+        reward_fn: BatchedFn | None = None,
+        termination_fn: BatchedFn | None = None,
         initial_random_episodes: int = 1,  # Chua et al. 2018: one random trial first
         refit_every: int | None = None,
         fit_kwargs: dict[str, Any] | None = None,
@@ -116,8 +123,18 @@ class PETS(Algorithm):
             )
         self.planner_name = planner
         self.planner_kwargs = dict(planner_kwargs or {})
+        for key in ("reward_fn", "termination_fn"):
+            if key in self.planner_kwargs:
+                raise ValueError(f"planner_kwargs: pass {key} to PETS itself, not to the planner")
         self.planner: Planner = make_planner(
-            planner, self.model, **{"seed": seed, **self.planner_kwargs}
+            planner,
+            self.model,
+            **{
+                "seed": seed,
+                "reward_fn": reward_fn,
+                "termination_fn": termination_fn,
+                **self.planner_kwargs,
+            },
         )
         self.initial_random_episodes = _nonnegative_int(
             initial_random_episodes, "initial_random_episodes"
