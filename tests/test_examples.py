@@ -40,3 +40,12 @@ def test_ppo_in_imagination_other_seeds(seed):
     torch.set_num_threads(1)
     example = _load("ppo_in_imagination")
     assert example.main(example.Config(seed=seed)) == 1.0
+
+
+@pytest.mark.slow
+def test_pets_new_goal_example():
+    # Swing-up after 10 real episodes, then the same model held level by a new reward.
+    example = _load("pets_new_goal")
+    result = example.main(example.Config())
+    assert result["return"] >= -250 and result["upright_cos"] > 0.9
+    assert result["level_cos"] < 0.3

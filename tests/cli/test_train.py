@@ -84,3 +84,21 @@ def test_train_function_with_unknown_algo(tmp_path):
 
     with pytest.raises(UnknownPluginError, match="dyna-q"):
         train("nope", "CartPole-v1", 10, out=tmp_path)
+
+
+def test_train_with_a_preset(tmp_path):
+    algo = train(
+        "pets",
+        "Pendulum-v1",
+        5,  # within the random first episode: no planning, so this stays fast
+        out=tmp_path,
+        eval_freq=10_000,
+        settings={"fit_kwargs": {"epochs": 3}},
+        preset=True,
+        progress_bar=False,
+    )
+    assert algo.planner.population == 200 and algo.fit_kwargs == {"epochs": 3}
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["preset"] is True
+    with pytest.raises(ValueError, match="preset: none for pets on CartPole-v1"):
+        train("pets", "CartPole-v1", 5, out=tmp_path, preset=True, progress_bar=False)

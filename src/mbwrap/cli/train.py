@@ -15,6 +15,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from mbwrap import registry
 from mbwrap.algos import Algorithm
+from mbwrap.algos.presets import PRESETS
 from mbwrap.checkpoint import atomic_write, load_checkpoint
 
 CHECKPOINT = "model.pt"
@@ -70,17 +71,27 @@ def train(
     eval_freq: int = 1000,
     eval_episodes: int = 10,
     settings: dict[str, Any] | None = None,
+    preset: bool = False,
     progress_bar: bool = True,
 ) -> Algorithm:
     """Train ``algo_name`` on ``env_id`` for ``steps`` real steps, logging into ``out``.
 
     ``out`` receives ``progress.csv`` and TensorBoard events (SB3's logger),
     ``evaluations.npz`` (SB3's ``EvalCallback``), the checkpoint ``model.pt`` and
-    ``run.json`` describing the run.
+    ``run.json`` describing the run. With ``preset``, the settings start from
+    :data:`mbwrap.algos.presets.PRESETS` for ``(algo_name, env_id)`` (``settings`` override
+    them key by key).
+
+    :raises ValueError: when ``preset`` is asked for and there is none for the pair.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = dict(settings or {})
+    if preset:
+        if (algo_name, env_id) not in PRESETS:
+            known = ", ".join(f"{a} on {e}" for a, e in sorted(PRESETS))
+            raise ValueError(f"preset: none for {algo_name} on {env_id}; there are: {known}")
+        kwargs = {**PRESETS[(algo_name, env_id)], **kwargs}
     if agent is not None:
         kwargs["agent"] = agent
     algo = registry.make_algo(algo_name, gym.make(env_id), seed=seed, device=device, **kwargs)
@@ -104,6 +115,7 @@ def train(
         "agent": agent,
         "seed": seed,
         "settings": settings or {},
+        "preset": preset,
     }
     atomic_write(out / RUN_INFO, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     return algo
@@ -121,6 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
         settings=parse_settings(args.set),
+        preset=args.preset,
         progress_bar=not args.no_progress,
     )
     return 0
@@ -157,6 +170,12 @@ def add_train_parsers(commands: Any) -> None:
     train_parser.add_argument("--eval-episodes", type=int, default=10)
     train_parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm keyword"
+    )
+    train_parser.add_argument(
+        "--preset",
+        action="store_true",
+        help="start from mbwrap's small-budget settings for ALGO on this env "
+        "(mbwrap.algos.presets; --set overrides them)",
     )
     train_parser.add_argument("--no-progress", action="store_true")
     train_parser.set_defaults(run=run_train)
