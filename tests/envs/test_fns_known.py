@@ -28,9 +28,16 @@ ENV_IDS = [
     "HalfCheetah-v5",
     "Ant-v5",
     "Humanoid-v5",
+    "Reacher-v5",
 ]
-WITH_REWARD = {"CartPole-v1", "Pendulum-v1", "MountainCarContinuous-v0", "InvertedPendulum-v5"}
-NEVER_TERMINATES = {"Pendulum-v1", "HalfCheetah-v5"}
+WITH_REWARD = {
+    "CartPole-v1",
+    "Pendulum-v1",
+    "MountainCarContinuous-v0",
+    "InvertedPendulum-v5",
+    "Reacher-v5",
+}
+NEVER_TERMINATES = {"Pendulum-v1", "HalfCheetah-v5", "Reacher-v5"}
 NUM_TRANSITIONS = 2000
 SEED = 0
 

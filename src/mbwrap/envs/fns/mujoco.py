@@ -1,10 +1,10 @@
 """Reward and termination of Gymnasium's MuJoCo ``*-v5`` tasks, for their default
 constructor arguments (Gymnasium 1.4, ``gymnasium/envs/mujoco/*_v5.py``).
 
-Termination is known for all of them. Reward is known only for ``InvertedPendulum-v5``:
-the others pay for forward progress measured by a position the default observation leaves
-out (``exclude_current_positions_from_observation=True``), so their ``reward`` is ``None``
-and the model's own reward head is used.
+Termination is known for all of them. Reward is known for ``InvertedPendulum-v5`` and
+``Reacher-v5``: the others pay for forward progress measured by a position the default
+observation leaves out (``exclude_current_positions_from_observation=True``), so their
+``reward`` is ``None`` and the model's own reward head is used.
 
 Each function takes ``obs: [B, obs_dim]``, ``action: [B, act_dim]`` and
 ``next_obs: [B, obs_dim]`` and returns ``[B]`` on the inputs' device.
@@ -150,6 +150,20 @@ def _humanoid_termination(
     return ~_inside(next_obs[:, 0], 1.0, 2.0)
 
 
+# --- Reacher-v5 (reacher_v5.py) ----------------------------------------------------------
+# obs = [cos q (2), sin q (2), target xy (2), qvel (2), (fingertip - target) xy (2)]; the
+# reward is computed after the simulation step, from the new fingertip-target vector (whose
+# z component is 0: both bodies sit at the same height).
+
+
+def _reacher_reward(
+    obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor
+) -> torch.Tensor:
+    """``-|fingertip - target| - |a|^2`` (default weights 1 and 1), ``[B]``."""
+    distance = torch.linalg.vector_norm(next_obs[:, 8:10], dim=-1)
+    return -distance - action.square().sum(-1)
+
+
 INVERTED_PENDULUM_FNS = EnvFns(
     reward=_inverted_pendulum_reward, termination=_inverted_pendulum_termination
 )
@@ -160,5 +174,7 @@ HOPPER_FNS = EnvFns(reward=None, termination=_hopper_termination)
 WALKER2D_FNS = EnvFns(reward=None, termination=_walker2d_termination)
 # HalfCheetah-v5 never terminates (step returns terminated=False).
 HALF_CHEETAH_FNS = EnvFns(reward=None, termination=_never_terminates)
+# Reacher-v5 never terminates either.
+REACHER_FNS = EnvFns(reward=_reacher_reward, termination=_never_terminates)
 ANT_FNS = EnvFns(reward=None, termination=_ant_termination)
 HUMANOID_FNS = EnvFns(reward=None, termination=_humanoid_termination)
