@@ -62,9 +62,34 @@ PENDULUM_PETS: dict[str, Any] = {
     "fit_kwargs": {"epochs": 20},
 }
 
+# PETS on MuJoCo's small tasks at CPU scale, the same ensemble and a lighter CEM (their
+# dynamics are smoother and their reward is known: registered in mbwrap.fns).
+INVERTED_PENDULUM_PETS: dict[str, Any] = {
+    **PENDULUM_PETS,
+    "planner_kwargs": {
+        "population": 100,
+        "num_elites": 10,
+        "iterations": 3,
+        "horizon": 15,
+        "particles": 2,
+    },
+}
+REACHER_PETS: dict[str, Any] = {
+    **PENDULUM_PETS,
+    "planner_kwargs": {
+        "population": 200,
+        "num_elites": 20,
+        "iterations": 4,
+        "horizon": 10,
+        "particles": 2,
+    },
+}
+
 #: ``(algorithm name, env id) -> keyword arguments of make_algo``.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("dyna", "CartPole-v1"): CARTPOLE_DYNA,
     ("mbpo", "Pendulum-v1"): PENDULUM_MBPO,
     ("pets", "Pendulum-v1"): PENDULUM_PETS,
+    ("pets", "InvertedPendulum-v5"): INVERTED_PENDULUM_PETS,
+    ("pets", "Reacher-v5"): REACHER_PETS,
 }
