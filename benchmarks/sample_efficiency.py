@@ -92,9 +92,7 @@ def _cartpole_task() -> Task:
         475.0,
         budget={"dyna-ppo": 10_000, "ppo": 60_000},
         make={
-            "dyna-ppo": lambda env, seed: mbwrap.make_algo(
-                "dyna", env, seed=seed, **CARTPOLE_DYNA
-            ),
+            "dyna-ppo": lambda env, seed: mbwrap.make_algo("dyna", env, seed=seed, **CARTPOLE_DYNA),
             "ppo": lambda env, seed: PPO("MlpPolicy", env, seed=seed, verbose=0),
         },
     )

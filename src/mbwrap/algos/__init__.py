@@ -5,12 +5,14 @@ from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.dyna import Dyna
 from mbwrap.algos.dyna_q import DynaQ
+from mbwrap.algos.mb_mf import MBMF, imitation_loss
 from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
 from mbwrap.algos.me_trpo import METRPO
 from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
 from mbwrap.algos.pets import PETS
 
 __all__ = [
+    "MBMF",
     "MBPO",
     "METRPO",
     "PETS",
@@ -20,6 +22,7 @@ __all__ = [
     "EpisodeStatsCallback",
     "MixedReplayBuffer",
     "available_agents",
+    "imitation_loss",
     "model_buffer_capacity",
     "register_agent",
     "rollout_length",

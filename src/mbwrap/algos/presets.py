@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbwrap.algos.mb_mf import PENDULUM_MB_MF
+
 # CartPole mission (the demo). Dyna with PPO on short rollouts of 16 imagined episodes of
 # up to 200 steps from real states; the model is refitted every 500 real steps.
 CARTPOLE_DYNA: dict[str, Any] = {
@@ -93,4 +95,6 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("pets", "Pendulum-v1"): PENDULUM_PETS,
     ("pets", "InvertedPendulum-v5"): INVERTED_PENDULUM_PETS,
     ("pets", "Reacher-v5"): REACHER_PETS,
+    # Defined beside the algorithm (8,000 real steps: PENDULUM_MB_MF_TIMESTEPS).
+    ("mb-mf", "Pendulum-v1"): PENDULUM_MB_MF,
 }
