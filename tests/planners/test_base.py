@@ -249,3 +249,28 @@ def test_nonfinite_model_raises(shift_model):
     planner = RandomShooting(shift_model, horizon=1, num_candidates=64, reward_fn=partly)
     action, _ = planner.predict(np.zeros(2, dtype=np.float32))
     assert action[0] <= 0
+
+
+def test_sample_uniform_sequences_and_best_candidate():
+    from mbwrap.planners.random_shooting import best_candidate, sample_uniform_sequences
+
+    lower, upper = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 4.0])
+    gen = torch.Generator().manual_seed(0)
+    seqs = sample_uniform_sequences(lower, upper, batch=3, num=2000, horizon=4, generator=gen)
+    assert seqs.shape == (3, 2000, 4, 2)
+    assert (seqs >= lower).all() and (seqs <= upper).all()
+    torch.testing.assert_close(seqs.mean((0, 1, 2)), (lower + upper) / 2, atol=0.05, rtol=0)
+    candidates = torch.arange(2 * 3 * 2, dtype=torch.float32).reshape(2, 3, 2, 1)
+    returns = torch.tensor([[0.0, 5.0, 1.0], [7.0, -1.0, 2.0]])
+    best = best_candidate(candidates, returns)
+    torch.testing.assert_close(best, torch.stack([candidates[0, 1], candidates[1, 0]]))
+
+
+def test_action_bounds_flatten_a_box():
+    from mbwrap.planners.objective import action_bounds
+
+    box = spaces.Box(np.array([[-1.0, -2.0]]), np.array([[1.0, 3.0]]), dtype=np.float64)
+    lower, upper = action_bounds(box, "cpu")
+    assert lower.dtype == torch.float32 and lower.shape == (2,)
+    torch.testing.assert_close(lower, torch.tensor([-1.0, -2.0]))
+    torch.testing.assert_close(upper, torch.tensor([1.0, 3.0]))
