@@ -1,0 +1,82 @@
+"""Batched Monte-Carlo tree search on the model's device (MuZero's and Gumbel MuZero's).
+
+``B`` trees are searched at once as preallocated tensors: selection, one batched model
+call per simulation, and backup are tensor operations, with no loop over the batch and
+no copy to the host inside the search.
+"""
+
+from mbwrap.planners.mcts.action_selection import (
+    gumbel_interior_action_selection,
+    gumbel_root_action_selection,
+    masked_argmax,
+    muzero_action_selection,
+    puct_scores,
+)
+from mbwrap.planners.mcts.policies import (
+    add_dirichlet_noise,
+    dirichlet_noise,
+    gumbel_muzero_policy,
+    muzero_policy,
+    sample_gamma,
+)
+from mbwrap.planners.mcts.qtransforms import (
+    completed_by_mix_value,
+    min_max_normalize,
+    min_max_siblings,
+    mixed_value,
+)
+from mbwrap.planners.mcts.search import search
+from mbwrap.planners.mcts.seq_halving import (
+    considered_visits,
+    considered_visits_table,
+    score_considered,
+)
+from mbwrap.planners.mcts.tree import SearchSummary, Tree, reuse_subtree
+from mbwrap.planners.mcts.types import (
+    Embedding,
+    PolicyOutput,
+    RecurrentFn,
+    RecurrentFnOutput,
+    RootFnOutput,
+    SearchModel,
+)
+from mbwrap.transforms import (
+    inverse_value_transform,
+    scalar_to_two_hot,
+    two_hot_to_scalar,
+    value_transform,
+)
+
+__all__ = [
+    "Embedding",
+    "PolicyOutput",
+    "RecurrentFn",
+    "RecurrentFnOutput",
+    "RootFnOutput",
+    "SearchModel",
+    "SearchSummary",
+    "Tree",
+    "add_dirichlet_noise",
+    "completed_by_mix_value",
+    "considered_visits",
+    "considered_visits_table",
+    "dirichlet_noise",
+    "gumbel_interior_action_selection",
+    "gumbel_muzero_policy",
+    "gumbel_root_action_selection",
+    "inverse_value_transform",
+    "masked_argmax",
+    "min_max_normalize",
+    "min_max_siblings",
+    "mixed_value",
+    "muzero_action_selection",
+    "muzero_policy",
+    "puct_scores",
+    "reuse_subtree",
+    "sample_gamma",
+    "scalar_to_two_hot",
+    "score_considered",
+    "search",
+    "two_hot_to_scalar",
+    "value_transform",
+]

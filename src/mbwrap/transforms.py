@@ -1,0 +1,80 @@
+"""Pure value transforms: MuZero's invertible squashing and the two-hot projection.
+
+MuZero (Schrittwieser et al. 2020, Appendix F) predicts values and rewards as
+categorical distributions over a support of integers, after squashing them with
+``h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x`` (Pohlen et al. 2018, eps = 0.001). A
+scalar becomes a distribution by the two-hot projection onto its two nearest support
+points, and a distribution becomes a scalar by its expectation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: Pohlen et al. 2018; MuZero Appendix F.
+DEFAULT_EPS = 0.001
+
+
+def value_transform(x: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """``h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x``, elementwise, any shape."""
+    return torch.sign(x) * (torch.sqrt(torch.abs(x) + 1.0) - 1.0) + eps * x
+
+
+def inverse_value_transform(y: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """The exact inverse of :func:`value_transform`, elementwise, any shape.
+
+    Solving ``|y| = sqrt(|x| + 1) - 1 + eps |x|`` for ``|x|`` (a quadratic in
+    ``sqrt(|x| + 1)``) gives ``|x| = ((sqrt(1 + 4 eps (|y| + 1 + eps)) - 1) / (2 eps))^2 - 1``.
+    """
+    if eps == 0:
+        return torch.sign(y) * ((torch.abs(y) + 1.0) ** 2 - 1.0)
+    root = (torch.sqrt(1.0 + 4.0 * eps * (torch.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
+    return torch.sign(y) * (root**2 - 1.0)
+
+
+def _check_support(support: torch.Tensor) -> None:
+    if support.dim() != 1 or support.numel() < 2:
+        raise ValueError(
+            f"support: expected a 1-d tensor of at least 2 sorted points, got shape "
+            f"{tuple(support.shape)}"
+        )
+
+
+def scalar_to_two_hot(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """Project scalars onto the two nearest points of an evenly spaced support.
+
+    A value ``x`` between support points ``s_i <= x <= s_{i+1}`` puts weight
+    ``(s_{i+1} - x) / (s_{i+1} - s_i)`` on ``s_i`` and the rest on ``s_{i+1}``, so the
+    expectation is ``x`` exactly; values outside the support are clamped to its ends.
+
+    :param x: ``[...]`` scalars.
+    :param support: ``[K]`` sorted, evenly spaced points.
+    :return: ``[..., K]`` probabilities.
+    """
+    _check_support(support)
+    low, high = support[0], support[-1]
+    step = (high - low) / (support.numel() - 1)
+    position = (x.clamp(low, high) - low) / step  # fractional index in [0, K - 1]
+    below = position.floor().clamp(max=support.numel() - 2)
+    upper_weight = position - below
+    probs = torch.zeros(*x.shape, support.numel(), dtype=support.dtype, device=support.device)
+    index = below.long().unsqueeze(-1)
+    probs.scatter_(-1, index, (1.0 - upper_weight).unsqueeze(-1).to(support.dtype))
+    probs.scatter_(-1, index + 1, upper_weight.unsqueeze(-1).to(support.dtype))
+    return probs
+
+
+def two_hot_to_scalar(probs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    """The expectation of distributions over a support.
+
+    :param probs: ``[..., K]`` probabilities (rows sum to 1).
+    :param support: ``[K]``.
+    :return: ``[...]``.
+    """
+    _check_support(support)
+    if probs.shape[-1] != support.numel():
+        raise ValueError(
+            f"probs: expected a last dimension of {support.numel()} (the support's size), "
+            f"got shape {tuple(probs.shape)}"
+        )
+    return (probs * support).sum(-1)
