@@ -19,7 +19,7 @@ from mbwrap.planners.mcts.action_selection import (
     muzero_action_selection,
 )
 from mbwrap.planners.mcts.qtransforms import completed_by_mix_value
-from mbwrap.planners.mcts.search import check_num_simulations, mask_logits, search
+from mbwrap.planners.mcts.search import check_num_simulations, check_root, mask_logits, search
 from mbwrap.planners.mcts.seq_halving import considered_visits_table, score_considered
 from mbwrap.planners.mcts.tree import Tree
 from mbwrap.planners.mcts.types import PolicyOutput, RecurrentFn, RootFnOutput
@@ -130,12 +130,12 @@ def muzero_policy(
         )
     if temperature < 0:
         raise ValueError(f"temperature: expected a float >= 0, got {temperature!r}")
-    invalid = invalid_actions if invalid_actions is not None else root.invalid_actions
-    logits = mask_logits(root.prior_logits, None if invalid is None else invalid.bool())
+    invalid = check_root(root, invalid_actions)
+    logits = mask_logits(root.prior_logits, invalid)
     if dirichlet_fraction > 0:
         noise = dirichlet_noise(
-            dirichlet_alpha, tuple(logits.shape), invalid=None if invalid is None
-            else invalid.bool(), generator=generator, device=logits.device, dtype=logits.dtype,
+            dirichlet_alpha, tuple(logits.shape), invalid=invalid,
+            generator=generator, device=logits.device, dtype=logits.dtype,
         )
         logits = add_dirichlet_noise(logits, noise, dirichlet_fraction)
     noisy = RootFnOutput(logits, root.value, root.embedding, root.invalid_actions)
@@ -184,8 +184,7 @@ def gumbel_muzero_policy(
         raise ValueError(
             f"max_num_considered_actions: expected an int >= 1, got {max_num_considered_actions!r}"
         )
-    invalid = invalid_actions if invalid_actions is not None else root.invalid_actions
-    invalid = None if invalid is None else torch.as_tensor(invalid).bool()
+    invalid = check_root(root, invalid_actions)
     logits = mask_logits(root.prior_logits, invalid)
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device,
                          dtype=logits.dtype)
@@ -206,7 +205,6 @@ def gumbel_muzero_policy(
     summary = search_tree.summary()
     # Act with the best of the most visited actions (the paper's final selection).
     considered_visit = summary.visit_counts.max(-1).values
-    rows = search_tree.batch_range
     root_logits = search_tree.children_prior_logits[:, 0]
     sigma = completed_by_mix_value(
         summary.qvalues, summary.visit_counts, root_logits, search_tree.raw_values[:, 0],
@@ -215,5 +213,4 @@ def gumbel_muzero_policy(
     scores = score_considered(considered_visit, gumbel, root_logits, sigma, summary.visit_counts)
     action = masked_argmax(scores, invalid)
     weights = torch.softmax(mask_logits(root_logits + sigma, invalid), -1)
-    del rows
     return PolicyOutput(action=action, action_weights=weights, search_tree=search_tree)

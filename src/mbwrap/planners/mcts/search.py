@@ -57,7 +57,8 @@ def mask_logits(logits: torch.Tensor, invalid: torch.Tensor | None) -> torch.Ten
     return logits.masked_fill(invalid, torch.finfo(logits.dtype).min)
 
 
-def _check_root(root: RootFnOutput, invalid_actions: torch.Tensor | None) -> torch.Tensor | None:
+def check_root(root: RootFnOutput, invalid_actions: torch.Tensor | None) -> torch.Tensor | None:
+    """Check the roots' shapes; return the root mask (``invalid_actions`` or the root's)."""
     logits, value = root.prior_logits, root.value
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise ValueError(
@@ -331,7 +332,7 @@ def search(
     num_simulations = check_num_simulations(num_simulations)
     if max_depth is not None and (isinstance(max_depth, bool) or int(max_depth) < 1):
         raise ValueError(f"max_depth: expected None or an int >= 1, got {max_depth!r}")
-    invalid_actions = _check_root(root, invalid_actions)
+    invalid_actions = check_root(root, invalid_actions)
     tree = initialize(root, num_simulations, invalid_actions, tree, root_gumbel)
     limit = tree.capacity if max_depth is None else int(max_depth)
     used = tree.capacity - num_simulations - 1  # an upper bound on the nodes already there

@@ -1,0 +1,56 @@
+"""MuZero's value transform and the two-hot projection."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mbwrap.transforms import (
+    inverse_value_transform,
+    scalar_to_two_hot,
+    two_hot_to_scalar,
+    value_transform,
+)
+
+
+def test_value_transform_by_hand():
+    x = torch.tensor([0.0, 3.0, -8.0], dtype=torch.float64)
+    expected = [0.0, (math.sqrt(4) - 1) + 0.003, -((math.sqrt(9) - 1) + 0.008)]
+    assert value_transform(x).tolist() == pytest.approx(expected)
+
+
+def test_inverse_value_transform_is_exact():
+    x = torch.cat([torch.linspace(-5000, 5000, 20001, dtype=torch.float64),
+                   torch.tensor([1e-6, -1e-6], dtype=torch.float64)])
+    assert torch.allclose(inverse_value_transform(value_transform(x)), x, rtol=1e-9, atol=1e-9)
+    y = torch.linspace(-300, 300, 1001, dtype=torch.float64)
+    assert torch.allclose(value_transform(inverse_value_transform(y)), y, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(inverse_value_transform(value_transform(x, eps=0.0), eps=0.0), x)
+
+
+def test_two_hot_by_hand():
+    support = torch.arange(-5.0, 6.0)
+    probs = scalar_to_two_hot(torch.tensor([2.3, -5.0, 5.0, 9.0]), support)
+    assert probs[0, 7].item() == pytest.approx(0.7)  # support point 2
+    assert probs[0, 8].item() == pytest.approx(0.3)  # support point 3
+    assert probs[0].sum().item() == pytest.approx(1.0)
+    assert probs[1, 0].item() == 1.0 and probs[2, -1].item() == 1.0
+    assert probs[3, -1].item() == 1.0  # clamped to the support
+    assert two_hot_to_scalar(probs, support).tolist() == pytest.approx([2.3, -5.0, 5.0, 5.0])
+
+
+def test_two_hot_round_trip_on_a_wide_support_and_batch_shape():
+    support = torch.linspace(-300, 300, 601)
+    x = torch.empty(4, 7).uniform_(-300, 300, generator=torch.Generator().manual_seed(0))
+    probs = scalar_to_two_hot(x, support)
+    assert probs.shape == (4, 7, 601)
+    assert torch.allclose(two_hot_to_scalar(probs, support), x, atol=1e-3)
+
+
+def test_bad_support_and_mismatched_probs():
+    with pytest.raises(ValueError, match="support"):
+        scalar_to_two_hot(torch.zeros(2), torch.zeros(1))
+    with pytest.raises(ValueError, match="probs"):
+        two_hot_to_scalar(torch.zeros(2, 5), torch.arange(4.0))
