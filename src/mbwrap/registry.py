@@ -3,7 +3,7 @@
 Four entry-point groups, one per kind of component::
 
     [project.entry-points."mbwrap.models"]     # name -> WorldModel subclass or factory
-    [project.entry-points."mbwrap.planners"]   # name -> Planner subclass or factory
+    [project.entry-points."mbwrap.planners"]   # name -> SB3 policy class or factory
     [project.entry-points."mbwrap.algos"]      # name -> Algorithm subclass or factory
     [project.entry-points."mbwrap.fns"]        # Gymnasium env id -> object with batched
                                                # reward(obs, action, next_obs) and/or
@@ -53,7 +53,9 @@ DISABLE_ENV_VAR = "MBWRAP_DISABLE_PLUGINS"
 # factory runs: the registry sits below the layers that define them.
 _EXPECTED: dict[str, tuple[str, str]] = {
     "model": ("mbwrap.models", "WorldModel"),
-    "planner": ("mbwrap.planners", "Planner"),
+    # Shooting planners subclass mbwrap.planners.Planner, tree search does not: the
+    # contract every planner keeps is SB3's policy interface.
+    "planner": ("stable_baselines3.common.policies", "BasePolicy"),
     "algo": ("mbwrap.algos", "Algorithm"),
 }
 
@@ -274,7 +276,7 @@ def make_model(name: str, observation_space: Any, action_space: Any, **kwargs: A
 def make_planner(name: str, model: Any, **kwargs: Any) -> Any:
     """Build the planner registered as ``name`` over ``model``.
 
-    :return: a :class:`mbwrap.planners.Planner` (an SB3 ``BasePolicy``).
+    :return: an SB3 ``BasePolicy``: a :class:`mbwrap.planners.Planner` or a tree search.
     """
     return _make("planner", name, model, **kwargs)
 

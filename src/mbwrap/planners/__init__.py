@@ -4,6 +4,7 @@ from mbwrap.planners.base import Objective, Planner
 from mbwrap.planners.cem import CEM
 from mbwrap.planners.icem import ICEM
 from mbwrap.planners.ilqr import ILQR
+from mbwrap.planners.mcts import MCTSPlanner
 from mbwrap.planners.mppi import MPPI
 from mbwrap.planners.objective import NONFINITE_RETURN, predicted_returns
 from mbwrap.planners.random_shooting import RandomShooting
@@ -14,6 +15,7 @@ __all__ = [
     "ILQR",
     "MPPI",
     "NONFINITE_RETURN",
+    "MCTSPlanner",
     "Objective",
     "Planner",
     "RandomShooting",

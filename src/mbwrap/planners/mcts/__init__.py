@@ -12,6 +12,7 @@ from mbwrap.planners.mcts.action_selection import (
     muzero_action_selection,
     puct_scores,
 )
+from mbwrap.planners.mcts.planner import MCTSPlanner
 from mbwrap.planners.mcts.policies import (
     add_dirichlet_noise,
     dirichlet_noise,
@@ -40,6 +41,7 @@ from mbwrap.planners.mcts.types import (
     RootFnOutput,
     SearchModel,
 )
+from mbwrap.planners.mcts.world_model import ValueFn, WorldModelSearch
 from mbwrap.transforms import (
     inverse_value_transform,
     scalar_to_two_hot,
@@ -49,6 +51,7 @@ from mbwrap.transforms import (
 
 __all__ = [
     "Embedding",
+    "MCTSPlanner",
     "PolicyOutput",
     "RecurrentFn",
     "RecurrentFnOutput",
@@ -56,6 +59,8 @@ __all__ = [
     "SearchModel",
     "SearchSummary",
     "Tree",
+    "ValueFn",
+    "WorldModelSearch",
     "add_dirichlet_noise",
     "completed_by_mix_value",
     "considered_visits",

@@ -1,0 +1,108 @@
+"""Tree search over any :class:`WorldModel` with discrete actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from gymnasium import spaces
+
+from mbwrap.envs.fns import BatchedFn
+from mbwrap.errors import UnsupportedSpaceError
+from mbwrap.models import WorldModel
+from mbwrap.planners.mcts.types import Embedding, RecurrentFnOutput, RootFnOutput
+from mbwrap.registry import get_fn
+from mbwrap.spaces import as_batch
+
+#: ``states [B, *state_shape] -> values [B]``.
+ValueFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class WorldModelSearch:
+    """A :class:`SearchModel` that steps a world model: the embedding is the model state.
+
+    Rewards come from ``reward_fn``, else the function registered for the model's env id,
+    else the model's reward head; terminations likewise (else the termination head, at
+    probability 0.5). After a termination the discount is 0 and later rewards are 0. The
+    prior is uniform; leaf values come from ``value_fn`` when given, else 0 (the search
+    then maximises the return over the depth it reaches).
+
+    :param model: a world model with a ``Discrete`` action space.
+    :param discount: per-step discount of the searched return.
+    """
+
+    def __init__(
+        self,
+        model: WorldModel,
+        *,
+        discount: float = 0.997,
+        value_fn: ValueFn | None = None,
+        reward_fn: BatchedFn | None = None,
+        termination_fn: BatchedFn | None = None,
+    ) -> None:
+        if not isinstance(model.action_space, spaces.Discrete):
+            raise UnsupportedSpaceError(
+                f"model.action_space: tree search needs Discrete actions, got "
+                f"{model.action_space!r}; plan over Box actions with 'cem' or 'mppi'"
+            )
+        self.model = model
+        self.num_actions = int(model.action_space.n)
+        self.discount = float(discount)
+        self.value_fn = value_fn
+        registered = get_fn(model.env_id)
+        self.reward_fn = reward_fn or getattr(registered, "reward", None)
+        self.termination_fn = termination_fn or getattr(registered, "termination", None)
+        self.observation_space = model.observation_space
+        self.action_space = model.action_space
+        self.device = model.device
+
+    def _value(self, state: torch.Tensor) -> torch.Tensor:
+        if self.value_fn is None:
+            return torch.zeros(state.shape[0], device=state.device)
+        return self.value_fn(state).reshape(state.shape[0]).float()
+
+    def root(self, obs: Any) -> RootFnOutput:
+        """``obs: [B, *obs_shape]`` -> roots with a uniform prior."""
+        obs, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
+        with torch.no_grad():
+            state = self.model.encode(obs)
+        batch = state.shape[0]
+        done = torch.zeros(batch, dtype=torch.bool, device=state.device)
+        return RootFnOutput(
+            prior_logits=torch.zeros(batch, self.num_actions, device=state.device),
+            value=self._value(state),
+            embedding=(state, done),
+        )
+
+    def recurrent_fn(
+        self, embedding: Embedding, action: torch.Tensor
+    ) -> tuple[RecurrentFnOutput, Embedding]:
+        state, done = embedding
+        with torch.no_grad():
+            step = self.model.step(state, action)
+            obs, next_obs = self.model.decode(state), self.model.decode(step.next_state)
+            if self.reward_fn is not None:
+                reward = self.reward_fn(obs, action, next_obs).reshape(-1).float()
+            elif step.reward is not None:
+                reward = step.reward.reshape(-1).float()
+            else:
+                raise ValueError(
+                    f"reward_fn: {type(self.model).__name__} has no reward head and no reward "
+                    f"function is registered for env id {self.model.env_id!r}; pass reward_fn"
+                )
+            if self.termination_fn is not None:
+                terminated = self.termination_fn(obs, action, next_obs).reshape(-1).bool()
+            elif step.terminated is not None:
+                terminated = step.terminated.reshape(-1) > 0.5
+            else:
+                terminated = torch.zeros_like(done)
+            value = self._value(step.next_state)
+        ended = done | terminated
+        out = RecurrentFnOutput(
+            reward=reward.masked_fill(done, 0.0),
+            discount=torch.where(ended, 0.0, self.discount),
+            prior_logits=torch.zeros(action.shape[0], self.num_actions, device=state.device),
+            value=value.masked_fill(ended, 0.0),
+        )
+        return out, (step.next_state, ended)
