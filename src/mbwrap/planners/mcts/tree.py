@@ -175,6 +175,13 @@ class Tree:
         """``reward + discount * value`` of each action at ``node`` (``[B]``): ``[B, A]``."""
         return self.children_qvalues[self.batch_range, node]
 
+    def clone(self) -> Tree:
+        """A copy whose tensors share nothing with this tree."""
+        copies = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in copies.items():
+            copies[name] = tree_map(torch.clone, value)
+        return Tree(**copies)
+
     def node_stats(self, node: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``(visits, qvalues, prior_logits, penalty)``, each ``[B, A]``, at ``node`` (``[B]``).
 
