@@ -231,7 +231,11 @@ def expand(
 ) -> None:
     """Call the model once for all rows and write the new nodes ``node`` (``[B]``)."""
     rows = tree.batch_range
-    embedding = tree_map(lambda e: e[rows, parent], tree.embeddings)
+    n, a = tree.capacity, tree.num_actions
+    parent_flat = rows * n + parent
+    node_flat = rows * n + node
+    edge_flat = parent_flat * a + action
+    embedding = tree_map(lambda e: e.flatten(0, 1).index_select(0, parent_flat), tree.embeddings)
     out, next_embedding = recurrent_fn(embedding, action)
     _check_step(out, tree.batch_size, tree.num_actions)
     dtype = tree.node_values.dtype
@@ -240,19 +244,20 @@ def expand(
     stats[:, 2] = mask_logits(out.prior_logits.to(dtype), invalid)
     if invalid is not None:
         stats[:, 3] = _penalty(invalid.bool(), dtype)
-    tree.edge_stats[rows, node] = stats
+    tree.edge_stats.view(-1, 4, a)[node_flat] = stats
     value = out.value.to(dtype)
-    tree.raw_values[rows, node] = value
-    tree.node_values[rows, node] = value
-    tree.node_visits[rows, node] += 1.0
-    tree.parents[rows, node] = parent
-    tree.action_from_parent[rows, node] = action
-    tree.children_index[rows, parent, action] = node
-    tree.children_rewards[rows, parent, action] = out.reward.to(dtype)
-    tree.children_discounts[rows, parent, action] = out.discount.to(dtype)
+    tree.raw_values.view(-1)[node_flat] = value
+    tree.node_values.view(-1)[node_flat] = value
+    visits = tree.node_visits.view(-1)
+    visits[node_flat] = visits[node_flat] + 1.0
+    tree.parents.view(-1)[node_flat] = parent
+    tree.action_from_parent.view(-1)[node_flat] = action
+    tree.children_index.view(-1)[edge_flat] = node
+    tree.children_rewards.view(-1)[edge_flat] = out.reward.to(dtype)
+    tree.children_discounts.view(-1)[edge_flat] = out.discount.to(dtype)
 
     def store(stored: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        stored[rows, node] = new.to(stored.dtype)
+        stored.view(-1, *stored.shape[2:])[node_flat] = new.to(stored.dtype)
         return stored
 
     tree_map2(store, tree.embeddings, next_embedding)
