@@ -124,3 +124,23 @@ def test_bad_input_gets_clear_errors():
         MCTSPlanner(Chain(), search="alphabeta")
     with pytest.raises(UnsupportedSpaceError, match="action_space"):
         MCTSPlanner(Chain(), action_space=spaces.Discrete(3))
+
+
+def test_random_rollouts_value_new_nodes_and_stop_at_termination():
+    def always(obs, action, next_obs):
+        return torch.ones(obs.shape[0], dtype=torch.bool)
+
+    model = ShiftModel(1, discrete=True)
+    search = WorldModelSearch(model, discount=0.5, rollout_horizon=3, termination_fn=always,
+                              generator=torch.Generator().manual_seed(0))
+    root = search.root(torch.zeros(256, 1))
+    # From 0 one random move (-1, 0, +1) pays -1, 0 or -1, and the rollout ends there.
+    assert set(root.value.unique().tolist()) <= {-1.0, 0.0}
+    assert 0.5 < (root.value == -1.0).float().mean().item() < 0.85
+    endless = WorldModelSearch(model, discount=0.5, rollout_horizon=2,
+                               generator=torch.Generator().manual_seed(0))
+    values = endless.root(torch.zeros(512, 1)).value
+    # Two moves from 0: -(a1)^2 - 0.5 (a1 + a2)^2, at most 0, at least -1 - 0.5 * 4.
+    assert values.max().item() == 0.0 and values.min().item() == -3.0
+    with pytest.raises(ValueError, match="rollout_horizon"):
+        WorldModelSearch(model, rollout_horizon=-1)

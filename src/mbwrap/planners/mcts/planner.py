@@ -50,6 +50,8 @@ class MCTSPlanner(BasePolicy):
     :param gumbel_scale: Gumbel only: 0 acts deterministically.
     :param discount: :class:`WorldModel` only: discount of the searched return.
     :param value_fn: :class:`WorldModel` only: ``states [B, ...] -> [B]`` leaf values.
+    :param rollout_horizon: :class:`WorldModel` only: value new nodes by a random rollout
+        of this many model steps (when there is no ``value_fn``).
     :param reward_fn, termination_fn: :class:`WorldModel` only (see
         :class:`WorldModelSearch`).
     :param observation_space, action_space: needed when the model has none.
@@ -73,16 +75,22 @@ class MCTSPlanner(BasePolicy):
         max_depth: int | None = None,
         discount: float = 0.997,
         value_fn: ValueFn | None = None,
+        rollout_horizon: int = 0,
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
         seed: int | None = None,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
     ) -> None:
+        generator = make_generator(
+            model.device if isinstance(model, WorldModel)
+            else torch.device(getattr(model, "device", "cpu")), seed,
+        )
         if isinstance(model, WorldModel):
             search_model: SearchModel = WorldModelSearch(
                 model, discount=discount, value_fn=value_fn, reward_fn=reward_fn,
-                termination_fn=termination_fn,
+                termination_fn=termination_fn, rollout_horizon=rollout_horizon,
+                generator=generator,
             )
         elif isinstance(model, SearchModel):
             search_model = model
@@ -120,10 +128,11 @@ class MCTSPlanner(BasePolicy):
         self.c_scale = float(c_scale)
         self.max_depth = None if max_depth is None else int(max_depth)
         self.discount = float(discount)
+        self.rollout_horizon = int(rollout_horizon)
         self.seed = None if seed is None else int(seed)
         self._given_fns = {"value_fn": value_fn is not None, "reward_fn": reward_fn is not None,
                            "termination_fn": termination_fn is not None}
-        self.generator = make_generator(self.device, self.seed)
+        self.generator = generator
         #: The last search (for inspection: visit counts, values, the tree).
         self.last_search: PolicyOutput | None = None
 
@@ -140,7 +149,8 @@ class MCTSPlanner(BasePolicy):
             "dirichlet_alpha": self.dirichlet_alpha,
             "max_num_considered_actions": self.max_num_considered_actions,
             "gumbel_scale": self.gumbel_scale, "c_visit": self.c_visit, "c_scale": self.c_scale,
-            "max_depth": self.max_depth, "discount": self.discount, "seed": self.seed,
+            "max_depth": self.max_depth, "discount": self.discount,
+            "rollout_horizon": self.rollout_horizon, "seed": self.seed,
         }
 
     # ------------------------------------------------------------------ acting

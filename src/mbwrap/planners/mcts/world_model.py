@@ -25,11 +25,15 @@ class WorldModelSearch:
     Rewards come from ``reward_fn``, else the function registered for the model's env id,
     else the model's reward head; terminations likewise (else the termination head, at
     probability 0.5). After a termination the discount is 0 and later rewards are 0. The
-    prior is uniform; leaf values come from ``value_fn`` when given, else 0 (the search
-    then maximises the return over the depth it reaches).
+    prior is uniform. A new node's value comes from ``value_fn`` when given, else from
+    the discounted return of a uniformly random rollout of ``rollout_horizon`` steps in
+    the model, all leaves together (classic MCTS; Coulom 2006), else 0. Without either,
+    a return that piles up with depth favours whichever action was explored first.
 
     :param model: a world model with a ``Discrete`` action space.
     :param discount: per-step discount of the searched return.
+    :param rollout_horizon: steps of the random rollout that values a new node (0: none).
+    :param generator: randomness of the rollouts.
     """
 
     def __init__(
@@ -40,7 +44,11 @@ class WorldModelSearch:
         value_fn: ValueFn | None = None,
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
+        rollout_horizon: int = 0,
+        generator: torch.Generator | None = None,
     ) -> None:
+        if isinstance(rollout_horizon, bool) or int(rollout_horizon) < 0:
+            raise ValueError(f"rollout_horizon: expected an int >= 0, got {rollout_horizon!r}")
         if not isinstance(model.action_space, spaces.Discrete):
             raise UnsupportedSpaceError(
                 f"model.action_space: tree search needs Discrete actions, got "
@@ -50,6 +58,8 @@ class WorldModelSearch:
         self.num_actions = int(model.action_space.n)
         self.discount = float(discount)
         self.value_fn = value_fn
+        self.rollout_horizon = int(rollout_horizon)
+        self.generator = generator
         registered = get_fn(model.env_id)
         self.reward_fn = reward_fn or getattr(registered, "reward", None)
         self.termination_fn = termination_fn or getattr(registered, "termination", None)
@@ -58,46 +68,63 @@ class WorldModelSearch:
         self.device = model.device
 
     def _value(self, state: torch.Tensor) -> torch.Tensor:
-        if self.value_fn is None:
-            return torch.zeros(state.shape[0], device=state.device)
-        return self.value_fn(state).reshape(state.shape[0]).float()
+        if self.value_fn is not None:
+            return self.value_fn(state).reshape(state.shape[0]).float()
+        value = torch.zeros(state.shape[0], device=state.device)
+        alive = torch.ones(state.shape[0], dtype=torch.bool, device=state.device)
+        scale = 1.0
+        for _ in range(self.rollout_horizon):
+            action = torch.randint(self.num_actions, (state.shape[0],), device=state.device,
+                                   generator=self.generator)
+            reward, terminated, state = self._step(state, action)
+            value = value + scale * reward * alive
+            alive = alive & ~terminated
+            scale *= self.discount
+        return value
+
+    def _step(
+        self, state: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(reward [B], terminated [B] bool, next state)`` of one model step."""
+        step = self.model.step(state, action)
+        obs, next_obs = self.model.decode(state), self.model.decode(step.next_state)
+        if self.reward_fn is not None:
+            reward = self.reward_fn(obs, action, next_obs).reshape(-1).float()
+        elif step.reward is not None:
+            reward = step.reward.reshape(-1).float()
+        else:
+            raise ValueError(
+                f"reward_fn: {type(self.model).__name__} has no reward head and no reward "
+                f"function is registered for env id {self.model.env_id!r}; pass reward_fn"
+            )
+        if self.termination_fn is not None:
+            terminated = self.termination_fn(obs, action, next_obs).reshape(-1).bool()
+        elif step.terminated is not None:
+            terminated = step.terminated.reshape(-1) > 0.5
+        else:
+            terminated = torch.zeros(reward.shape[0], dtype=torch.bool, device=reward.device)
+        return reward, terminated, step.next_state
 
     def root(self, obs: Any) -> RootFnOutput:
         """``obs: [B, *obs_shape]`` -> roots with a uniform prior."""
         obs, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
         with torch.no_grad():
             state = self.model.encode(obs)
-        batch = state.shape[0]
-        done = torch.zeros(batch, dtype=torch.bool, device=state.device)
-        return RootFnOutput(
-            prior_logits=torch.zeros(batch, self.num_actions, device=state.device),
-            value=self._value(state),
-            embedding=(state, done),
-        )
+            batch = state.shape[0]
+            done = torch.zeros(batch, dtype=torch.bool, device=state.device)
+            return RootFnOutput(
+                prior_logits=torch.zeros(batch, self.num_actions, device=state.device),
+                value=self._value(state),
+                embedding=(state, done),
+            )
 
     def recurrent_fn(
         self, embedding: Embedding, action: torch.Tensor
     ) -> tuple[RecurrentFnOutput, Embedding]:
         state, done = embedding
         with torch.no_grad():
-            step = self.model.step(state, action)
-            obs, next_obs = self.model.decode(state), self.model.decode(step.next_state)
-            if self.reward_fn is not None:
-                reward = self.reward_fn(obs, action, next_obs).reshape(-1).float()
-            elif step.reward is not None:
-                reward = step.reward.reshape(-1).float()
-            else:
-                raise ValueError(
-                    f"reward_fn: {type(self.model).__name__} has no reward head and no reward "
-                    f"function is registered for env id {self.model.env_id!r}; pass reward_fn"
-                )
-            if self.termination_fn is not None:
-                terminated = self.termination_fn(obs, action, next_obs).reshape(-1).bool()
-            elif step.terminated is not None:
-                terminated = step.terminated.reshape(-1) > 0.5
-            else:
-                terminated = torch.zeros_like(done)
-            value = self._value(step.next_state)
+            reward, terminated, next_state = self._step(state, action)
+            value = self._value(next_state)
         ended = done | terminated
         out = RecurrentFnOutput(
             reward=reward.masked_fill(done, 0.0),
@@ -105,4 +132,4 @@ class WorldModelSearch:
             prior_logits=torch.zeros(action.shape[0], self.num_actions, device=state.device),
             value=value.masked_fill(ended, 0.0),
         )
-        return out, (step.next_state, ended)
+        return out, (next_state, ended)
