@@ -1,6 +1,7 @@
 """Algorithms composed from mbwrap's components, with SB3's surface."""
 
 from mbwrap.algos.agents import available_agents, register_agent
+from mbwrap.algos.alphazero import AlphaZero, alphazero_loss, outcome_targets
 from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.dyna import Dyna
@@ -17,13 +18,16 @@ __all__ = [
     "METRPO",
     "PETS",
     "Algorithm",
+    "AlphaZero",
     "Dyna",
     "DynaQ",
     "EpisodeStatsCallback",
     "MixedReplayBuffer",
+    "alphazero_loss",
     "available_agents",
     "imitation_loss",
     "model_buffer_capacity",
+    "outcome_targets",
     "register_agent",
     "rollout_length",
     "split_batch",

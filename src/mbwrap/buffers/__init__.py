@@ -2,5 +2,6 @@
 
 from mbwrap.buffers.collect import Collector, collect
 from mbwrap.buffers.replay import ReplayBuffer
+from mbwrap.buffers.self_play import SelfPlayBuffer
 
-__all__ = ["Collector", "ReplayBuffer", "collect"]
+__all__ = ["Collector", "ReplayBuffer", "SelfPlayBuffer", "collect"]

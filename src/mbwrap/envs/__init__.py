@@ -1,4 +1,5 @@
-"""Imagination environments, the model-learning wrapper, the SB3 adapter and known envs.
+"""Imagination environments, the model-learning wrapper, the SB3 adapter, known envs,
+PettingZoo game adapters, board-game rules on tensors and env snapshots.
 
 Importing this package registers ``mbwrap/Dream-v0`` and ``mbwrap/DynaMaze-v0`` with
 Gymnasium.
@@ -6,12 +7,30 @@ Gymnasium.
 
 import gymnasium as gym
 
+from mbwrap.envs.aec import CLASSIC_GAMES, AECGame, make_classic_env
+from mbwrap.envs.board_games import (
+    BoardGame,
+    ConnectFour,
+    GameState,
+    TicTacToe,
+    apply_symmetry,
+    board_game,
+)
+from mbwrap.envs.clonable import ClonableEnv
 from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
 from mbwrap.envs.fns import EnvFns
 from mbwrap.envs.model_learning import ModelLearningWrapper
+from mbwrap.envs.observations import action_mask, stack_observations
+from mbwrap.envs.opponents import (
+    MatchResult,
+    MinimaxTicTacToe,
+    RolloutMCTSConnectFour,
+    play_match,
+)
 from mbwrap.envs.sb3_vec_env import SB3VecEnv, as_vec_env
+from mbwrap.envs.snapshot import Snapshot, restore_env, snapshot_env
 
 if "mbwrap/Dream-v0" not in gym.registry:
     gym.register(id="mbwrap/Dream-v0", entry_point="mbwrap.envs.dream_env:DreamEnv")
@@ -20,12 +39,31 @@ if "mbwrap/DynaMaze-v0" not in gym.registry:
     gym.register(id="mbwrap/DynaMaze-v0", entry_point="mbwrap.envs.dyna_maze:DynaMazeEnv")
 
 __all__ = [
+    "CLASSIC_GAMES",
     "DYNA_MAZE_LAYOUT",
+    "AECGame",
+    "BoardGame",
+    "ClonableEnv",
+    "ConnectFour",
     "DreamEnv",
     "DreamVecEnv",
     "DynaMazeEnv",
     "EnvFns",
+    "GameState",
+    "MatchResult",
+    "MinimaxTicTacToe",
     "ModelLearningWrapper",
+    "RolloutMCTSConnectFour",
     "SB3VecEnv",
+    "Snapshot",
+    "TicTacToe",
+    "action_mask",
+    "apply_symmetry",
     "as_vec_env",
+    "board_game",
+    "make_classic_env",
+    "play_match",
+    "restore_env",
+    "snapshot_env",
+    "stack_observations",
 ]

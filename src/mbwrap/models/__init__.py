@@ -8,6 +8,7 @@ from mbwrap.models.mdn import MDNModel
 from mbwrap.models.mlp import MLPModel
 from mbwrap.models.neural import NeuralWorldModel
 from mbwrap.models.normalizer import Normalizer
+from mbwrap.models.policy_value import PolicyValueNet, ResidualBlock
 from mbwrap.models.tabular import TabularModel
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "MLPModel",
     "NeuralWorldModel",
     "Normalizer",
+    "PolicyValueNet",
+    "ResidualBlock",
     "TabularModel",
     "WorldModel",
     "gaussian_nll",

@@ -32,6 +32,7 @@ from mbwrap.planners.mcts.seq_halving import (
     considered_visits_table,
     score_considered,
 )
+from mbwrap.planners.mcts.simulator import BoardGameSearch, SimulatorSearch
 from mbwrap.planners.mcts.tree import SearchSummary, Tree, reuse_subtree
 from mbwrap.planners.mcts.types import (
     Embedding,
@@ -50,6 +51,7 @@ from mbwrap.transforms import (
 )
 
 __all__ = [
+    "BoardGameSearch",
     "Embedding",
     "MCTSPlanner",
     "PolicyOutput",
@@ -58,6 +60,7 @@ __all__ = [
     "RootFnOutput",
     "SearchModel",
     "SearchSummary",
+    "SimulatorSearch",
     "Tree",
     "ValueFn",
     "WorldModelSearch",
