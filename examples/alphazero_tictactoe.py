@@ -29,7 +29,7 @@ class Config:
     eval_simulations: int = 128
     temperature_moves: int = 3  # sample the first moves from the visit counts (paper: 30)
     batch_size: int = 256  # paper: 4096
-    gradient_steps: int = 2  # per self-play move of all games
+    gradient_steps: int = 16  # per self-play move of all games (cheap next to the search)
     learning_starts: int = 2_000  # positions in the window before training
     learning_rate: float = 1e-3  # Adam; the paper anneals SGD from 0.2
     buffer_size: int = 30_000  # positions in the training window
