@@ -10,6 +10,7 @@ from mbwrap.algos.mb_mf import MBMF, imitation_loss
 from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
 from mbwrap.algos.me_trpo import METRPO
 from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
+from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.pets import PETS
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DynaQ",
     "EpisodeStatsCallback",
     "MixedReplayBuffer",
+    "MuZero",
     "alphazero_loss",
     "available_agents",
     "imitation_loss",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mbwrap.algos.mb_mf import PENDULUM_MB_MF
+from mbwrap.algos.muzero import MUZERO_CARTPOLE
 
 # CartPole mission (the demo). Dyna with PPO on short rollouts of 16 imagined episodes of
 # up to 200 steps from real states; the model is refitted every 500 real steps.
@@ -97,4 +98,6 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("pets", "Reacher-v5"): REACHER_PETS,
     # Defined beside the algorithm (8,000 real steps: PENDULUM_MB_MF_TIMESTEPS).
     ("mb-mf", "Pendulum-v1"): PENDULUM_MB_MF,
+    # Defined beside the algorithm (Gumbel search, 16 simulations, 8 envs).
+    ("muzero", "CartPole-v1"): MUZERO_CARTPOLE,
 }

@@ -1,7 +1,14 @@
 """Real-experience storage and collection."""
 
 from mbwrap.buffers.collect import Collector, collect
+from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
 
-__all__ = ["Collector", "ReplayBuffer", "SelfPlayBuffer", "collect"]
+__all__ = [
+    "Collector",
+    "PrioritizedTrajectoryBuffer",
+    "ReplayBuffer",
+    "SelfPlayBuffer",
+    "collect",
+]

@@ -8,6 +8,7 @@ Gymnasium.
 import gymnasium as gym
 
 from mbwrap.envs.aec import CLASSIC_GAMES, AECGame, make_classic_env
+from mbwrap.envs.atari import make_atari_env, make_atari_vec_env
 from mbwrap.envs.board_games import (
     BoardGame,
     ConnectFour,
@@ -61,6 +62,8 @@ __all__ = [
     "apply_symmetry",
     "as_vec_env",
     "board_game",
+    "make_atari_env",
+    "make_atari_vec_env",
     "make_classic_env",
     "play_match",
     "restore_env",

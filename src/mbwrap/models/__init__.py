@@ -6,6 +6,7 @@ from mbwrap.models.layers import EnsembleLinear, EnsembleMLP
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
 from mbwrap.models.mdn import MDNModel
 from mbwrap.models.mlp import MLPModel
+from mbwrap.models.muzero_nets import MuZeroNetworks
 from mbwrap.models.neural import NeuralWorldModel
 from mbwrap.models.normalizer import Normalizer
 from mbwrap.models.policy_value import PolicyValueNet, ResidualBlock
@@ -17,6 +18,7 @@ __all__ = [
     "GaussianEnsemble",
     "MDNModel",
     "MLPModel",
+    "MuZeroNetworks",
     "NeuralWorldModel",
     "Normalizer",
     "PolicyValueNet",
