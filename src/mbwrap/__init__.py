@@ -10,8 +10,15 @@ from mbwrap import registry, sb3
 from mbwrap.algos import PETS, Algorithm, DynaQ, EpisodeStatsCallback
 from mbwrap.buffers import Collector, ReplayBuffer, collect
 from mbwrap.device import resolve_device
-from mbwrap.envs import DreamEnv, DreamVecEnv, DynaMazeEnv, EnvFns, ModelLearningWrapper
-from mbwrap.models import GaussianEnsemble, MDNModel, MLPModel, TabularModel, WorldModel
+from mbwrap.envs import (
+    DreamEnv,
+    DreamVecEnv,
+    DynaMazeEnv,
+    EnvFns,
+    LatentFilterWrapper,
+    ModelLearningWrapper,
+)
+from mbwrap.models import RSSM, GaussianEnsemble, MDNModel, MLPModel, TabularModel, WorldModel
 from mbwrap.planners import CEM, ICEM, ILQR, MPPI, Planner, RandomShooting
 from mbwrap.registry import make_algo, make_model, make_planner
 from mbwrap.types import ModelStep, Sequence, Transition
@@ -24,6 +31,7 @@ __all__ = [
     "ILQR",
     "MPPI",
     "PETS",
+    "RSSM",
     "Algorithm",
     "Collector",
     "DreamEnv",
@@ -33,6 +41,7 @@ __all__ = [
     "EnvFns",
     "EpisodeStatsCallback",
     "GaussianEnsemble",
+    "LatentFilterWrapper",
     "MDNModel",
     "MLPModel",
     "ModelLearningWrapper",

@@ -31,11 +31,17 @@ SUPPORTED_SPACES: tuple[type[spaces.Space], ...] = (
 )
 
 
-def check_space(space: Any, *, name: str) -> spaces.Space:
+def check_space(space: Any, *, name: str, allow_dict: bool = False) -> spaces.Space:
     """Return ``space`` if mbwrap supports it, else raise naming the argument and the space.
 
+    :param allow_dict: also accept a ``Dict`` whose entries are supported spaces (for
+        the models whose encoders route entries, e.g. the RSSM).
     :raises UnsupportedSpaceError: for anything but Box, Discrete, MultiDiscrete, MultiBinary.
     """
+    if allow_dict and isinstance(space, spaces.Dict):
+        for key, entry in space.spaces.items():
+            check_space(entry, name=f"{name}[{key!r}]")
+        return space
     if not isinstance(space, SUPPORTED_SPACES):
         supported = ", ".join(cls.__name__ for cls in SUPPORTED_SPACES)
         raise UnsupportedSpaceError(
@@ -162,7 +168,12 @@ def check_same_space(expected: spaces.Space, got: spaces.Space, *, name: str) ->
 
 
 def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """A JSON-serialisable description of a supported space (for checkpoints)."""
+    """A JSON-serialisable description of a supported space or a Dict of them."""
+    if isinstance(space, spaces.Dict):
+        return {
+            "type": "Dict",
+            "spaces": [[key, space_to_json(entry)] for key, entry in space.spaces.items()],
+        }
     check_space(space, name="space")
     if isinstance(space, spaces.Box):
         return {
@@ -215,6 +226,8 @@ def space_from_json(data: dict[str, Any]) -> spaces.Space:
             )
         if kind == "MultiBinary":
             return spaces.MultiBinary(data["n"])
+        if kind == "Dict":
+            return spaces.Dict({str(key): space_from_json(entry) for key, entry in data["spaces"]})
     except (KeyError, TypeError, ValueError) as err:
         raise SpaceMismatchError(f"space description {data!r} is malformed: {err}") from err
     raise SpaceMismatchError(f"space description {data!r} names no supported space type")

@@ -1,10 +1,14 @@
-"""Pure value transforms: MuZero's invertible squashing and the two-hot projection.
+"""Pure value transforms: MuZero's and DreamerV3's squashing, and the two-hot projection.
 
 MuZero (Schrittwieser et al. 2020, Appendix F) predicts values and rewards as
 categorical distributions over a support of integers, after squashing them with
 ``h(x) = sign(x) (sqrt(|x| + 1) - 1) + eps x`` (Pohlen et al. 2018, eps = 0.001). A
 scalar becomes a distribution by the two-hot projection onto its two nearest support
 points, and a distribution becomes a scalar by its expectation.
+
+DreamerV3 (Hafner et al. 2023, Section 3) squashes with ``symlog(x) = sign(x) ln(|x| + 1)``
+instead, and predicts rewards and values as two-hot distributions over 255 evenly spaced
+bins of symlog space (:func:`symlog_bins`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,37 @@ def inverse_value_transform(y: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.
         return torch.sign(y) * ((torch.abs(y) + 1.0) ** 2 - 1.0)
     root = (torch.sqrt(1.0 + 4.0 * eps * (torch.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
     return torch.sign(y) * (root**2 - 1.0)
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x) ln(|x| + 1)``, elementwise, any shape (DreamerV3, eq. 1)."""
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x) (exp(|x|) - 1)``, the inverse of :func:`symlog`, elementwise."""
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def symlog_bins(
+    num_bins: int = 255,
+    low: float = -20.0,
+    high: float = 20.0,
+    *,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """DreamerV3's two-hot support: ``num_bins`` points evenly spaced in symlog space.
+
+    The defaults, 255 bins over ``[-20, 20]``, are DreamerV3's (Appendix, "Critic
+    learning"); ``symexp(20)`` is about 4.9e8, beyond any return in practice.
+
+    :return: ``[num_bins]`` float32.
+    """
+    if not isinstance(num_bins, int) or num_bins < 2:
+        raise ValueError(f"num_bins: expected an int >= 2, got {num_bins!r}")
+    if not low < high:
+        raise ValueError(f"low, high: expected low < high, got {low!r}, {high!r}")
+    return torch.linspace(low, high, num_bins, device=device)
 
 
 def _check_support(support: torch.Tensor) -> None:

@@ -40,7 +40,11 @@ class Sequence:
 
     Same fields as :class:`Transition` with a time axis: ``obs: [B, L, *obs_shape]``,
     ``reward: [B, L]``, etc. Element ``[b, t]`` is the transition taken at step ``t``;
-    ``next_obs[b, t] == obs[b, t + 1]`` for ``t < L - 1``.
+    ``next_obs[b, t] == obs[b, t + 1]`` for ``t < L - 1`` unless ``episode_end[b, t]``.
+
+    :ivar episode_end: ``[B, L]`` bool or ``None``: the episode (or the stored piece of
+        it) stops after step ``t``, and step ``t + 1`` starts another. ``None`` or all
+        false for sequences that lie within one episode.
     """
 
     obs: torch.Tensor
@@ -49,6 +53,7 @@ class Sequence:
     next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    episode_end: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.reward.shape[0])

@@ -258,33 +258,59 @@ class ReplayBuffer:
         return starts
 
     def sample_sequences(
-        self, batch_size: int, length: int, *, generator: torch.Generator | None = None
+        self,
+        batch_size: int,
+        length: int,
+        *,
+        generator: torch.Generator | None = None,
+        cross_episodes: bool = False,
     ) -> Sequence:
         """Draw ``batch_size`` contiguous sub-trajectories of ``length`` steps.
 
-        Uniform over every stored sub-trajectory that lies within one episode.
+        By default uniform over every stored sub-trajectory that lies within one episode.
+        With ``cross_episodes=True`` (DreamerV3's replay), uniform over every run of
+        ``length`` consecutive steps of one stream, which may span several episodes; its
+        ``episode_end`` field then says where each one stops, so that a recurrent model can
+        restart its state at the next step. Short episodes are sampled as often as long
+        ones' steps are, and every step can be drawn once ``length`` rows are stored.
 
         :return: a :class:`Sequence` with ``obs: [batch_size, length, *obs_shape]``,
-            ``reward: [batch_size, length]`` etc.
-        :raises ValueError: when no stored episode piece is ``length`` steps long.
+            ``reward: [batch_size, length]``, ``episode_end: [batch_size, length]`` etc.
+        :raises ValueError: when no stored sub-trajectory is ``length`` steps long.
         """
         self._check_nonempty("sample sequences")
-        if length < 1:
+        if not isinstance(length, (int, np.integer)) or length < 1:
             raise ValueError(f"length: expected a positive int, got {length!r}")
-        starts = self._starts(length)
-        if starts.shape[0] == 0:
-            raise ValueError(
-                f"length: no stored sub-trajectory of {length} steps lies within one episode "
-                f"({len(self)} transitions stored); collect more or ask for shorter sequences"
+        if cross_episodes:
+            n = self.stored_rows - length + 1
+            if n < 1:
+                raise ValueError(
+                    f"length: sequences of {length} steps need {length} stored steps per "
+                    f"stream, the buffer holds {self.stored_rows}; collect more or ask for "
+                    "shorter sequences"
+                )
+            flat = torch.randint(
+                n * self.n_envs, (batch_size,), device=self.device, generator=generator
             )
-        pick = starts[
-            torch.randint(starts.shape[0], (batch_size,), device=self.device, generator=generator)
-        ]
+            pick = torch.stack([flat // self.n_envs, flat % self.n_envs], -1)
+        else:
+            starts = self._starts(length)
+            if starts.shape[0] == 0:
+                raise ValueError(
+                    f"length: no stored sub-trajectory of {length} steps lies within one "
+                    f"episode ({len(self)} transitions stored); collect more, ask for shorter "
+                    "sequences or pass cross_episodes=True"
+                )
+            pick = starts[
+                torch.randint(
+                    starts.shape[0], (batch_size,), device=self.device, generator=generator
+                )
+            ]
         first = self._pos if self._full else 0
         steps = torch.arange(length, device=self.device)
         rows = (first + pick[:, :1] + steps) % self.rows  # [B, L]
         cols = pick[:, 1:].expand(-1, length)
-        return Sequence(**{k: self._data[k][rows, cols] for k in _FIELDS[:-1]})
+        return Sequence(**{k: self._data[k][rows, cols] for k in _FIELDS})
 
     def transitions(self) -> Transition:
         """Every stored transition, oldest first: ``obs: [len(self), *obs_shape]`` etc."""

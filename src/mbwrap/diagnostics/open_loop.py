@@ -39,7 +39,12 @@ def _check_positive_int(value: Any, *, name: str) -> int:
 
 def _map_fields(sequences: Sequence, fn: Callable[[torch.Tensor], torch.Tensor]) -> Sequence:
     """``sequences`` with ``fn`` applied to every field (e.g. to slice rows or steps)."""
-    return Sequence(**{f.name: fn(getattr(sequences, f.name)) for f in fields(sequences)})
+    return Sequence(
+        **{
+            f.name: None if getattr(sequences, f.name) is None else fn(getattr(sequences, f.name))
+            for f in fields(sequences)
+        }
+    )
 
 
 def _check_sequences(model: WorldModel, sequences: Sequence, *, name: str = "data") -> None:

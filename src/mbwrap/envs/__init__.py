@@ -22,6 +22,7 @@ from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
 from mbwrap.envs.fns import EnvFns
+from mbwrap.envs.latent_filter import LatentFilterWrapper
 from mbwrap.envs.model_learning import ModelLearningWrapper
 from mbwrap.envs.observations import action_mask, stack_observations
 from mbwrap.envs.opponents import (
@@ -51,6 +52,7 @@ __all__ = [
     "DynaMazeEnv",
     "EnvFns",
     "GameState",
+    "LatentFilterWrapper",
     "MatchResult",
     "MinimaxTicTacToe",
     "ModelLearningWrapper",

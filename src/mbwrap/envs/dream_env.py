@@ -55,7 +55,7 @@ class DreamEnv(gym.Env):
             model, 1, start_states, reward_fn, termination_fn, on_nonfinite, member
         )
         self.model = model
-        self.observation_space = model.observation_space
+        self.observation_space = model.dream_observation_space
         self.action_space = model.action_space
         self.render_mode = None
         self._elapsed = 0

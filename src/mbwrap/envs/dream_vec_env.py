@@ -64,7 +64,7 @@ class DreamVecEnv(VectorEnv):
         self.core = ImaginationCore(
             model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite, member
         )
-        self.single_observation_space = model.observation_space
+        self.single_observation_space = model.dream_observation_space
         self.single_action_space = model.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)

@@ -49,8 +49,9 @@ def _contained(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
 
 def _start_sampler(
     start_states: StartStates, model: WorldModel
-) -> tuple[StartSampler, torch.device]:
-    """Turn a buffer, an array of observations or a callable into ``(sampler, device)``."""
+) -> tuple[StartSampler | ReplayBuffer, torch.device]:
+    """Turn an array of observations or a callable into ``(sampler, device)``; a buffer
+    stays itself (the model draws its start states from it)."""
     space = model.observation_space
     if isinstance(start_states, ReplayBuffer):
         buffer = start_states
@@ -60,14 +61,7 @@ def _start_sampler(
                 f"the model expects {space!r}"
             )
 
-        def from_buffer(n: int, generator: torch.Generator) -> torch.Tensor:
-            if len(buffer) == 0:
-                raise ValueError(
-                    "start_states: the replay buffer is empty; collect real data first"
-                )
-            return buffer.sample(n, generator=generator).obs
-
-        return from_buffer, buffer.device
+        return buffer, buffer.device
     if isinstance(start_states, (np.ndarray, torch.Tensor, list, tuple)):
         states, _ = as_batch(start_states, space, name="start_states", device=model.device)
         if states.shape[0] == 0:
@@ -130,7 +124,10 @@ class ImaginationCore:
         self.batch_size = batch_size
         self.on_nonfinite = on_nonfinite
         self._sample_starts, self._start_device = _start_sampler(start_states, model)
-        registered = get_fn(model.env_id)
+        # Registered functions read real observations; a latent model's imagined
+        # observations are its features, so only its own heads apply.
+        latent = model.dream_observation_space != model.observation_space
+        registered = None if latent else get_fn(model.env_id)
         self.reward_fn = reward_fn or getattr(registered, "reward", None)
         self.termination_fn = termination_fn or getattr(registered, "termination", None)
         #: Where reward and termination come from: ``"given"``, ``"registered"``,
@@ -153,18 +150,28 @@ class ImaginationCore:
         self._start_gen = make_generator(self._start_device, int(start_seed) >> 1)
 
     def sample_starts(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` start observations; return ``(state [n, ...], obs [n, ...])``."""
-        obs = self._sample_starts(n, self._start_gen)
-        obs, _ = as_batch(
-            obs, self.model.observation_space, name="start_states", device=self.model.device
-        )
-        if obs.shape[0] != n:
-            raise SpaceMismatchError(
-                f"start_states: asked for {n} start observations, got {obs.shape[0]}"
-            )
+        """Draw ``n`` start states; return ``(state [n, ...], obs [n, ...])``."""
         with torch.no_grad():
-            state = self.model.encode(obs)
-            return state, self.model.decode(state)
+            if isinstance(self._sample_starts, ReplayBuffer):
+                if len(self._sample_starts) == 0:
+                    raise ValueError(
+                        "start_states: the replay buffer is empty; collect real data first"
+                    )
+                state = self.model.dream_start_states(self._sample_starts, n, self._start_gen)
+            else:
+                obs = self._sample_starts(n, self._start_gen)
+                obs, _ = as_batch(
+                    obs,
+                    self.model.observation_space,
+                    name="start_states",
+                    device=self.model.device,
+                )
+                if obs.shape[0] != n:
+                    raise SpaceMismatchError(
+                        f"start_states: asked for {n} start observations, got {obs.shape[0]}"
+                    )
+                state = self.model.encode(obs)
+            return state, self.model.dream_observation(state)
 
     def reset(self, index: torch.Tensor | None = None) -> torch.Tensor:
         """Start new episodes for ``index`` (all when ``None``); return all observations."""
@@ -211,7 +218,7 @@ class ImaginationCore:
                 f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
             )
         pred = self.model.step(self.state, action, generator=self._gen, member=self.member)
-        next_state, next_obs = pred.next_state, self.model.decode(pred.next_state)
+        next_state, next_obs = pred.next_state, self.model.dream_observation(pred.next_state)
         if self.reward_fn is not None:
             reward = torch.as_tensor(
                 self.reward_fn(self.obs, action, next_obs), device=self.model.device

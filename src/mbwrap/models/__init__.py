@@ -10,9 +10,11 @@ from mbwrap.models.muzero_nets import MuZeroNetworks
 from mbwrap.models.neural import NeuralWorldModel
 from mbwrap.models.normalizer import Normalizer
 from mbwrap.models.policy_value import PolicyValueNet, ResidualBlock
+from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
 
 __all__ = [
+    "RSSM",
     "EnsembleLinear",
     "EnsembleMLP",
     "GaussianEnsemble",

@@ -44,6 +44,8 @@ class WorldModel(torch.nn.Module, abc.ABC):
     #: The registry name this class is registered under, stored in checkpoints so that
     #: ``WorldModel.load(path)`` can rebuild the right class.
     registry_name: ClassVar[str | None] = None
+    #: Whether the model takes ``Dict`` observation spaces (its encoder routes entries).
+    accepts_dict_observations: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -54,7 +56,11 @@ class WorldModel(torch.nn.Module, abc.ABC):
         device: str | torch.device = "auto",
     ) -> None:
         super().__init__()
-        self.observation_space = check_space(observation_space, name="observation_space")
+        self.observation_space = check_space(
+            observation_space,
+            name="observation_space",
+            allow_dict=self.accepts_dict_observations,
+        )
         self.action_space = check_space(action_space, name="action_space")
         self.env_id = env_id
         # An empty tensor that follows the module through .to()/.cuda(), so `device`
@@ -129,6 +135,31 @@ class WorldModel(torch.nn.Module, abc.ABC):
             f"{type(self).__name__} has no differentiable mean prediction (mean_step); "
             "gradient-based planners such as iLQR need one"
         )
+
+    # ------------------------------------------------------------------ imagination
+    @property
+    def dream_observation_space(self) -> spaces.Space:
+        """What imagination environments over this model observe.
+
+        The real observation space by default (their observations are
+        :meth:`decode` of the state); latent models return the space of their latent
+        features instead, so that an agent trained in imagination acts on those.
+        """
+        return self.observation_space
+
+    def dream_observation(self, state: torch.Tensor) -> torch.Tensor:
+        """The observation an imagination environment emits for ``state: [B, ...]``."""
+        return self.decode(state)
+
+    def dream_start_states(
+        self, buffer: Any, n: int, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``[n, *state_shape]`` model states to start imagined episodes from real data.
+
+        By default the encoding of ``n`` stored observations drawn uniformly; latent models
+        filter replayed sequences instead.
+        """
+        return self.encode(buffer.sample(n, generator=generator).obs)
 
     @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:

@@ -55,14 +55,17 @@ def predicted_returns(
         rows, horizon, *candidates.shape[3:]
     )
     member = model.sample_members(rows, generator)
-    obs = model.decode(current)
+    # Decoding is only needed by functions of observations (and costs a decoder pass for
+    # latent models), so it is skipped when the model's own heads decide.
+    needs_obs = reward_fn is not None or termination_fn is not None
+    obs = model.decode(current) if needs_obs else None
     total = torch.zeros(rows, device=state.device)
     alive = torch.ones(rows, device=state.device)
     weight = 1.0
     for t in range(horizon):
         action = actions[:, t]
         pred = model.step(current, action, generator=generator, member=member)
-        next_obs = model.decode(pred.next_state)
+        next_obs = model.decode(pred.next_state) if needs_obs else None
         if reward_fn is not None:
             reward = reward_fn(obs, action, next_obs)
         elif pred.reward is not None:
