@@ -49,3 +49,17 @@ def lambda_returns(
         last = interim[t] + discount * continues[t] * lambda_ * last
         out[t] = last
     return out
+
+
+def percentile_range(x: torch.Tensor, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+    """``quantile(x, high) - quantile(x, low)`` over all elements: a scalar tensor.
+
+    DreamerV3 (Section 4) divides advantages by ``max(1, S)`` where ``S`` is an
+    exponential moving average (decay 0.99) of this range of the returns with the 5th
+    and 95th percentiles, robust to outliers and never amplifying small returns.
+    """
+    if not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"low, high: expected 0 <= low < high <= 1, got {low!r}, {high!r}")
+    flat = x.detach().float().reshape(-1)
+    bounds = torch.quantile(flat, torch.tensor([low, high], device=flat.device))
+    return bounds[1] - bounds[0]

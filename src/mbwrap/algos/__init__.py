@@ -4,6 +4,7 @@ from mbwrap.algos.agents import available_agents, register_agent
 from mbwrap.algos.alphazero import AlphaZero, alphazero_loss, outcome_targets
 from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
+from mbwrap.algos.dreamer import Dreamer
 from mbwrap.algos.dyna import Dyna
 from mbwrap.algos.dyna_q import DynaQ
 from mbwrap.algos.mb_mf import MBMF, imitation_loss
@@ -20,6 +21,7 @@ __all__ = [
     "PETS",
     "Algorithm",
     "AlphaZero",
+    "Dreamer",
     "Dyna",
     "DynaQ",
     "EpisodeStatsCallback",

@@ -1,5 +1,6 @@
 """World models: the :class:`WorldModel` contract and its implementations."""
 
+from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.base import WorldModel
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP
@@ -18,6 +19,8 @@ __all__ = [
     "EnsembleLinear",
     "EnsembleMLP",
     "GaussianEnsemble",
+    "LatentActor",
+    "LatentCritic",
     "MDNModel",
     "MLPModel",
     "MuZeroNetworks",
