@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mbwrap.algos.dreamer import DREAMER_CARTPOLE, DREAMER_PENDULUM
 from mbwrap.algos.mb_mf import PENDULUM_MB_MF
 from mbwrap.algos.muzero import MUZERO_CARTPOLE
 
@@ -100,4 +101,7 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("mb-mf", "Pendulum-v1"): PENDULUM_MB_MF,
     # Defined beside the algorithm (Gumbel search, 16 simulations, 8 envs).
     ("muzero", "CartPole-v1"): MUZERO_CARTPOLE,
+    # Defined beside the algorithm (a small RSSM, 1 gradient step per 8 env steps).
+    ("dreamer", "CartPole-v1"): DREAMER_CARTPOLE,
+    ("dreamer", "Pendulum-v1"): DREAMER_PENDULUM,
 }

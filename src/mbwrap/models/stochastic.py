@@ -52,9 +52,14 @@ def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = Non
     :return: ``[..., K]`` one-hot, the dtype of ``logits``.
     """
     probs = torch.softmax(logits, -1)
-    flat = probs.reshape(-1, probs.shape[-1])
-    index = torch.multinomial(flat.detach(), 1, generator=generator)
-    one_hot = torch.zeros_like(flat).scatter_(-1, index, 1.0).reshape(probs.shape)
+    # Inverse-CDF sampling: one uniform per categorical, compared against the cumulative
+    # probabilities (several times cheaper than torch.multinomial on many small rows).
+    cdf = probs.detach().cumsum(-1)
+    u = torch.rand(
+        (*probs.shape[:-1], 1), device=probs.device, dtype=probs.dtype, generator=generator
+    )
+    index = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
     return one_hot + probs - probs.detach()
 
 
