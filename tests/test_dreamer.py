@@ -1,0 +1,169 @@
+"""Dreamer: the DreamerV3 recipe's pieces, its SB3 surface and a short learning run."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import mbwrap
+from mbwrap.algos.dreamer import DREAMER_CARTPOLE, Dreamer
+from mbwrap.device import make_generator
+from mbwrap.errors import CheckpointError, UnsupportedSpaceError
+
+TINY = {
+    "model_kwargs": {
+        "deter": 16,
+        "hidden": 16,
+        "layers": 1,
+        "stoch": 4,
+        "classes": 4,
+        "batch_size": 4,
+        "sequence_length": 8,
+        "reward_bins": 31,
+    },
+    "hidden": 16,
+    "layers": 1,
+    "horizon": 5,
+    "train_ratio": 32,
+    "learning_starts": 40,
+}
+
+
+def _params(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_registered_and_gradient_steps_per_env_step() -> None:
+    algo = mbwrap.make_algo("dreamer", gym.make("CartPole-v1"), device="cpu", **TINY)
+    assert isinstance(algo, Dreamer)
+    # train_ratio replayed steps per env step over batches of 4 x 8 replayed steps.
+    assert algo.gradient_steps_per_env_step() == pytest.approx(32 / (4 * 8))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"discount": 0.0}, "discount"),
+        ({"lambda_": 1.5}, "lambda_"),
+        ({"entropy_coef": -1.0}, "entropy_coef"),
+        ({"learning_starts": -1}, "learning_starts"),
+        ({"horizon": 0}, "horizon"),
+        ({"train_ratio": 0}, "train_ratio"),
+    ],
+)
+def test_bad_settings_are_named(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Dreamer(gym.make("CartPole-v1"), device="cpu", **{**TINY, **kwargs})
+
+
+def test_unbounded_box_actions_are_refused() -> None:
+    class Unbounded(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+        action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    with pytest.raises(UnsupportedSpaceError, match="action_space"):
+        Dreamer(Unbounded(), device="cpu", **TINY)
+
+
+def test_learn_counts_real_steps_and_trains() -> None:
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **TINY)
+    algo.learn(100)
+    assert algo.num_timesteps == 100
+    # 60 steps after learning_starts at one gradient step per env step.
+    assert algo.gradient_steps == 60
+    assert algo.model.gradient_steps == 60
+    assert len(algo.buffer) == 100
+
+
+def test_reinforce_leaves_the_world_model_alone_and_moves_the_actor() -> None:
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **TINY)
+    algo.learn(60)
+    starts = algo.model.initial_state(8) + 0.1
+    model_before, actor_before = _params(algo.model), _params(algo.actor)
+    critic_before = _params(algo.critic.slow)
+    algo.model.zero_grad(set_to_none=True)
+    metrics = algo._imagine_and_learn(starts)
+    assert not _changed(model_before, algo.model)
+    assert all(p.grad is None or not p.grad.any() for p in algo.model.parameters())
+    assert _changed(actor_before, algo.actor)
+    assert _changed(critic_before, algo.critic.slow)  # the slow copy follows
+    assert np.isfinite(metrics["actor_loss"]) and np.isfinite(metrics["critic_loss"])
+
+
+def test_continuous_actions_learn_through_the_dynamics() -> None:
+    # With no entropy term, a Box actor's only gradient is the return's, which reaches it
+    # through the imagined states (dynamics backpropagation).
+    algo = Dreamer(gym.make("Pendulum-v1"), seed=0, device="cpu", **{**TINY, "entropy_coef": 0.0})
+    algo.learn(80)
+    before = _params(algo.actor)
+    algo._imagine_and_learn(algo.model.initial_state(8) + 0.1)
+    assert _changed(before, algo.actor)
+    action, _ = algo.predict(np.zeros(3, np.float32))
+    assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
+
+
+def test_predict_keeps_latent_state_and_restarts_on_episode_start() -> None:
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **TINY)
+    obs = np.zeros((2, 4), np.float32)
+    actions, state = algo.predict(obs)
+    assert actions.shape == (2,)
+    latent, prev_action = state
+    assert latent.shape == (2, algo.model.feature_size) and prev_action.shape == (2, 2)
+    # Where an episode starts, the state passed in does not matter.
+    other = (np.random.default_rng(0).normal(size=latent.shape).astype(np.float32), prev_action)
+    outputs = []
+    for given in (state, other):
+        algo._generator = make_generator("cpu", 3)
+        outputs.append(algo.predict(obs, given, episode_start=np.array([True, True]))[1][0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    # Elsewhere it does.
+    algo._generator = make_generator("cpu", 3)
+    kept = algo.predict(obs, other, episode_start=np.array([False, False]))[1][0]
+    assert not np.array_equal(kept, outputs[0])
+    single, _ = algo.predict(np.zeros(4, np.float32))
+    assert np.asarray(single).shape == ()
+
+
+def test_evaluate_policy_on_a_vec_env() -> None:
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **TINY)
+    mean, _ = evaluate_policy(algo, make_vec_env("CartPole-v1", n_envs=2, seed=0), 4)
+    assert mean > 0
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **TINY)
+    algo.learn(80)
+    path = tmp_path / "dreamer.mbwrap"
+    algo.save(path)
+    loaded = Dreamer.load(path, env=gym.make("CartPole-v1"), device="cpu")
+    assert loaded.num_timesteps == 80 and len(loaded.buffer) == 80
+    obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    out = []
+    for agent in (algo, loaded):
+        agent._generator = make_generator("cpu", 7)
+        out.append(agent.predict(obs, deterministic=True))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_allclose(out[0][1][0], out[1][1][0], atol=1e-6)
+    assert float(loaded.return_scale) == pytest.approx(float(algo.return_scale))
+    with pytest.raises(CheckpointError):
+        mbwrap.algos.MuZero.load(path)
+
+
+def test_dreamer_learns_cartpole_over_random() -> None:
+    # DREAMER_CARTPOLE, 2,000 real steps (500 random, then 188 gradient steps): random play
+    # averages about 22; the trained agent balances markedly longer.
+    torch.manual_seed(0)
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **DREAMER_CARTPOLE)
+    algo.learn(2_000)
+    mean, _ = evaluate_policy(
+        algo, make_vec_env("CartPole-v1", n_envs=5, seed=100), 5, deterministic=True
+    )
+    assert mean >= 60.0
