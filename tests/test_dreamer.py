@@ -167,3 +167,29 @@ def test_dreamer_learns_cartpole_over_random() -> None:
         algo, make_vec_env("CartPole-v1", n_envs=5, seed=100), 5, deterministic=True
     )
     assert mean >= 60.0
+
+
+def _pong() -> gym.Env:
+    from mbwrap.envs.atari import make_atari_env
+
+    return make_atari_env("ALE/Pong-v5", frame_stack=1, screen_size=64)
+
+
+def _cartpole_pixels() -> gym.Env:
+    from mbwrap.envs.pixels import PixelObservation
+
+    return PixelObservation(gym.make("CartPole-v1", render_mode="rgb_array"), size=(64, 64))
+
+
+@pytest.mark.parametrize("make_env", [_pong, _cartpole_pixels], ids=["atari", "render"])
+def test_learns_from_pixels(make_env) -> None:
+    pytest.importorskip("ale_py")
+    env = make_env()
+    kwargs = {**TINY, "model_kwargs": {**TINY["model_kwargs"], "cnn_depth": 4}}
+    algo = Dreamer(env, seed=0, device="cpu", buffer_capacity=500, **kwargs)
+    algo.learn(48)
+    assert algo.gradient_steps == 8
+    frames = algo.model.decode(algo.model.initial_state(2))
+    assert frames.shape == (2, *env.observation_space.shape) and frames.dtype == torch.uint8
+    action, _ = algo.predict(env.observation_space.sample())
+    assert env.action_space.contains(action)
