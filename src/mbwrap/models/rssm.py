@@ -286,10 +286,18 @@ class RSSM(WorldModel):
         return deter.expand(batch, -1)
 
     def first_posterior(
-        self, embed: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+        self,
+        embed: torch.Tensor,
+        generator: torch.Generator | None = None,
+        sample: bool = True,
+        deter: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The state after an episode's first observation, from its embedding ``[N, E]``."""
-        deter = self._first_deter(embed.shape[0])
+        """The state after an episode's first observation, from its embedding ``[N, E]``.
+
+        :param deter: ``_first_deter`` when the caller already has it (it is the same for
+            every episode).
+        """
+        deter = self._first_deter(embed.shape[0]) if deter is None else deter
         post = self._stats(self.post_net(torch.cat([deter, embed], -1)))
         return torch.cat([deter, self._sample(post, generator, sample)], -1)
 
@@ -334,8 +342,12 @@ class RSSM(WorldModel):
         actions = self.action_vector(sequence.action.to(self.device))
         obs_embed = self.embed(obs, lead=2)
         next_embed = self.embed(next_obs, lead=2)
-        state = self.first_posterior(obs_embed[:, 0], generator, sample)
+        first_deter = self._first_deter(obs_embed.shape[0])
+        state = self.first_posterior(obs_embed[:, 0], generator, sample, first_deter)
         start = state
+        # Which steps end some sequence's episode: one host copy per call, so that the
+        # restart below runs only at those steps.
+        restarts = end[:, : length - 1].any(0).tolist()
         states, posts, priors = [], [], []
         # A loop over time, inherent to filtering; every op in it covers the whole batch.
         for t in range(length):
@@ -345,8 +357,8 @@ class RSSM(WorldModel):
             states.append(state)
             posts.append(post)
             priors.append(prior)
-            if t + 1 < length:
-                fresh = self.first_posterior(obs_embed[:, t + 1], generator, sample)
+            if t + 1 < length and restarts[t]:
+                fresh = self.first_posterior(obs_embed[:, t + 1], generator, sample, first_deter)
                 state = torch.where(end[:, t, None], fresh, state)
         return {
             "start": start,
