@@ -251,58 +251,83 @@ class Dreamer(Algorithm):
     def _imagine_and_learn(self, starts: torch.Tensor) -> dict[str, float]:
         """Actor and critic updates on imagined rollouts from ``starts [N, F]``."""
         cfg = self.settings
-        model = self.model
+        model, critic = self.model, self.critic
+        dists: list[torch.distributions.Distribution] = []
+        raws: list[torch.Tensor] = []
+
+        def policy(features: torch.Tensor) -> torch.Tensor:
+            # The rollout's own action distributions serve the actor loss below, so the
+            # actor runs once per imagined state.
+            raw, vector, dist = self.actor.sample(features)
+            dists.append(dist)
+            raws.append(raw)
+            return vector
+
+        # The world model does not learn from the actor's loss; with its parameters frozen,
+        # no gradient is computed for them.
         model.requires_grad_(False)
         try:
-
-            def policy(features: torch.Tensor) -> torch.Tensor:
-                _, vector, _ = self.actor.sample(
-                    features.detach() if self.actor.discrete else features
-                )
-                return vector
-
-            states, actions = model.imagine(policy, starts, cfg["horizon"], self._generator)
+            states, _ = model.imagine(policy, starts.detach(), cfg["horizon"], self._generator)
             reward = model.predict_reward(states[1:])  # [H, N]
             continues = model.continue_prob(states[1:])  # [H, N]
-            value = self.critic.value(states)  # [H + 1, N]
-            returns = lambda_returns(
-                reward, value, continues, discount=cfg["discount"], lambda_=cfg["lambda_"]
-            )
-            # The chance of still being in the episode at each step (DreamerV3 weights
-            # every loss term of step t by it).
-            alive = torch.cumprod(
-                torch.cat([torch.ones_like(continues[:1]), cfg["discount"] * continues[:-1]]), 0
-            ).detach()
-            decay = cfg["return_decay"]
-            self.return_scale = decay * self.return_scale + (1 - decay) * percentile_range(returns)
-            scale = torch.clamp(self.return_scale, min=1.0)
-            advantage = (returns - value[:-1]) / scale
-            dist = self.actor.distribution(states[:-1].detach())
-            entropy = self.actor.entropy(dist)
-            if self.actor.discrete:
-                index = actions.argmax(-1)
-                objective = self.actor.log_prob(dist, index) * advantage.detach()
-            else:
-                objective = advantage
-            actor_loss = -(alive * (objective + cfg["entropy_coef"] * entropy)).mean()
         finally:
             model.requires_grad_(True)
+        critic_logits = None
+        if self.actor.discrete:
+            # REINFORCE: no gradient flows through the states, so one critic pass gives
+            # the values for the returns and the logits of its own loss.
+            critic_logits = critic.logits(states[:-1])
+            value = critic.expected(
+                torch.cat([critic_logits.detach(), critic.logits(states[-1:]).detach()])
+            )
+        else:
+            # Dynamics backpropagation: the return's gradient reaches the actor through the
+            # imagined states, the rewards and the bootstrapped values (critic frozen).
+            critic.net.requires_grad_(False)
+            try:
+                value = critic.value(states)  # [H + 1, N]
+            finally:
+                critic.net.requires_grad_(True)
+        returns = lambda_returns(
+            reward, value, continues, discount=cfg["discount"], lambda_=cfg["lambda_"]
+        )
+        # The chance of still being in the episode at each step (DreamerV3 weights every
+        # loss term of step t by it).
+        alive = torch.cumprod(
+            torch.cat([torch.ones_like(continues[:1]), cfg["discount"] * continues[:-1]]), 0
+        ).detach()
+        decay = cfg["return_decay"]
+        self.return_scale = decay * self.return_scale + (1 - decay) * percentile_range(returns)
+        scale = torch.clamp(self.return_scale, min=1.0)
+        advantage = (returns - value[:-1]) / scale
+        entropy = torch.stack([self.actor.entropy(d) for d in dists])  # [H, N]
+        if self.actor.discrete:
+            log_prob = torch.stack(
+                [self.actor.log_prob(d, r) for d, r in zip(dists, raws, strict=True)]
+            )
+            objective = log_prob * advantage.detach()
+        else:
+            objective = advantage
+        actor_loss = -(alive * (objective + cfg["entropy_coef"] * entropy)).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg["grad_clip"])
         self.actor_optimizer.step()
 
         features = states[:-1].detach()
-        logits = torch.log_softmax(self.critic.logits(features), -1)
-        target = scalar_to_two_hot(symlog(returns.detach()), self.critic.bins)
+        if critic_logits is None:
+            critic_logits = critic.logits(features)
+        logits = torch.log_softmax(critic_logits, -1)
+        target = scalar_to_two_hot(symlog(returns.detach()), critic.bins)
         critic_loss = -(target * logits).sum(-1)
-        critic_loss = critic_loss - (self.critic.slow_probs(features) * logits).sum(-1)
+        # DreamerV3: regularise towards the slow critic's predictions (weight 1).
+        critic_loss = critic_loss - (critic.slow_probs(features) * logits).sum(-1)
         critic_loss = (alive * critic_loss).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg["grad_clip"])
+        torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg["grad_clip"])
         self.critic_optimizer.step()
-        self.critic.update_slow()
+        critic.update_slow()
         if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
             raise ModelOutputError(
                 f"Dreamer: actor loss {float(actor_loss)}, critic loss {float(critic_loss)}; "

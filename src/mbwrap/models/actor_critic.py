@@ -136,7 +136,10 @@ class LatentCritic(nn.Module):
 
     def value(self, features: torch.Tensor, slow: bool = False) -> torch.Tensor:
         """Expected value ``[...]``: symexp of the two-hot expectation."""
-        logits = (self.slow if slow else self.net)(features)
+        return self.expected((self.slow if slow else self.net)(features))
+
+    def expected(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[..., bins]`` logits -> expected value ``[...]`` (symexp of the expectation)."""
         return symexp(two_hot_to_scalar(torch.softmax(logits, -1), self.bins))
 
     def slow_probs(self, features: torch.Tensor) -> torch.Tensor:
