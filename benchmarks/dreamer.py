@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=475.0)
     parser.add_argument("--no-stop", action="store_true", help="keep training after the target")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", default="{}", help="JSON of settings overriding the preset")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = []
