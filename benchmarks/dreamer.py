@@ -65,14 +65,17 @@ class PeriodicEval(BaseCallback):
 
 
 def run(
-    env_id: str, seed: int, steps: int, every: int, episodes: int, target: float, stop: bool
+    env_id: str,
+    seed: int,
+    steps: int,
+    every: int,
+    episodes: int,
+    target: float,
+    stop: bool,
+    overrides: dict | None = None,
 ) -> dict:
-    algo = Dreamer(
-        make_vec_env(env_id, n_envs=1, seed=seed),
-        seed=seed,
-        device="cpu",
-        **PRESETS[("dreamer", env_id)],
-    )
+    settings = {**PRESETS[("dreamer", env_id)], **(overrides or {})}
+    algo = Dreamer(make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **settings)
     callback = PeriodicEval(env_id, seed, every, episodes, target, stop)
     start = time.perf_counter()
     algo.learn(steps, callback=callback)
@@ -111,6 +114,7 @@ def main() -> None:
             args.eval_episodes,
             args.target,
             not args.no_stop,
+            json.loads(args.set),
         )
         results.append(result)
         print(json.dumps(result), flush=True)
