@@ -13,7 +13,7 @@ from mbwrap.models import WorldModel
 from mbwrap.spaces import check_same_space
 
 
-class LatentFilterWrapper(gym.ObservationWrapper):
+class LatentFilterWrapper(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Runs the model's posterior online; observations become its latent features.
 
     At ``reset`` the state is the posterior after the first observation; at every
@@ -35,7 +35,8 @@ class LatentFilterWrapper(gym.ObservationWrapper):
     def __init__(
         self, env: gym.Env, model: WorldModel, *, sample: bool = True, seed: int | None = None
     ) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, model=model, sample=sample, seed=seed)
+        gym.ObservationWrapper.__init__(self, env)
         if not isinstance(model, WorldModel):
             raise TypeError(
                 f"model: expected an mbwrap.models.WorldModel, got {type(model).__name__}"

@@ -334,8 +334,9 @@ class RSSM(WorldModel):
             welcome).
         :return: ``start: [B, F]`` the state after ``obs[:, 0]``; ``states: [B, L, F]``
             the posterior after each step's ``next_obs``; ``post``/``prior``: their
-            distribution parameters ``[B, L, ...]``; ``carry: [B, F]``, the state to
-            continue from after the last step (restarted if the episode ended).
+            distribution parameters ``[B, L, ...]``; ``last_obs: [B, F]``, the state
+            after ``obs[:, L - 1]``, before the last action (the last live state of
+            sequences whose final step ends their episode).
         """
         obs, next_obs, end = self._sequence_parts(sequence)
         length = sequence.reward.shape[1]
@@ -351,6 +352,7 @@ class RSSM(WorldModel):
         states, posts, priors = [], [], []
         # A loop over time, inherent to filtering; every op in it covers the whole batch.
         for t in range(length):
+            before = state
             state, post, prior = self.obs_step(
                 state, actions[:, t], next_embed[:, t], generator, sample
             )
@@ -365,7 +367,7 @@ class RSSM(WorldModel):
             "states": torch.stack(states, 1),
             "post": torch.stack(posts, 1),
             "prior": torch.stack(priors, 1),
-            "carry": state,
+            "last_obs": before,
         }
 
     def imagine(
@@ -462,14 +464,20 @@ class RSSM(WorldModel):
         self, buffer: Any, n: int, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Posterior states after ``start_context`` replayed real steps (fewer when the
-        buffer holds fewer), one per imagined episode: ``[n, F]``."""
+        buffer holds fewer), one per imagined episode: ``[n, F]``.
+
+        Where the last replayed step ends its episode, the episode starts from the state
+        before it instead, so that no imagined episode starts in a terminal state.
+        """
         length = min(self.config["start_context"], buffer.stored_rows)
         sequence = buffer.sample_sequences(n, length, generator=generator, cross_episodes=True)
         model_gen = None
         if generator is not None:
             seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
             model_gen = make_generator(self.device, seed)
-        return self.observe(sequence, model_gen)["carry"]
+        out = self.observe(sequence, model_gen)
+        ended = sequence.terminated[:, -1].to(self.device).reshape(-1, 1)
+        return torch.where(ended, out["last_obs"], out["states"][:, -1])
 
     # ------------------------------------------------------------------ training
     def loss(
