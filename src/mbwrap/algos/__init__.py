@@ -13,6 +13,8 @@ from mbwrap.algos.me_trpo import METRPO
 from mbwrap.algos.mixed_buffer import MixedReplayBuffer, split_batch
 from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.pets import PETS
+from mbwrap.algos.planet import PlaNet
+from mbwrap.algos.world_models import WorldModels
 
 __all__ = [
     "MBMF",
@@ -27,6 +29,8 @@ __all__ = [
     "EpisodeStatsCallback",
     "MixedReplayBuffer",
     "MuZero",
+    "PlaNet",
+    "WorldModels",
     "alphazero_loss",
     "available_agents",
     "imitation_loss",

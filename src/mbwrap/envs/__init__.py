@@ -31,6 +31,7 @@ from mbwrap.envs.opponents import (
     RolloutMCTSConnectFour,
     play_match,
 )
+from mbwrap.envs.pixels import PixelObservation
 from mbwrap.envs.sb3_vec_env import SB3VecEnv, as_vec_env
 from mbwrap.envs.snapshot import Snapshot, restore_env, snapshot_env
 
@@ -56,6 +57,7 @@ __all__ = [
     "MatchResult",
     "MinimaxTicTacToe",
     "ModelLearningWrapper",
+    "PixelObservation",
     "RolloutMCTSConnectFour",
     "SB3VecEnv",
     "Snapshot",

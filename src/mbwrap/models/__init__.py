@@ -6,6 +6,7 @@ from mbwrap.models.gaussian_ensemble import GaussianEnsemble
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
 from mbwrap.models.mdn import MDNModel
+from mbwrap.models.mdn_rnn import MDNRNN, sample_mixture
 from mbwrap.models.mlp import MLPModel
 from mbwrap.models.muzero_nets import MuZeroNetworks
 from mbwrap.models.neural import NeuralWorldModel
@@ -13,9 +14,12 @@ from mbwrap.models.normalizer import Normalizer
 from mbwrap.models.policy_value import PolicyValueNet, ResidualBlock
 from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
+from mbwrap.models.vae import ConvVAE, vae_loss
 
 __all__ = [
+    "MDNRNN",
     "RSSM",
+    "ConvVAE",
     "EnsembleLinear",
     "EnsembleMLP",
     "GaussianEnsemble",
@@ -32,5 +36,7 @@ __all__ = [
     "WorldModel",
     "gaussian_nll",
     "mixture_nll",
+    "sample_mixture",
     "soft_clamp_logvar",
+    "vae_loss",
 ]

@@ -136,7 +136,10 @@ class Planner(BasePolicy, abc.ABC):
         self.discount = _unit_float(discount, "discount")
         self.warm_start = bool(warm_start)
         self.seed = None if seed is None else int(seed)
-        registered = get_fn(model.env_id)
+        # Registered functions read real observations; a latent model's states are not
+        # those, so only its own heads apply.
+        latent = model.dream_observation_space != model.observation_space
+        registered = None if latent else get_fn(model.env_id)
         self._given_reward_fn = reward_fn is not None
         self._given_termination_fn = termination_fn is not None
         self.reward_fn = reward_fn or getattr(registered, "reward", None)
@@ -241,15 +244,39 @@ class Planner(BasePolicy, abc.ABC):
     def plan(self, obs: Any) -> torch.Tensor:
         """Choose actions for a batch: ``obs: [B, *obs_shape] -> actions: [B, *act_shape]``.
 
+        Encodes the observations (``model.encode``) and plans from those states
+        (:meth:`plan_states`).
+
         :raises ModelOutputError: when every candidate of some start state has a
             non-finite predicted return (the model broke down).
         """
         obs, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
-        batch = obs.shape[0]
-        if not self.warm_start or self._solution is None or self._solution.shape[0] != batch:
-            self._solution = self.fresh_solution(batch)
         with torch.no_grad():
             state = self.model.encode(obs)
+        return self.plan_states(state)
+
+    def plan_states(self, state: torch.Tensor) -> torch.Tensor:
+        """Choose actions for a batch of model states: ``state: [B, *state_shape] ->
+        actions: [B, *act_shape]``.
+
+        For states the caller inferred itself, e.g. a recurrent model's filtered belief
+        (PlaNet plans from the posterior after the whole history, not from the last
+        observation alone). The warm start, its reset by ``episode_start`` and the shift
+        work as in :meth:`plan`: row ``b`` is env ``b``.
+
+        :raises TypeError: when ``state`` is not a tensor with a batch dimension.
+        :raises ModelOutputError: when every candidate of some start state has a
+            non-finite predicted return (the model broke down).
+        """
+        if not isinstance(state, torch.Tensor) or state.ndim < 1 or state.shape[0] < 1:
+            got = tuple(state.shape) if isinstance(state, torch.Tensor) else type(state).__name__
+            raise TypeError(
+                f"state: expected a tensor [B, *state_shape] of model states with B >= 1, got {got}"
+            )
+        state = state.to(self.device)
+        batch = state.shape[0]
+        if not self.warm_start or self._solution is None or self._solution.shape[0] != batch:
+            self._solution = self.fresh_solution(batch)
         self._broken = None
         solution = self.optimize(state, self._solution)
         # One check per decision, outside the optimisation loop.

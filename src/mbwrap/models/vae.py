@@ -1,0 +1,289 @@
+"""The convolutional VAE of World Models (Ha & Schmidhuber 2018, "World Models", Appendix
+A.1): 64x64 frames compressed to a small latent ``z``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mbwrap.device import resolve_device
+from mbwrap.errors import SpaceMismatchError
+
+FRAME_SIZE = 64  # World Models, Appendix A.1: the VAE reads 64x64 frames
+
+
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mean, exp(logvar)) || N(0, I))`` of diagonal Gaussians, summed over the
+    latent dimensions.
+
+    :param mean: ``[..., Z]``.
+    :param logvar: ``[..., Z]``.
+    :return: ``[...]`` in nats.
+    """
+    return -0.5 * (1.0 + logvar - mean.square() - logvar.exp()).sum(-1)
+
+
+RECONSTRUCTION_LOSSES = ("mse", "bernoulli")
+
+
+def vae_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    kl_tolerance: float,
+    reconstruction: str = "mse",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World Models' VAE loss: a reconstruction term plus a KL held below by free bits.
+
+    Per frame, the reconstruction term sums over the pixels either the squared error of
+    ``sigmoid(logits)`` (``"mse"``, World Models' L2 loss) or the pixels' Bernoulli
+    cross-entropy (``"bernoulli"``). The second keeps its gradient where the sigmoid
+    saturates: on frames that are mostly one flat colour (CartPole's white background) the
+    L2 loss drives the output to that colour everywhere and stops learning. The KL term is
+    ``max(KL, kl_tolerance * Z)``: a frame whose posterior is already within
+    ``kl_tolerance`` nats per latent dimension of the prior is not pushed further (World
+    Models' ``vae.py`` takes 0.5).
+
+    :param logits: ``[B, C, H, W]``, the decoder's pre-sigmoid output.
+    :param target: ``[B, C, H, W]`` in ``[0, 1]``.
+    :param mean: ``[B, Z]`` of the posterior.
+    :param logvar: ``[B, Z]`` of the posterior.
+    :param reconstruction: ``"mse"`` or ``"bernoulli"``.
+    :return: ``(loss, reconstruction term, clamped KL term)``, each a scalar mean over the
+        batch.
+    """
+    if reconstruction == "mse":
+        per_pixel = (torch.sigmoid(logits) - target).square()
+    elif reconstruction == "bernoulli":
+        per_pixel = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    else:
+        raise ValueError(
+            f"reconstruction: expected one of {RECONSTRUCTION_LOSSES}, got {reconstruction!r}"
+        )
+    recon = per_pixel.flatten(1).sum(-1)
+    floor = kl_tolerance * mean.shape[-1]
+    kl = kl_to_standard_normal(mean, logvar).clamp_min(floor)
+    return (recon + kl).mean(), recon.mean(), kl.mean()
+
+
+def frames_to_tensor(
+    frames: Any, *, channels: int, device: torch.device, name: str = "frames"
+) -> torch.Tensor:
+    """Check uint8 ``[B, 64, 64, C]`` frames (a gymnasium image observation, channels
+    last) and turn them into the VAE's input.
+
+    :param frames: ``[B, 64, 64, C]`` (or one ``[64, 64, C]`` frame) uint8, a NumPy array
+        or a tensor.
+    :return: ``[B, C, 64, 64]`` float32 in ``[0, 1]`` on ``device``.
+    :raises SpaceMismatchError: naming ``name`` for another dtype or shape.
+    """
+    tensor = frames if torch.is_tensor(frames) else torch.as_tensor(np.asarray(frames))
+    if tensor.dtype != torch.uint8:
+        raise SpaceMismatchError(
+            f"{name}: expected uint8 frames with values 0-255, got dtype {tensor.dtype}"
+        )
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    expected = (FRAME_SIZE, FRAME_SIZE, channels)
+    if tensor.ndim != 4 or tuple(tensor.shape[1:]) != expected:
+        raise SpaceMismatchError(
+            f"{name}: expected frames of shape [B, {FRAME_SIZE}, {FRAME_SIZE}, {channels}] "
+            f"(height, width, channels; e.g. from PixelObservation), got {list(tensor.shape)}"
+        )
+    return tensor.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class ConvVAE(nn.Module):
+    """World Models' convolutional VAE ("V").
+
+    Encoder: four convolutions of kernel 4 and stride 2 with ReLU (64 -> 31 -> 14 -> 6 ->
+    2 pixels), flattened to the mean and log-variance of ``z``. Decoder: a dense layer to
+    ``4 * channels[-1]`` units seen as a 1x1 image, then four transposed convolutions of
+    kernels 5, 5, 6, 6 and stride 2 (1 -> 5 -> 13 -> 30 -> 64 pixels), a sigmoid last.
+    Trained by :func:`vae_loss`.
+
+    :param latent_dim: size of ``z`` (World Models: 32).
+    :param channels: the encoder's four widths (World Models: 32, 64, 128, 256); the
+        decoder mirrors them. Smaller widths train much faster on a CPU.
+    :param image_channels: 3 for RGB frames, 1 for grayscale.
+    :param kl_tolerance: free nats per latent dimension (World Models: 0.5).
+    :param reconstruction: ``"mse"`` (World Models' L2) or ``"bernoulli"`` (for frames
+        mostly of one flat colour; see :func:`vae_loss`).
+    :param device: ``"auto"`` picks CUDA when present.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 32,  # World Models, Appendix A.1
+        channels: Sequence[int] = (32, 64, 128, 256),  # World Models, Appendix A.1
+        *,
+        image_channels: int = 3,
+        kl_tolerance: float = 0.5,  # World Models' vae.py: kl_tolerance = 0.5
+        reconstruction: str = "mse",  # World Models, Section 2.1: L2 distance
+        device: str | torch.device = "auto",
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"channels: expected four positive widths, got {channels!r}")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim: expected a positive int, got {latent_dim!r}")
+        if image_channels not in (1, 3):
+            raise ValueError(f"image_channels: expected 1 or 3, got {image_channels!r}")
+        if kl_tolerance < 0:
+            raise ValueError(f"kl_tolerance: expected >= 0 nats, got {kl_tolerance!r}")
+        self.latent_dim = int(latent_dim)
+        self.channels = channels
+        self.image_channels = int(image_channels)
+        self.kl_tolerance = float(kl_tolerance)
+        if reconstruction not in RECONSTRUCTION_LOSSES:
+            raise ValueError(
+                f"reconstruction: expected one of {RECONSTRUCTION_LOSSES}, got {reconstruction!r}"
+            )
+        self.reconstruction = reconstruction
+        c1, c2, c3, c4 = channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(image_channels, c1, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c2, c3, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(c3, c4, 4, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        flat = c4 * 2 * 2
+        self.to_mean = nn.Linear(flat, latent_dim)
+        self.to_logvar = nn.Linear(flat, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, flat)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(flat, c3, 5, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c3, c2, 5, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c2, c1, 6, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(c1, image_channels, 6, stride=2),
+        )
+        self.to(resolve_device(device))
+
+    @property
+    def device(self) -> torch.device:
+        return self.to_mean.weight.device
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able constructor keywords."""
+        return {
+            "latent_dim": self.latent_dim,
+            "channels": list(self.channels),
+            "image_channels": self.image_channels,
+            "kl_tolerance": self.kl_tolerance,
+            "reconstruction": self.reconstruction,
+        }
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior of ``z``.
+
+        :param x: ``[B, C, 64, 64]`` float in ``[0, 1]``.
+        :return: ``(mean, logvar)``, each ``[B, Z]``.
+        """
+        features = self.encoder(x)
+        return self.to_mean(features), self.to_logvar(features)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's pre-sigmoid output: ``[B, Z] -> [B, C, 64, 64]``."""
+        return self.decoder(self.from_latent(z)[:, :, None, None])
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames from latents.
+
+        :param z: ``[B, Z]``.
+        :return: ``[B, C, 64, 64]`` in ``[0, 1]``.
+        """
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, sample ``z`` by reparameterisation, decode.
+
+        :param x: ``[B, C, 64, 64]`` float in ``[0, 1]``.
+        :return: ``(reconstruction logits [B, C, 64, 64], mean [B, Z], logvar [B, Z])``.
+        """
+        mean, logvar = self.encode(x)
+        noise = torch.randn(mean.shape, device=mean.device, generator=generator)
+        return self.decode_logits(mean + (0.5 * logvar).exp() * noise), mean, logvar
+
+    def loss(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:func:`vae_loss` on a batch ``x: [B, C, 64, 64]``: ``(loss, reconstruction, kl)``."""
+        logits, mean, logvar = self(x, generator)
+        return vae_loss(
+            logits,
+            x,
+            mean,
+            logvar,
+            kl_tolerance=self.kl_tolerance,
+            reconstruction=self.reconstruction,
+        )
+
+    @torch.no_grad()
+    def encode_frames(
+        self, frames: Any, *, batch_size: int = 1024, name: str = "frames"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior of uint8 frames, in chunks of ``batch_size``.
+
+        :param frames: ``[B, 64, 64, C]`` uint8 (channels last, as gymnasium images).
+        :return: ``(mean, logvar)``, each ``[B, Z]`` on :attr:`device`.
+        :raises SpaceMismatchError: naming ``name`` for a wrong dtype or shape.
+        """
+        x = frames_to_tensor(frames, channels=self.image_channels, device=self.device, name=name)
+        parts = [self.encode(chunk) for chunk in x.split(batch_size)]
+        return torch.cat([m for m, _ in parts]), torch.cat([v for _, v in parts])
+
+    def fit(
+        self,
+        frames: torch.Tensor,
+        *,
+        epochs: int = 10,  # World Models, Appendix A.1: 10 epochs (CarRacing)
+        batch_size: int = 100,  # World Models' vae_train.py: batch_size = 100
+        learning_rate: float = 1e-4,  # World Models' vae_train.py: learning_rate = 0.0001
+        generator: torch.Generator | None = None,
+    ) -> dict[str, float]:
+        """Train on uint8 frames with Adam for ``epochs`` passes in shuffled batches.
+
+        :param frames: ``[N, 64, 64, C]`` uint8.
+        :return: the last epoch's mean ``loss``, ``reconstruction`` and ``kl``, and
+            ``epochs``.
+        """
+        x_all = frames_to_tensor(frames, channels=self.image_channels, device=self.device)
+        if x_all.shape[0] == 0:
+            raise ValueError("frames: expected at least one frame to fit the VAE, got none")
+        optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
+        totals = torch.zeros(3)
+        self.train()
+        for _ in range(epochs):
+            totals.zero_()
+            order = torch.randperm(x_all.shape[0], generator=generator, device=self.device)
+            for index in order.split(batch_size):
+                loss, reconstruction, kl = self.loss(x_all[index], generator)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                weight = index.numel() / x_all.shape[0]
+                totals += weight * torch.stack([loss, reconstruction, kl]).detach().cpu()
+        self.eval()
+        loss, reconstruction, kl = totals.tolist()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"frames: the VAE loss became {loss} while fitting")
+        return {"loss": loss, "reconstruction": reconstruction, "kl": kl, "epochs": epochs}
