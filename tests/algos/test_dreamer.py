@@ -158,7 +158,7 @@ def test_save_load_round_trip(tmp_path) -> None:
 
 
 def test_dreamer_learns_cartpole_over_random() -> None:
-    # DREAMER_CARTPOLE, 2,000 real steps (500 random, then 188 gradient steps): random play
+    # DREAMER_CARTPOLE, 2,000 real steps (500 random, then 375 gradient steps): random play
     # averages about 22; the trained agent balances markedly longer.
     torch.manual_seed(0)
     algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", **DREAMER_CARTPOLE)

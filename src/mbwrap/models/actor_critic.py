@@ -66,10 +66,12 @@ class LatentActor(nn.Module):
         """The action distribution (on ``[-1, 1]`` for Box; class indices for Discrete)."""
         raw = self.net(features)
         if self.discrete:
-            return torch.distributions.Categorical(logits=unimix_logits(raw, UNIMIX))
+            return torch.distributions.Categorical(
+                logits=unimix_logits(raw, UNIMIX), validate_args=False
+            )
         mean, std = raw.chunk(2, -1)
         std = (MAX_STD - MIN_STD) * torch.sigmoid(std + 2.0) + MIN_STD
-        return torch.distributions.Normal(torch.tanh(mean), std)
+        return torch.distributions.Normal(torch.tanh(mean), std, validate_args=False)
 
     def sample(
         self, features: torch.Tensor, deterministic: bool = False

@@ -349,16 +349,18 @@ class RSSM(WorldModel):
         # Which steps end some sequence's episode: one host copy per call, so that the
         # restart below runs only at those steps.
         restarts = end[:, : length - 1].any(0).tolist()
-        states, posts, priors = [], [], []
+        states, posts, deters = [], [], []
         # A loop over time, inherent to filtering; every op in it covers the whole batch.
+        # Only the recurrence and the posterior are sequential: the priors are computed
+        # after the loop, in one batched call over all steps.
         for t in range(length):
             before = state
-            state, post, prior = self.obs_step(
-                state, actions[:, t], next_embed[:, t], generator, sample
-            )
+            deter = self._recurrent(state, actions[:, t])
+            post = self._stats(self.post_net(torch.cat([deter, next_embed[:, t]], -1)))
+            state = torch.cat([deter, self._sample(post, generator, sample)], -1)
             states.append(state)
             posts.append(post)
-            priors.append(prior)
+            deters.append(deter)
             if t + 1 < length and restarts[t]:
                 fresh = self.first_posterior(obs_embed[:, t + 1], generator, sample, first_deter)
                 state = torch.where(end[:, t, None], fresh, state)
@@ -366,7 +368,7 @@ class RSSM(WorldModel):
             "start": start,
             "states": torch.stack(states, 1),
             "post": torch.stack(posts, 1),
-            "prior": torch.stack(priors, 1),
+            "prior": self._stats(self.prior_net(torch.stack(deters, 1))),
             "last_obs": before,
         }
 
