@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import cma
 import gymnasium as gym
 import numpy as np
 import torch
@@ -396,6 +395,13 @@ class WorldModels(Algorithm):
     ) -> dict[str, float]:
         """CMA-ES from the current controller: ``generations`` of ``popsize`` candidates,
         each scored by ``fitness([P, n_params]) -> [P]`` (higher is better)."""
+        try:
+            import cma
+        except ImportError as err:
+            raise ImportError(
+                "world-models evolves its controller with CMA-ES from the `cma` package; "
+                "install it with `pip install cma` (or `pip install mbwrap[world-models]`)"
+            ) from err
         seed = int(self._np_rng.integers(1, 2**31 - 1))
         es = cma.CMAEvolutionStrategy(
             self.controller.double().cpu().numpy(),
