@@ -170,6 +170,8 @@ def test_dreamer_learns_cartpole_over_random() -> None:
 
 
 def _pong() -> gym.Env:
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")  # AtariPreprocessing resizes with OpenCV (the atari extra)
     from mbwrap.envs.atari import make_atari_env
 
     return make_atari_env("ALE/Pong-v5", frame_stack=1, screen_size=64)
@@ -183,7 +185,6 @@ def _cartpole_pixels() -> gym.Env:
 
 @pytest.mark.parametrize("make_env", [_pong, _cartpole_pixels], ids=["atari", "render"])
 def test_learns_from_pixels(make_env) -> None:
-    pytest.importorskip("ale_py")
     env = make_env()
     kwargs = {**TINY, "model_kwargs": {**TINY["model_kwargs"], "cnn_depth": 4}}
     algo = Dreamer(env, seed=0, device="cpu", buffer_capacity=500, **kwargs)
