@@ -396,3 +396,32 @@ def test_dict_observations_through_observe_encode_and_training():
         model.encode({"pos": first["pos"]})
     with pytest.raises(SpaceMismatchError, match="dict"):
         model.encode(first["pos"])
+
+
+def test_dict_observation_space_round_trips_through_a_checkpoint(tmp_path) -> None:
+    from gymnasium import spaces as gym_spaces
+
+    from mbwrap.models import RSSM, WorldModel
+
+    space = gym_spaces.Dict(
+        {
+            "camera": gym_spaces.Box(0, 255, (16, 16, 3), np.uint8),
+            "mode": gym_spaces.Discrete(3),
+        }
+    )
+    model = RSSM(
+        space,
+        gym_spaces.Discrete(2),
+        device="cpu",
+        deter=8,
+        hidden=8,
+        layers=1,
+        stoch=2,
+        classes=2,
+        cnn_depth=2,
+    )
+    model.save(tmp_path / "rssm.pt")
+    loaded = WorldModel.load(tmp_path / "rssm.pt", device="cpu")
+    assert isinstance(loaded, RSSM) and loaded.observation_space == space
+    state = model.initial_state(2)
+    assert torch.equal(model.decode(state)["camera"], loaded.decode(state)["camera"])
