@@ -32,7 +32,7 @@ from gymnasium import spaces
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.vec_env import VecEnv
 
-from mbwrap.algos.base import Algorithm, buffer_tensors, restore_buffer
+from mbwrap.algos.base import Algorithm, buffer_tensors, env_id, restore_buffer
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
 from mbwrap.errors import ModelOutputError
@@ -151,15 +151,10 @@ class Dreamer(Algorithm):
         if not isinstance(learning_starts, (int, np.integer)) or learning_starts < 0:
             raise ValueError(f"learning_starts: expected an int >= 0, got {learning_starts!r}")
         self.model_kwargs = dict(model_kwargs or {})
-        env_id = None
-        if self.env is not None:
-            from mbwrap.algos.base import env_id as find_env_id
-
-            env_id = find_env_id(self.env)
         self.model = RSSM(
             self.observation_space,
             self.action_space,
-            env_id=env_id,
+            env_id=env_id(self.env),
             device=self.device,
             **self.model_kwargs,
         )
