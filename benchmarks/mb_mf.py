@@ -3,7 +3,7 @@
 Issue target: the distilled policy's return is within 10% of its MPC expert's (not worse
 than ``1.1 x`` the expert's negative return), and model-free fine-tuning then improves it.
 
-Per seed, with ``algos.mb_mf.PENDULUM_MB_MF`` and ``--eval-episodes`` deterministic
+Per seed, with ``algos.presets.PENDULUM_MB_MF`` and ``--eval-episodes`` deterministic
 episodes whose start states are the same for every evaluation of that seed:
 
 - **expert**: the random-shooting MPC planner at the end of the model-based phase;
@@ -37,7 +37,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
 from mbwrap.algos.agents import agent_class
-from mbwrap.algos.mb_mf import MBMF, PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
+from mbwrap.algos.mb_mf import MBMF
+from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 
 ENV_ID = "Pendulum-v1"
 

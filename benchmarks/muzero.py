@@ -1,7 +1,7 @@
 """MuZero on CartPole-v1: the first real step at which the mean return of 10 evaluation
 episodes reaches 475, within a budget of 30,000 real steps.
 
-Settings: ``mbwrap.algos.muzero.MUZERO_CARTPOLE`` (Gumbel search, 16 simulations, 8 envs
+Settings: ``mbwrap.algos.presets.MUZERO_CARTPOLE`` (Gumbel search, 16 simulations, 8 envs
 searched together). Evaluation every ``--eval-every`` real steps plays ``--eval-episodes``
 noise-free episodes side by side (one batched search per step over all of them); its time
 is reported apart from the training time.
@@ -23,7 +23,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from mbwrap.algos.muzero import MUZERO_CARTPOLE, MuZero
+from mbwrap.algos.muzero import MuZero
+from mbwrap.algos.presets import MUZERO_CARTPOLE
 
 ENV_ID = "CartPole-v1"
 

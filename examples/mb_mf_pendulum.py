@@ -23,14 +23,15 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from mbwrap.algos.mb_mf import MBMF, PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
+from mbwrap.algos.mb_mf import MBMF
+from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 
 
 @dataclass
 class Config:
     env_id: str = "Pendulum-v1"
     total_timesteps: int = PENDULUM_MB_MF_TIMESTEPS  # real steps, all three phases
-    # Model, planner, DAgger and SAC settings (see mbwrap.algos.mb_mf.PENDULUM_MB_MF).
+    # Model, planner, DAgger and SAC settings (see mbwrap.algos.presets.PENDULUM_MB_MF).
     settings: dict[str, Any] = field(default_factory=lambda: dict(PENDULUM_MB_MF))
     eval_episodes: int = 10
     seed: int = 0

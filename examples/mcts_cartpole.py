@@ -29,7 +29,7 @@ class Config:
     random_steps: int = 3_000  # real steps of random play to learn the model from
     num_simulations: int = 25
     rollout_horizon: int = 20  # model steps of the random rollout that values a new node
-    discount: float = 0.99
+    gamma: float = 0.99
     eval_episodes: int = 4
     max_episode_steps: int = 500  # CartPole-v1's own limit
     threads: int = 1
@@ -46,7 +46,7 @@ def main(config: Config) -> dict[str, float]:
     model.fit(data)
 
     planner = mbwrap.make_planner(
-        "mcts", model, num_simulations=config.num_simulations, discount=config.discount,
+        "mcts", model, num_simulations=config.num_simulations, gamma=config.gamma,
         rollout_horizon=config.rollout_horizon, seed=config.seed,
     )
     envs = make_vec_env("CartPole-v1", n_envs=config.eval_episodes, seed=config.seed + 1,

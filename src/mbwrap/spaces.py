@@ -231,3 +231,30 @@ def space_from_json(data: dict[str, Any]) -> spaces.Space:
     except (KeyError, TypeError, ValueError) as err:
         raise SpaceMismatchError(f"space description {data!r} is malformed: {err}") from err
     raise SpaceMismatchError(f"space description {data!r} names no supported space type")
+
+
+def scale_action(action: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Map Box actions from ``[low, high]`` to ``[-1, 1]``, the units SB3's policies and
+    replay buffers use (``BasePolicy.scale_action``).
+
+    :param action: ``[B, *act_shape]``.
+    :param low: ``act_shape`` (broadcast over the batch).
+    :param high: ``act_shape``.
+    :return: ``[B, *act_shape]``.
+    """
+    return 2.0 * (action - low) / (high - low) - 1.0
+
+
+def unscale_action(scaled: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`scale_action`: ``[-1, 1] -> [low, high]``, shapes alike."""
+    return low + 0.5 * (scaled + 1.0) * (high - low)
+
+
+def action_bounds(
+    space: spaces.Box, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` of a Box action space as float32 tensors on ``device``, each
+    ``act_shape``: the arguments of :func:`scale_action` and :func:`unscale_action`."""
+    low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
+    high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+    return low, high

@@ -241,7 +241,7 @@ def test_self_play_buffer_keeps_the_latest_positions_in_order():
         buffer.add(torch.arange(start, start + n)[:, None], torch.full((n, 2), 0.5),
                    torch.arange(start, start + n).float())
     assert len(buffer) == 5 and buffer.added == 6
-    assert buffer.state_tensors()["outcome"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert buffer.positions()["outcome"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
     with pytest.raises(ValueError, match="capacity: expected an int >= 1, got 0"):
         SelfPlayBuffer(0, (1,), 2)
 

@@ -10,7 +10,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import mbwrap
-from mbwrap.algos.dreamer import DREAMER_CARTPOLE, Dreamer
+from mbwrap.algos.dreamer import Dreamer
+from mbwrap.algos.presets import DREAMER_CARTPOLE
 from mbwrap.device import make_generator
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
 

@@ -21,6 +21,7 @@ import mbwrap
 from mbwrap.algos import Dyna, available_agents, register_agent
 from mbwrap.algos.agents import agent_class, decode_kwargs, encode_kwargs
 from mbwrap.errors import CheckpointError, SpaceMismatchError
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
 @pytest.fixture(autouse=True)
@@ -91,16 +92,18 @@ def test_policy_kwargs_classes_round_trip_through_json_only_from_allowed_modules
 
 # ---------------------------------------------------------------------- construction
 def test_agent_as_name_class_or_instance():
-    by_name = mbwrap.make_algo("dyna", maze(), agent="PPO", model="tabular", num_envs=4, seed=0)
+    by_name = mbwrap.make_algo(
+        "dyna", maze(), agent="PPO", model="tabular", num_imagined_envs=4, seed=0
+    )
     assert isinstance(by_name, Dyna) and isinstance(by_name.agent, PPO)
     assert by_name.agent.n_envs == 4 and by_name.dream.num_envs == 4
     # The agent lives in imagination only.
     assert by_name.agent.get_env() is by_name.dream_env
-    by_class = Dyna(maze(), A2C, "tabular", num_envs=2, seed=0)
+    by_class = Dyna(maze(), A2C, "tabular", num_imagined_envs=2, seed=0)
     assert isinstance(by_class.agent, A2C) and by_class.dream.num_envs == 2
     # An instance keeps its n_envs: SB3's set_env needs the same number of envs.
     instance = PPO("MlpPolicy", make_vec_env(maze, n_envs=3), n_steps=16)
-    by_instance = Dyna(maze(), instance, "tabular", num_envs=16)
+    by_instance = Dyna(maze(), instance, "tabular", num_imagined_envs=16)
     assert by_instance.agent is instance and by_instance.dream.num_envs == 3
     # The model knows the env id, so the maze's registered reward and termination are used.
     assert by_name.model.env_id == "mbwrap/DynaMaze-v0"
@@ -130,9 +133,9 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="agent_kwargs: PPO rejected"):
         Dyna(maze(), "PPO", "tabular", agent_kwargs={"no_such_option": 1})
     with pytest.raises(ValueError, match="horizon"):
-        Dyna(maze(), model="tabular", horizon=0)
-    with pytest.raises(ValueError, match="buffer_capacity"):
-        Dyna(maze(), model="tabular", buffer_capacity=10, initial_random_steps=100)
+        Dyna(maze(), model="tabular", imagination_horizon=0)
+    with pytest.raises(ValueError, match="buffer_size"):
+        Dyna(maze(), model="tabular", buffer_size=10, learning_starts=100)
 
 
 class NaNAfter(gym.Env):
@@ -156,7 +159,7 @@ class NaNAfter(gym.Env):
 
 
 def test_nan_in_the_real_data_is_reported_where_it_came_from():
-    algo = Dyna(NaNAfter(30), "PPO", "linear", initial_random_steps=50, device="cpu")
+    algo = Dyna(NaNAfter(30), "PPO", "linear", learning_starts=50, device="cpu")
     with pytest.raises(
         ValueError, match="env: returned NaN or infinite observations at real step 30"
     ):
@@ -170,11 +173,11 @@ def test_dqn_on_the_maze_counts_real_steps_fires_callbacks_and_logs(tmp_path):
         "DQN",
         "tabular",
         agent_kwargs={"learning_starts": 0, "target_update_interval": 100, "buffer_size": 5000},
-        num_envs=4,
-        horizon=50,
-        real_steps_per_iteration=200,
-        imagined_steps_per_iteration=400,
-        initial_random_steps=300,
+        num_imagined_envs=4,
+        imagination_horizon=50,
+        train_freq=200,
+        imagined_steps=400,
+        learning_starts=300,
         seed=0,
         device="cpu",
     )
@@ -217,10 +220,10 @@ def test_callbacks_stop_training_after_the_real_step_they_saw():
         "PPO",
         "tabular",
         agent_kwargs={"n_steps": 8, "batch_size": 32},
-        num_envs=4,
-        real_steps_per_iteration=10,
-        imagined_steps_per_iteration=32,
-        initial_random_steps=100,
+        num_imagined_envs=4,
+        train_freq=10,
+        imagined_steps=32,
+        learning_starts=100,
         device="cpu",
         seed=0,
     )
@@ -242,11 +245,11 @@ def test_any_sb3_agent_trains_in_imagination(env_id, agent, kwargs):
         agent,
         "linear",
         agent_kwargs={**kwargs, "policy_kwargs": {"net_arch": [16]}},
-        num_envs=2,
-        horizon=20,
-        real_steps_per_iteration=50,
-        imagined_steps_per_iteration=100,
-        initial_random_steps=50,
+        num_imagined_envs=2,
+        imagination_horizon=20,
+        train_freq=50,
+        imagined_steps=100,
+        learning_starts=50,
         seed=0,
         device="cpu",
     )
@@ -264,11 +267,11 @@ def test_ppo_on_cartpole_save_load_round_trip(tmp_path):
         "PPO",
         "linear",
         agent_kwargs={"n_steps": 32, "batch_size": 64, "policy_kwargs": {"net_arch": [32]}},
-        num_envs=4,
-        horizon=50,
-        real_steps_per_iteration=200,
-        imagined_steps_per_iteration=256,
-        initial_random_steps=200,
+        num_imagined_envs=4,
+        imagination_horizon=50,
+        train_freq=200,
+        imagined_steps=256,
+        learning_starts=200,
         seed=0,
         device="cpu",
     )
@@ -307,7 +310,7 @@ def test_an_agent_instance_is_rebuilt_by_name_with_its_architecture(tmp_path):
     algo = Dyna(gym.make("CartPole-v1"), agent, "linear", seed=0, device="cpu")
     algo.save(tmp_path / "dyna.pt")
     loaded = Dyna.load(tmp_path / "dyna.pt", device="cpu")
-    assert loaded.num_envs == 2 and loaded.agent.gamma == 0.9 and loaded.agent.n_steps == 16
+    assert loaded.dream.num_envs == 2 and loaded.agent.gamma == 0.9 and loaded.agent.n_steps == 16
     assert loaded.agent.policy_kwargs["activation_fn"] is torch.nn.Tanh
     obs = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
     np.testing.assert_array_equal(
@@ -347,11 +350,11 @@ def test_ppo_trained_only_in_imagination_reaches_the_real_maze_goal(tmp_path):
         "PPO",
         "tabular",
         agent_kwargs=MAZE_PPO,
-        num_envs=16,
-        horizon=100,
-        real_steps_per_iteration=1000,
-        imagined_steps_per_iteration=16384,
-        initial_random_steps=2000,
+        num_imagined_envs=16,
+        imagination_horizon=100,
+        train_freq=1000,
+        imagined_steps=16384,
+        learning_starts=2000,
         seed=0,
         device="cpu",
     )
@@ -377,13 +380,61 @@ def test_ppo_with_an_mlp_model_solves_cartpole_within_5000_real_steps(seed):
         "PPO",
         "mlp",
         agent_kwargs={"n_steps": 64, "batch_size": 256, "learning_rate": 1e-3},
-        num_envs=16,
-        horizon=200,
-        real_steps_per_iteration=500,
-        imagined_steps_per_iteration=16384,
-        initial_random_steps=500,
+        num_imagined_envs=16,
+        imagination_horizon=200,
+        train_freq=500,
+        imagined_steps=16384,
+        learning_starts=500,
         seed=seed,
         device="cpu",
     )
     algo.learn(5000, callback=evaluate)
     assert evaluate.best_mean_reward >= 475
+
+
+# ---------------------------------------------------------------------- resume
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small_dyna(agent: str = "PPO", **agent_kwargs) -> Dyna:
+    return Dyna(
+        _pendulum(),
+        agent,
+        "linear",
+        agent_kwargs={**agent_kwargs, "policy_kwargs": {"net_arch": [16]}},
+        num_imagined_envs=2,
+        imagination_horizon=20,
+        train_freq=50,
+        imagined_steps=64,
+        learning_starts=50,
+        seed=0,
+        device="cpu",
+    )
+
+
+@pytest.mark.parametrize(
+    ("agent", "agent_kwargs"),
+    [("PPO", {"n_steps": 16, "batch_size": 32}), ("SAC", {"learning_starts": 10})],
+)
+def test_load_restores_the_whole_run(tmp_path, agent, agent_kwargs):
+    algo = _small_dyna(agent, **agent_kwargs)
+    algo.learn(150)
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert len(loaded.buffer) == 150 and loaded.agent.num_timesteps == algo.agent.num_timesteps
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(Dyna.load(small, device="cpu").buffer) == 0
+
+
+@pytest.mark.parametrize(
+    ("agent", "agent_kwargs"),
+    [("PPO", {"n_steps": 16, "batch_size": 32}), ("SAC", {"learning_starts": 10})],
+)
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(
+    tmp_path, agent, agent_kwargs
+):
+    assert_resume_is_exact(
+        lambda: _small_dyna(agent, **agent_kwargs), _pendulum, 100, 100, tmp_path
+    )

@@ -19,11 +19,10 @@ from stable_baselines3.common.monitor import Monitor
 
 from mbwrap.algos.mb_mf import (
     MBMF,
-    PENDULUM_MB_MF,
-    PENDULUM_MB_MF_TIMESTEPS,
     imitation_loss,
     scale_actions,
 )
+from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
 
 
@@ -44,7 +43,7 @@ def pendulum() -> gym.Env:
 # iterations of 30 steps, a 64-candidate planner over 5 steps.
 TINY = {
     "model_kwargs": {"hidden_sizes": [32, 32], "max_epochs": 5},
-    "planner_kwargs": {"num_candidates": 64, "horizon": 5},
+    "planner_kwargs": {"population": 64, "horizon": 5},
     "initial_random_steps": 50,
     "model_based_steps": 150,
     "mpc_steps_per_iteration": 50,
@@ -194,7 +193,7 @@ def test_defaults_are_the_papers():
     algo = MBMF(pendulum(), seed=0, device="cpu")
     assert isinstance(algo.agent, PPO) and algo.agent.get_env() is algo.env
     assert algo.model.hidden_sizes == [500, 500] and algo.model.batch_size == 512
-    assert (algo.planner.num_candidates, algo.planner.horizon) == (1000, 20)
+    assert (algo.planner.population, algo.planner.horizon) == (1000, 20)
     assert algo.bc_loss == "mse" and algo.dagger_iterations == 3
     assert algo.phase == "model-based"
 

@@ -11,12 +11,12 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from mbwrap.algos.muzero import (
-    MUZERO_CARTPOLE,
     MuZero,
     categorical_cross_entropy,
     muzero_losses,
     visit_temperature,
 )
+from mbwrap.algos.presets import MUZERO_CARTPOLE
 from mbwrap.buffers.prioritized import PrioritizedBatch
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
 from mbwrap.models.muzero_nets import (

@@ -141,7 +141,7 @@ def test_other_planners_by_name():
         model="mlp",
         model_kwargs={"hidden_sizes": [16]},
         planner="random-shooting",
-        planner_kwargs={"num_candidates": 32, "horizon": 3},
+        planner_kwargs={"population": 32, "horizon": 3},
         device="cpu",
     )
     assert isinstance(algo.planner, RandomShooting)

@@ -184,7 +184,7 @@ def test_checkpoint_tensors_round_trip():
     buf = _buffer()
     buf.add_segment(*_segment(3), terminated=True)
     other = _buffer()
-    other.set_tensors(buf.get_tensors())
+    other.load_state_dict(buf.state_dict())
     assert other.added == buf.added
     torch.testing.assert_close(other.priority, buf.priority)
     torch.testing.assert_close(other.obs, buf.obs)

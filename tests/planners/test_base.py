@@ -97,7 +97,7 @@ def test_reward_fn_comes_from_registry_for_known_env():
         hidden_sizes=[8],
         device="cpu",
     )
-    planner = RandomShooting(model, num_candidates=8, horizon=2)
+    planner = RandomShooting(model, population=8, horizon=2)
     assert planner.reward_fn is mbwrap.registry.get_fn("Pendulum-v1").reward
 
 
@@ -136,7 +136,7 @@ def test_warm_start_shifts_and_episode_start_resets(shift_model):
 
 
 def test_reward_swap_changes_the_plan(shift_model):
-    planner = RandomShooting(shift_model, num_candidates=2000, horizon=1, seed=0)
+    planner = RandomShooting(shift_model, population=2000, horizon=1, seed=0)
     obs = np.zeros((1, 2), dtype=np.float32)
     towards_origin, _ = planner.predict(obs)
     assert np.abs(towards_origin).max() < 0.2
@@ -161,7 +161,7 @@ def test_evaluate_policy_on_single_and_vector_envs():
     model = mbwrap.make_model(
         "mlp", env.observation_space, env.action_space, env_id="Pendulum-v1", device="cpu"
     )
-    planner = RandomShooting(model, num_candidates=16, horizon=3, seed=0)
+    planner = RandomShooting(model, population=16, horizon=3, seed=0)
     mean, _ = evaluate_policy(planner, env, n_eval_episodes=2, warn=False)
     assert np.isfinite(mean)
     vec = DummyVecEnv([lambda: gym.make("Pendulum-v1", max_episode_steps=20)] * 2)
@@ -174,7 +174,7 @@ def test_save_load_round_trip(tmp_path):
     model = mbwrap.make_model(
         "mlp", env.observation_space, env.action_space, env_id="Pendulum-v1", hidden_sizes=[8]
     )
-    planner = mbwrap.make_planner("random-shooting", model, num_candidates=32, horizon=5, seed=3)
+    planner = mbwrap.make_planner("random-shooting", model, population=32, horizon=5, seed=3)
     planner.save(tmp_path / "planner.pt")
     loaded = Planner.load(tmp_path / "planner.pt", device="cpu")
     assert type(loaded) is RandomShooting and loaded.get_config() == planner.get_config()
@@ -211,8 +211,8 @@ def test_bad_input(shift_model):
         RandomShooting(shift_model, horizon=0)
     with pytest.raises(ValueError, match="particles"):
         RandomShooting(shift_model, particles=0)
-    with pytest.raises(ValueError, match="discount"):
-        RandomShooting(shift_model, discount=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        RandomShooting(shift_model, gamma=1.5)
     with pytest.raises(TypeError, match="WorldModel"):
         RandomShooting("mlp")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"device.*model lives on cpu"):
@@ -239,14 +239,14 @@ def test_nonfinite_model_raises(shift_model):
     def broken(obs, action, next_obs):
         return torch.full((obs.shape[0],), math.nan)
 
-    planner = RandomShooting(shift_model, horizon=2, num_candidates=4, reward_fn=broken)
+    planner = RandomShooting(shift_model, horizon=2, population=4, reward_fn=broken)
     with pytest.raises(ModelOutputError, match="NaN or infinite"):
         planner.predict(np.zeros(2, dtype=np.float32))
 
     def partly(obs, action, next_obs):  # NaN for half of the candidates only
         return torch.where(action[:, 0] > 0, math.nan, -action[:, 0].square())
 
-    planner = RandomShooting(shift_model, horizon=1, num_candidates=64, reward_fn=partly)
+    planner = RandomShooting(shift_model, horizon=1, population=64, reward_fn=partly)
     action, _ = planner.predict(np.zeros(2, dtype=np.float32))
     assert action[0] <= 0
 

@@ -330,7 +330,7 @@ def test_save_and_load_round_trip(tmp_path):
     model = mbwrap.make_model(
         "mlp", env.observation_space, env.action_space, hidden_sizes=[8], device="cpu"
     )
-    planner = ILQR(model, horizon=7, iterations=3, mu_init=0.5, step_sizes=[1.0, 0.3], discount=0.9)
+    planner = ILQR(model, horizon=7, iterations=3, mu_init=0.5, step_sizes=[1.0, 0.3], gamma=0.9)
     planner.save(tmp_path / "ilqr.mbw")
     mbwrap.registry.refresh()  # the entry point is declared in pyproject.toml
     loaded = Planner.load(tmp_path / "ilqr.mbw", device="cpu")

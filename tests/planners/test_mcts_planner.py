@@ -59,7 +59,7 @@ class Chain:
 @pytest.mark.parametrize("search", ["muzero", "gumbel"])
 def test_mcts_over_a_world_model_reaches_the_goal_in_the_real_env(search):
     planner = mbwrap.make_planner("mcts", ShiftModel(1, discrete=True), num_simulations=60,
-                                  search=search, discount=0.9)
+                                  search=search, gamma=0.9)
     assert isinstance(planner, MCTSPlanner)
     env = make_vec_env(ShiftEnv, n_envs=2)
     mean, _ = evaluate_policy(planner, env, n_eval_episodes=2)
@@ -68,7 +68,7 @@ def test_mcts_over_a_world_model_reaches_the_goal_in_the_real_env(search):
 
 
 def test_a_batch_of_observations_is_searched_at_once():
-    planner = MCTSPlanner(ShiftModel(1, discrete=True), num_simulations=40, discount=0.9)
+    planner = MCTSPlanner(ShiftModel(1, discrete=True), num_simulations=40, gamma=0.9)
     actions, _ = planner.predict(np.array([[3.0], [-2.0], [0.0]], np.float32))
     assert actions.tolist() == [0, 2, 1]  # move down, move up, stay
     assert planner.last_search.search_tree.batch_size == 3
@@ -86,7 +86,7 @@ def test_world_model_search_stops_rewards_after_termination():
     def terminate_at_zero(obs, action, next_obs):
         return next_obs[:, 0] <= 0
 
-    search = WorldModelSearch(ShiftModel(1, discrete=True), discount=1.0,
+    search = WorldModelSearch(ShiftModel(1, discrete=True), gamma=1.0,
                               termination_fn=terminate_at_zero)
     root = search.root(torch.tensor([[1.0]]))
     out, emb = search.recurrent_fn(root.embedding, torch.tensor([0]))  # 1 -> 0: ends
@@ -98,7 +98,7 @@ def test_world_model_search_stops_rewards_after_termination():
 def test_save_and_load_round_trip(tmp_path):
     model = mbwrap.make_model("mlp", spaces.Box(-5.0, 5.0, (4,), np.float32), spaces.Discrete(2),
                               env_id="CartPole-v1", device="cpu")
-    planner = MCTSPlanner(model, num_simulations=7, search="gumbel", discount=0.95, seed=3)
+    planner = MCTSPlanner(model, num_simulations=7, search="gumbel", gamma=0.95, seed=3)
     planner.save(tmp_path / "mcts")
     loaded = MCTSPlanner.load(tmp_path / "mcts", device="cpu")
     assert loaded.get_config() == planner.get_config()
@@ -131,13 +131,13 @@ def test_random_rollouts_value_new_nodes_and_stop_at_termination():
         return torch.ones(obs.shape[0], dtype=torch.bool)
 
     model = ShiftModel(1, discrete=True)
-    search = WorldModelSearch(model, discount=0.5, rollout_horizon=3, termination_fn=always,
+    search = WorldModelSearch(model, gamma=0.5, rollout_horizon=3, termination_fn=always,
                               generator=torch.Generator().manual_seed(0))
     root = search.root(torch.zeros(256, 1))
     # From 0 one random move (-1, 0, +1) pays -1, 0 or -1, and the rollout ends there.
     assert set(root.value.unique().tolist()) <= {-1.0, 0.0}
     assert 0.5 < (root.value == -1.0).float().mean().item() < 0.85
-    endless = WorldModelSearch(model, discount=0.5, rollout_horizon=2,
+    endless = WorldModelSearch(model, gamma=0.5, rollout_horizon=2,
                                generator=torch.Generator().manual_seed(0))
     values = endless.root(torch.zeros(512, 1)).value
     # Two moves from 0: -(a1)^2 - 0.5 (a1 + a2)^2, at most 0, at least -1 - 0.5 * 4.

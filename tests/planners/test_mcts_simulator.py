@@ -112,7 +112,7 @@ def test_simulator_search_on_cartpole_prefers_staying_up():
     env = ClonableEnv(gym.make("CartPole-v1"))
     env.reset(seed=0)
     env.unwrapped.state = np.array([0.0, 0.0, 0.15, 0.5])  # falling right: push right (1)
-    model = SimulatorSearch(env, num_rollouts=2, max_rollout_steps=20, discount=0.99, seed=0)
+    model = SimulatorSearch(env, num_rollouts=2, max_rollout_steps=20, gamma=0.99, seed=0)
     out = _search(model, model.root(), simulations=40)
     assert int(out.action) == 1
     assert out.search_tree.children_discounts[0, 0].max() == pytest.approx(0.99)

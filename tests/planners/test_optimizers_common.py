@@ -21,7 +21,7 @@ PLANNERS = ["random-shooting", "cem", "mppi", "icem"]
 CLASSES = {"random-shooting": RandomShooting, "cem": CEM, "mppi": MPPI, "icem": ICEM}
 # Small settings that still find the optimum of ShiftModel (2 action dimensions, 2 steps).
 SMALL: dict[str, dict[str, Any]] = {
-    "random-shooting": {"num_candidates": 8192, "horizon": 1},
+    "random-shooting": {"population": 8192, "horizon": 1},
     "cem": {"population": 400, "num_elites": 40, "iterations": 10, "horizon": 2, "particles": 1},
     # beta = 1: PDDM's filter pulls every candidate towards the last action (a bias).
     "mppi": {

@@ -4,8 +4,10 @@ from mbwrap.algos.agents import available_agents, register_agent
 from mbwrap.algos.alphazero import AlphaZero, alphazero_loss, outcome_targets
 from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
+from mbwrap.algos.config import AlgoConfig, setting, settings_table
+from mbwrap.algos.core import AlgorithmCore
 from mbwrap.algos.dreamer import Dreamer
-from mbwrap.algos.dyna import Dyna
+from mbwrap.algos.dyna import Dyna, DynaConfig
 from mbwrap.algos.dyna_q import DynaQ
 from mbwrap.algos.mb_mf import MBMF, imitation_loss
 from mbwrap.algos.mbpo import MBPO, model_buffer_capacity, rollout_length
@@ -21,10 +23,13 @@ __all__ = [
     "MBPO",
     "METRPO",
     "PETS",
+    "AlgoConfig",
     "Algorithm",
+    "AlgorithmCore",
     "AlphaZero",
     "Dreamer",
     "Dyna",
+    "DynaConfig",
     "DynaQ",
     "EpisodeStatsCallback",
     "MixedReplayBuffer",
@@ -38,6 +43,8 @@ __all__ = [
     "outcome_targets",
     "register_agent",
     "rollout_length",
+    "setting",
+    "settings_table",
     "split_batch",
     "wrap_env",
 ]

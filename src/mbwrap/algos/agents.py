@@ -19,6 +19,8 @@ from stable_baselines3.common import torch_layers
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from mbwrap.spaces import check_same_space
+
 _AGENTS: dict[str, type[BaseAlgorithm]] = {
     cls.__name__: cls for cls in (A2C, DDPG, DQN, PPO, SAC, TD3)
 }
@@ -214,3 +216,40 @@ def build_agent(
         return cls(policy, env, seed=seed, device=device, verbose=verbose, **kwargs)
     except TypeError as err:
         raise TypeError(f"agent_kwargs: {cls.__name__} rejected them: {err}") from err
+
+
+def resolve_agent(
+    agent: Any,
+    agent_kwargs: dict[str, Any] | None,
+    env: VecEnv,
+    *,
+    seed: int | None,
+    device: torch.device,
+    verbose: int = 0,
+    extra_kwargs: dict[str, Any] | None = None,
+) -> tuple[BaseAlgorithm, Any, dict[str, Any]]:
+    """The agent an algorithm trains: ``agent`` itself when it is an instance (its spaces
+    checked against ``env``'s), else built on ``env`` from a name or class with
+    ``agent_kwargs`` (and ``extra_kwargs`` the algorithm imposes on top).
+
+    :return: ``(agent, registered name, JSON keywords that rebuild it)``, the last two
+        for checkpoints.
+    :raises ValueError: naming ``agent_kwargs`` when given with an instance.
+    :raises SpaceMismatchError: when an instance's spaces are not the env's.
+    """
+    agent = check_agent(agent)
+    if isinstance(agent, BaseAlgorithm):
+        if agent_kwargs:
+            raise ValueError("agent_kwargs: only used when agent is a name or class")
+        check_same_space(
+            env.observation_space, agent.observation_space, name="agent.observation_space"
+        )
+        check_same_space(env.action_space, agent.action_space, name="agent.action_space")
+        return agent, agent_name(type(agent)), agent_config(agent)
+    kwargs = {**decode_kwargs(agent_kwargs or {}), **(extra_kwargs or {})}
+    built = build_agent(agent, env, kwargs, seed=seed, device=device, verbose=verbose)
+    try:
+        name: Any = agent_name(agent)
+    except ValueError:
+        name = agent  # usable; saving it raises agent_name's error (see Algorithm.get_config)
+    return built, name, encode_kwargs(dict(agent_kwargs or {}), name="agent_kwargs")

@@ -621,7 +621,7 @@ class AlphaZero(Algorithm):
     def get_tensors(self) -> dict[str, torch.Tensor]:
         """The network's weights and the window of self-play positions."""
         tensors = {f"network.{k}": v for k, v in self.network.state_dict().items()}
-        tensors.update({f"buffer.{k}": v for k, v in self.buffer.state_tensors().items()})
+        tensors.update({f"buffer.{k}": v for k, v in self.buffer.positions().items()})
         tensors["stats"] = torch.tensor(
             [self.n_updates, self.games_played, self._legal_moves_seen, self._positions_seen],
             dtype=torch.float64,
@@ -632,9 +632,9 @@ class AlphaZero(Algorithm):
         weights = {k[len("network."):]: v.to(self.device) for k, v in tensors.items()
                    if k.startswith("network.")}
         self.network.load_state_dict(weights)
-        self.buffer.load_state_tensors(
-            {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
-        )
+        held = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
+        if "obs" in held and held["obs"].shape[0]:
+            self.buffer.add(held["obs"], held["policy"], held["outcome"])
         if "stats" in tensors:
             updates, games, legal, positions = tensors["stats"].tolist()
             self.n_updates, self.games_played = int(updates), int(games)

@@ -1,38 +1,25 @@
-"""The SB3-style surface every mbwrap algorithm shares."""
+"""Algorithms that act in a real Gymnasium env: the one training loop they all run."""
 
 from __future__ import annotations
 
-import abc
-import os
-import time
-from collections import deque
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common import utils as sb3_utils
-from stable_baselines3.common.callbacks import (
-    BaseCallback,
-    CallbackList,
-    ConvertCallback,
-    ProgressBarCallback,
-)
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from mbwrap.buffers import ReplayBuffer
-from mbwrap.checkpoint import load_checkpoint, save_checkpoint
-from mbwrap.device import resolve_device
-from mbwrap.errors import CheckpointError, SpaceMismatchError
+from mbwrap.algos.config import AlgoConfig
+from mbwrap.algos.core import AlgorithmCore
+from mbwrap.buffers import ReplayBuffer, step_vec_env
+from mbwrap.errors import SpaceMismatchError
 from mbwrap.models import WorldModel
 from mbwrap.registry import make_model
-from mbwrap.spaces import check_same_space, check_space, space_from_json, space_to_json
+from mbwrap.spaces import check_same_space
 from mbwrap.types import Transition
-
-_CHECKPOINT_KIND = "mbwrap.algo"
 
 
 def wrap_env(env: gym.Env | VecEnv) -> VecEnv:
@@ -164,39 +151,37 @@ def _check_finite(next_obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
         )
 
 
-class Algorithm(abc.ABC):
-    """Base of mbwrap's algorithms: SB3's ``learn``/``predict``/``save``/``load`` surface.
+class Algorithm(AlgorithmCore):
+    """Base of the algorithms that act in a real env, with SB3's
+    ``learn``/``predict``/``save``/``load`` surface and one training loop.
 
     ``learn(total_timesteps)`` counts real env steps; SB3 callbacks (``EvalCallback``,
     ``StopTrainingOnMaxEpisodes``, ``CheckpointCallback``...) and ``progress_bar=True``
     work as in SB3; logs go through SB3's logger (stdout, CSV, TensorBoard).
 
-    Subclasses implement :meth:`learn`, :meth:`predict`, :meth:`get_config` and
-    :meth:`get_tensors` / :meth:`set_tensors` for checkpoints.
+    The loop (:meth:`learn`): set up, then repeat {:meth:`_collect` real steps ->
+    :meth:`_refit` the model when :meth:`_refit_due` -> :meth:`_train` the agent ->
+    callbacks and logs} until ``total_timesteps`` real steps. An algorithm is its
+    :attr:`Config` (a typed dataclass, each setting once with its paper default) plus the
+    hooks it overrides, and it declares what a checkpoint holds (:attr:`saved_state`,
+    :attr:`saved_buffers`); the run's counters and random states (the env's too, for
+    in-process envs) are always kept.
 
     :param env: the real env (a ``gymnasium.Env`` or SB3 ``VecEnv``); ``None`` only when
         loading for prediction, with ``observation_space`` and ``action_space`` given.
-    :param seed: seeds Python, NumPy, torch and the env.
-    :param device: ``"auto"`` picks CUDA when present.
-    :param verbose: 0 silent, 1 training logs on stdout.
-    :param tensorboard_log: directory for TensorBoard logs, or ``None``.
-    :param stats_window_size: episodes averaged in ``rollout/ep_rew_mean`` and friends.
+    :param args: the :attr:`positional_settings`, in order.
+    :param config: a :attr:`Config`; keywords override its fields.
+    :param kwargs: the settings of :attr:`Config`.
     """
-
-    #: Registry name, stored in checkpoints.
-    registry_name: ClassVar[str | None] = None
 
     def __init__(
         self,
         env: gym.Env | VecEnv | None,
-        *,
-        seed: int | None = None,
-        device: str | torch.device = "auto",
-        verbose: int = 0,
-        tensorboard_log: str | None = None,
-        stats_window_size: int = 100,
+        *args: Any,
+        config: AlgoConfig | None = None,
         observation_space: gym.Space | None = None,
         action_space: gym.Space | None = None,
+        **kwargs: Any,
     ) -> None:
         self.env: VecEnv | None = None
         if env is not None:
@@ -205,33 +190,29 @@ class Algorithm(abc.ABC):
             action_space = self.env.action_space
         elif observation_space is None or action_space is None:
             raise ValueError("env: pass a real env, or observation_space and action_space")
-        self.observation_space = check_space(observation_space, name="env.observation_space")
-        self.action_space = check_space(action_space, name="env.action_space")
+        super().__init__(
+            args,
+            kwargs,
+            config=config,
+            observation_space=observation_space,
+            action_space=action_space,
+        )
         self.n_envs = self.env.num_envs if self.env is not None else 1
-        self.seed = seed
-        self.device = resolve_device(device)
-        self.verbose = verbose
-        self.tensorboard_log = tensorboard_log
-        self.num_timesteps = 0
-        self._total_timesteps = 0
-        self._episode_num = 0
-        self._num_timesteps_at_start = 0
-        self._start_time = 0.0
+        #: Real env steps over the algorithm's whole life (never reset; schedules use it).
+        self.real_steps = 0
         self._last_obs: Any = None
-        self._logger: Logger | None = None
-        self.ep_info_buffer: deque[dict[str, float]] = deque(maxlen=stats_window_size)
+        #: Real steps since the model was last refitted (``None``: never fitted).
+        self._steps_since_refit: int | None = None
         # What _collect_real_steps needs between calls: a recurrent policy's state, which
         # envs just started an episode, and the observation it left the env at.
         self._policy_state: tuple[np.ndarray, ...] | None = None
         self._episode_starts: np.ndarray | None = None
         self._collected_obs: Any = None
-        if seed is not None:
-            sb3_utils.set_random_seed(seed)
-            self.action_space.seed(seed)
-            if self.env is not None:
-                self.env.seed(seed)
+        self._env_rngs_before_step: list[dict[str, Any]] | None = None
+        if self.seed is not None and self.env is not None:
+            self.env.seed(self.seed)
 
-    # ------------------------------------------------------------------ env and logger
+    # ------------------------------------------------------------------ env
     def get_env(self) -> VecEnv | None:
         """The real env as an SB3 ``VecEnv`` (what callbacks see as ``training_env``)."""
         return self.env
@@ -249,18 +230,6 @@ class Algorithm(abc.ABC):
         check_same_space(self.action_space, wrapped.action_space, name="env.action_space")
         self.env, self.n_envs, self._last_obs = wrapped, wrapped.num_envs, None
 
-    @property
-    def logger(self) -> Logger:
-        """SB3's logger (configured by :meth:`learn` unless :meth:`set_logger` was called)."""
-        if self._logger is None:
-            self._logger = sb3_utils.configure_logger(self.verbose, None, "")
-        return self._logger
-
-    def set_logger(self, logger: Logger) -> None:
-        self._logger = logger
-        self._custom_logger = True
-
-    # ------------------------------------------------------------------ learning loop parts
     def _setup_learn(
         self,
         total_timesteps: int,
@@ -271,36 +240,12 @@ class Algorithm(abc.ABC):
     ) -> tuple[int, BaseCallback]:
         if self.env is None:
             raise ValueError("env: this algorithm has no env; pass one to load() or call set_env()")
-        self._start_time = time.time_ns() / 1e9
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-            self._episode_num = 0
-            self.ep_info_buffer.clear()
-        else:
-            total_timesteps += self.num_timesteps
-        self._total_timesteps = total_timesteps
-        self._num_timesteps_at_start = self.num_timesteps
+        total_timesteps, callback = self._start_learning(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         if reset_num_timesteps or self._last_obs is None:
             self._last_obs = self.env.reset()
-        if not getattr(self, "_custom_logger", False):
-            self._logger = sb3_utils.configure_logger(
-                self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps
-            )
-        if isinstance(callback, list):
-            callback = CallbackList(callback)
-        if not isinstance(callback, BaseCallback):
-            callback = ConvertCallback(callback)
-        if progress_bar:
-            callback = CallbackList([callback, ProgressBarCallback()])
-        callback.init_callback(self)  # type: ignore[arg-type]
         return total_timesteps, callback
-
-    def _update_info_buffer(self, infos: list[dict[str, Any]]) -> None:
-        for info in infos:
-            episode = info.get("episode")
-            if episode is not None:
-                self.ep_info_buffer.append(episode)
-                self._episode_num += 1
 
     def _collect_real_steps(
         self,
@@ -312,12 +257,13 @@ class Algorithm(abc.ABC):
     ) -> bool:
         """Act in the real env for at least ``steps`` steps, storing every transition.
 
-        Each vector step adds ``n_envs`` to :attr:`num_timesteps`, stores the transitions
-        in ``buffer`` (the observation the step produced, not the reset one, with
-        ``terminated`` and ``truncated`` apart), updates :attr:`ep_info_buffer` and calls
-        ``callback.on_step()`` with SB3's locals (``new_obs``, ``rewards``, ``dones``,
-        ``infos``, ``actions``). Episodes continue across calls; when :meth:`learn` reset
-        the env in between, the buffer's streams are ended there.
+        Each vector step adds ``n_envs`` to :attr:`num_timesteps` and :attr:`real_steps`,
+        stores the transitions in ``buffer`` (the observation the step produced, not the
+        reset one, with ``terminated`` and ``truncated`` apart), updates
+        :attr:`ep_info_buffer` and calls ``callback.on_step()`` with SB3's locals
+        (``new_obs``, ``rewards``, ``dones``, ``infos``, ``actions``). Episodes continue
+        across calls; when :meth:`learn` reset the env in between, the buffer's streams
+        are ended there.
 
         :param buffer: a :class:`~mbwrap.ReplayBuffer` with ``n_envs`` equal to the env's.
         :param steps: real steps to take, rounded up to whole vector steps.
@@ -344,17 +290,23 @@ class Algorithm(abc.ABC):
                     episode_start=self._episode_starts,
                     deterministic=deterministic,
                 )
-            new_obs, rewards, dones, infos = self.env.step(actions)
+            env_rngs = _env_rngs(self.env)
+            if env_rngs is not None:
+                # A checkpoint taken where every episode just ended restarts them from
+                # these states, as the uninterrupted run's autoreset did.
+                self._env_rngs_before_step = [rng.bit_generator.state for rng in env_rngs]
+            new_obs, rewards, terminated, truncated, next_obs, infos = step_vec_env(
+                self.env, actions
+            )
             self.num_timesteps += n_envs
-            next_obs = np.array(new_obs, copy=True)
-            truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
-            for i in np.flatnonzero(dones):
-                next_obs[i] = infos[i]["terminal_observation"]
-            terminated = np.asarray(dones, dtype=bool) & ~truncated
+            self.real_steps += n_envs
+            if self._steps_since_refit is not None:
+                self._steps_since_refit += n_envs
             _check_finite(next_obs, rewards, self.num_timesteps)
-            buffer.add(self._last_obs, actions, rewards, next_obs, terminated, truncated & dones)
+            buffer.add(self._last_obs, actions, rewards, next_obs, terminated, truncated)
             self._last_obs = self._collected_obs = new_obs
-            self._episode_starts = np.asarray(dones, dtype=bool)
+            dones = terminated | truncated
+            self._episode_starts = dones
             self._update_info_buffer(infos)
             callback.update_locals(
                 {
@@ -371,119 +323,178 @@ class Algorithm(abc.ABC):
         callback.on_rollout_end()
         return continue_training
 
-    def _record_metrics(self, prefix: str, metrics: dict[str, Any]) -> None:
-        """Log the numeric entries of ``metrics`` as ``prefix/key`` (sequences by their mean)."""
-        for key, value in metrics.items():
-            if isinstance(value, torch.Tensor):
-                value = value.detach().float().mean().item() if value.numel() else None
-            elif isinstance(value, (list, tuple, np.ndarray)):
-                array = np.asarray(value)
-                value = float(array.mean()) if array.size and array.dtype.kind in "biuf" else None
-            if isinstance(value, (bool, np.bool_)):
-                value = int(value)
-            if isinstance(value, (int, float, np.integer, np.floating)):
-                self.logger.record(f"{prefix}/{key}", value)
-
-    def _dump_logs(self) -> None:
-        elapsed = max(time.time_ns() / 1e9 - self._start_time, 1e-9)
-        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
-        if self.ep_info_buffer:
-            self.logger.record(
-                "rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer]))
-            )
-            self.logger.record(
-                "rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer]))
-            )
-        self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
-        self.logger.record("time/fps", fps)
-        self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(step=self.num_timesteps)
-
-    # ------------------------------------------------------------------ public surface
-    @abc.abstractmethod
+    # ------------------------------------------------------------------ the loop and its hooks
     def learn(
         self,
         total_timesteps: int,
         callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "run",
+        log_interval: int | None = 1,
+        tb_log_name: str | None = None,
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> Algorithm:
-        """Train for ``total_timesteps`` real env steps; return ``self``."""
+        """Train for ``total_timesteps`` real env steps (or until a callback stops it).
 
-    @abc.abstractmethod
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """SB3's ``predict``: actions for a (batch of) observation(s), and the next state."""
+        :param callback: SB3 callback(s), called after every real step.
+        :param log_interval: iterations between log dumps (``None`` or 0: never).
+        :param tb_log_name: TensorBoard run name; default the class name.
+        :param reset_num_timesteps: ``False`` continues the count (and the run, after
+            :meth:`load`) instead of starting at 0.
+        :param progress_bar: show SB3's progress bar over real steps.
+        :return: ``self``.
+        """
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps,
+            callback,
+            reset_num_timesteps,
+            tb_log_name or type(self).__name__,
+            progress_bar,
+        )
+        callback.on_training_start(locals(), globals())
+        self._on_training_start()
+        iteration = 0
+        while self.num_timesteps < total_timesteps:
+            if not self._collect(callback, total_timesteps - self.num_timesteps):
+                break
+            if self._warming_up():
+                continue
+            if self._refit_due():
+                self._refit()
+            self._train()
+            iteration += 1
+            if log_interval and iteration % log_interval == 0:
+                self._dump_logs()
+        self._on_training_end()
+        callback.on_training_end()
+        return self
 
-    @abc.abstractmethod
-    def get_config(self) -> dict[str, Any]:
-        """JSON-able constructor keywords, stored in checkpoints."""
+    def _on_training_start(self) -> None:
+        """Called once per :meth:`learn`, after the logger and callbacks are set up."""
 
-    @abc.abstractmethod
-    def get_tensors(self) -> dict[str, torch.Tensor]:
-        """Learned state to store in checkpoints."""
+    def _on_training_end(self) -> None:
+        """Called once per :meth:`learn`, before ``callback.on_training_end()``."""
 
-    @abc.abstractmethod
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore learned state from :meth:`get_tensors`'s output."""
+    def _warming_up(self) -> bool:
+        """Whether the real steps so far are still the ``learning_starts`` random ones."""
+        return self.real_steps < getattr(self.config, "learning_starts", 0)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write settings (JSON) and learned tensors atomically; never pickle."""
-        cls = type(self)
-        metadata = {
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "registry_name": cls.registry_name,
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "num_timesteps": self.num_timesteps,
-            "config": self.get_config(),
-        }
-        save_checkpoint(path, kind=_CHECKPOINT_KIND, metadata=metadata, tensors=self.get_tensors())
+    def _collect(self, callback: BaseCallback, remaining: int) -> bool:
+        """Collect one iteration's real steps into :attr:`buffer`: uniformly random
+        actions up to ``learning_starts``, then ``train_freq`` steps with
+        :meth:`_behaviour_policy`.
+
+        :param remaining: real steps left in this :meth:`learn` call.
+        :return: ``False`` when a callback asked to stop.
+        """
+        if self._warming_up():
+            steps = self.config.learning_starts - self.real_steps  # type: ignore[attr-defined]
+            policy = None
+        else:
+            steps = self.config.train_freq  # type: ignore[attr-defined]
+            policy = self._behaviour_policy()
+        return self._collect_real_steps(
+            self.buffer,  # type: ignore[attr-defined]
+            min(steps, remaining),
+            callback,
+            policy,
+        )
+
+    def _behaviour_policy(self) -> PolicyPredictor | None:
+        """What acts in the real env after the random steps (default: :meth:`predict`)."""
+        return self
+
+    def _refit_due(self) -> bool:
+        """Whether to refit the model now: never fitted, or ``model_train_freq`` real steps
+        since the last fit (every iteration when the config has no ``model_train_freq``
+        or it is ``None``)."""
+        if not hasattr(self, "model"):
+            return False
+        every = getattr(self.config, "model_train_freq", None)
+        return self._steps_since_refit is None or every is None or (
+            self._steps_since_refit >= every
+        )
+
+    def _refit(self) -> None:
+        """Fit the model on all real data (``fit_kwargs``), log ``model/...``."""
+        fit_kwargs = getattr(self.config, "fit_kwargs", None) or {}
+        metrics = self.model.fit(self.buffer, **fit_kwargs)  # type: ignore[attr-defined]
+        self._record_metrics("model", metrics)
+        self._steps_since_refit = 0
+
+    def _make_model(self) -> WorldModel:
+        """The world model named by ``config.model`` (built with ``config.model_kwargs``)
+        or given there as an instance; the config then names it in JSON form (registry
+        name and constructor keywords), as checkpoints store it."""
+        config: Any = self.config
+        model = resolve_model(
+            config.model,
+            config.model_kwargs or None,
+            self.observation_space,
+            self.action_space,
+            env_id=env_id(self.env),
+            device=self.device,
+        )
+        config.model, config.model_kwargs = model_config(model)
+        return model
+
+    def _train(self) -> None:
+        """Train the agent by the algorithm's rule for how much per real step."""
+
+    # ------------------------------------------------------------------ checkpoints
+    def _run_state(self) -> dict[str, Any]:
+        state = super()._run_state()
+        state["real_steps"] = self.real_steps
+        state["steps_since_refit"] = self._steps_since_refit
+        env_rngs = _env_rngs(self.env)
+        at_boundary = self._episode_starts is not None and bool(np.all(self._episode_starts))
+        if at_boundary and self._env_rngs_before_step is not None:
+            state["env_rngs"] = self._env_rngs_before_step
+        elif env_rngs is not None:
+            state["env_rngs"] = [rng.bit_generator.state for rng in env_rngs]
+        return state
+
+    def _set_run_state(self, state: dict[str, Any]) -> None:
+        super()._set_run_state(state)
+        self.real_steps = int(state["real_steps"])
+        self._steps_since_refit = state["steps_since_refit"]
+        env_rngs = _env_rngs(self.env)
+        saved_rngs = state.get("env_rngs")
+        if env_rngs is not None and saved_rngs is not None and len(env_rngs) == len(saved_rngs):
+            assert self.env is not None
+            # The next reset continues the saved streams instead of reseeding them.
+            if hasattr(self.env, "_reset_seeds"):
+                self.env._reset_seeds()
+            for rng, rng_state in zip(env_rngs, saved_rngs, strict=True):
+                rng.bit_generator.state = rng_state
 
     @classmethod
-    def load(
+    def _rebuild(
         cls,
-        path: str | os.PathLike,
-        env: gym.Env | VecEnv | None = None,
-        device: str | torch.device = "auto",
+        env: Any,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: dict[str, Any],
     ) -> Algorithm:
-        """Rebuild an algorithm saved by :meth:`save`.
+        if env is not None:
+            wrapped = wrap_env(env)
+            check_same_space(
+                observation_space, wrapped.observation_space, name="env.observation_space"
+            )
+            check_same_space(action_space, wrapped.action_space, name="env.action_space")
+        return cls(
+            env, observation_space=observation_space, action_space=action_space, **config
+        )
 
-        :param env: the real env to keep learning in (optional for prediction only).
-        :raises CheckpointError: for a corrupt file or one of another algorithm.
-        """
-        metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
-        expected = f"{cls.__module__}:{cls.__qualname__}"
-        if metadata.get("class") != expected:
-            raise CheckpointError(
-                f"{str(path)!r} holds a {metadata.get('class')!r} algorithm, not {expected}"
-            )
-        try:
-            obs_space = space_from_json(metadata["observation_space"])
-            act_space = space_from_json(metadata["action_space"])
-            if env is not None:
-                wrapped = wrap_env(env)
-                check_same_space(obs_space, wrapped.observation_space, name="env.observation_space")
-                check_same_space(act_space, wrapped.action_space, name="env.action_space")
-            algo = cls(  # type: ignore[call-arg]
-                env,
-                observation_space=obs_space,
-                action_space=act_space,
-                device=device,
-                **metadata["config"],
-            )
-            algo.set_tensors(tensors)
-            algo.num_timesteps = int(metadata.get("num_timesteps", 0))
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(
-                f"{str(path)!r}: algorithm checkpoint does not fit: {err}"
-            ) from err
-        return algo
+
+def _env_rngs(env: VecEnv | None) -> list[np.random.Generator] | None:
+    """The NumPy generators of ``env``'s copies, or ``None`` when it does not expose them
+    (only in-process envs do: ``DummyVecEnv``)."""
+    if env is None or not hasattr(env, "envs"):
+        return None
+    try:
+        rngs = [getattr(e.unwrapped, "np_random", None) for e in env.envs]
+    except AttributeError:
+        return None
+    if not all(isinstance(r, np.random.Generator) for r in rngs):
+        return None
+    return rngs

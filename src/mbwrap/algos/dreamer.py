@@ -42,33 +42,6 @@ from mbwrap.returns import lambda_returns, percentile_range
 from mbwrap.spaces import as_batch
 from mbwrap.transforms import scalar_to_two_hot, symlog
 
-# CartPole-v1 from vector observations at CPU scale: DreamerV3's recipe (actor and critic
-# learning rates 3e-5) with a much smaller model (GRU 64, 8 x 8 latent, one hidden layer
-# of 64 units) whose learning rate is raised to 1e-3; 1 gradient step per 4 env steps
-# (train ratio 128 over batches of 16 sequences of 32 steps). Actor and critic at 3e-4 or
-# 1e-4 reached 417-463 and then fell back (benchmarks/RESULTS.md).
-DREAMER_CARTPOLE: dict[str, Any] = {
-    "model_kwargs": {
-        "deter": 64,
-        "hidden": 64,
-        "layers": 1,
-        "stoch": 8,
-        "classes": 8,
-        "batch_size": 16,
-        "sequence_length": 32,
-        "learning_rate": 1e-3,
-    },
-    "hidden": 64,
-    "layers": 1,
-    "actor_lr": 3e-5,
-    "critic_lr": 3e-5,
-    "train_ratio": 128,
-    "learning_starts": 500,
-}
-
-# Pendulum-v1 (continuous actions, dynamics backpropagation): the same small model.
-DREAMER_PENDULUM: dict[str, Any] = {**DREAMER_CARTPOLE, "discount": 0.99}
-
 
 def _positive(value: Any, name: str, kind: type = int) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value <= 0:

@@ -66,43 +66,6 @@ PHASES: tuple[str, ...] = ("model-based", "distill", "finetune")
 #: (Nagabandi et al. 2018, Section V), or the expert action's log-likelihood.
 BC_LOSSES: tuple[str, ...] = ("mse", "nll")
 
-# Settings for Pendulum-v1 at small scale (benchmarks/mb_mf.py, the example and the slow
-# test). Model-based: a smaller model than the paper's (a few thousand transitions are too
-# few for 2 x 500 units and batches of 512, one gradient step an epoch), fitted with early
-# stopping; 2 random episodes, then 7 MPC episodes, each followed by a refit; random
-# shooting with 1000 candidates over 20 steps (the released cheetah config). Distillation:
-# the expert's 1400 visited states, then 4 DAgger rounds of one episode each.
-# Fine-tuning: SAC with rl-baselines3-zoo's Pendulum learning rate. Its replay buffer starts
-# with all 2600 real transitions, and its critic first takes 2000 gradient steps with the
-# actor frozen, learning the value of the cloned policy; the entropy coefficient starts at
-# 0.1, not SB3's 1.0 (as the MBPO preset), so that entropy does not pull the actor away
-# from the expert. Measured on seed 0 (return every 200 steps after distillation): without
-# the warm-up, the first actor updates follow an untrained critic and the policy collapses
-# at once (-1600; still -205 after 2400 fine-tuning steps against -124 with it); with it,
-# the cloned policy holds for 400 steps, dips for about 1000 (the drop of online
-# fine-tuning after pre-training that Nair et al. 2020, AWAC, describe) and then ends
-# beyond the expert. Warm-ups of 500 or 5000 steps and TD3 collapsed at once too; cloning
-# SAC's standard deviation as well (bc_loss="nll"), a learning rate of 3e-4, an entropy
-# coefficient from 1.0 or an actor frozen for the first 1000 online steps kept the dip.
-PENDULUM_MB_MF: dict[str, Any] = {
-    "agent": "SAC",
-    "agent_kwargs": {"learning_rate": 1e-3, "ent_coef": "auto_0.1"},
-    "model_kwargs": {"hidden_sizes": [64, 64], "batch_size": 32, "max_epochs": 200, "patience": 10},
-    "planner_kwargs": {"num_candidates": 1000, "horizon": 20},
-    "initial_random_steps": 400,
-    "model_based_steps": 1800,
-    "mpc_steps_per_iteration": 200,
-    "dagger_iterations": 4,
-    "dagger_steps": 200,
-    "bc_epochs": 100,
-    "bc_batch_size": 64,
-    "critic_warmup_steps": 2000,
-}
-#: Real steps of a run with :data:`PENDULUM_MB_MF`: 1800 model-based, 800 DAgger, the rest
-#: fine-tuning.
-PENDULUM_MB_MF_TIMESTEPS = 8_000
-
-
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
@@ -298,7 +261,7 @@ class MBMF(Algorithm):
     :param bc_batch_size: pairs per Adam step.
     :param bc_learning_rate: Adam's step size for behaviour cloning.
     :param label_batch_size: states the expert labels per planner call (bounds the memory
-        of ``label_batch_size * num_candidates`` model rollouts).
+        of ``label_batch_size * population`` model rollouts).
     :param critic_warmup_steps: critic-only gradient steps before off-policy fine-tuning
         (0 for on-policy agents).
     :param buffer_capacity: real transitions kept; at least ``model_based_steps``.
@@ -406,7 +369,7 @@ class MBMF(Algorithm):
             raise TypeError(f"planner: expected a registered planner name, got {planner!r}")
         if planner_kwargs is None and planner == "random-shooting":
             # cheetah_forward.yaml: 1000 candidate sequences over a horizon of 20.
-            planner_kwargs = {"num_candidates": 1000, "horizon": 20}
+            planner_kwargs = {"population": 1000, "horizon": 20}
         self.planner_kwargs = dict(planner_kwargs or {})
         self.planner = make_planner(planner, self.model, **{"seed": seed, **self.planner_kwargs})
         self.agent = self._make_agent(agent, agent_kwargs, seed)

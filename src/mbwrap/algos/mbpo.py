@@ -432,7 +432,7 @@ class MBPO(Algorithm):
             epoch = self.epoch
             policy = None if exploring else self.agent
             keep_going = self._collect_real_steps(self.real_buffer, 1, callback, policy)
-            self.real_steps += self.n_envs
+
             if not keep_going:
                 break
             if not exploring:

@@ -29,33 +29,6 @@ from mbwrap.planners.mcts.policies import C_SCALE, C_VISIT, DIRICHLET_ALPHA, DIR
 from mbwrap.spaces import as_batch
 from mbwrap.transforms import scalar_to_two_hot, value_transform
 
-# Small-budget CartPole-v1 settings (benchmarks/muzero.py, with 8 envs): Gumbel search with
-# 16 simulations (Danihelka et al. 2022: it improves the policy even with few simulations),
-# small networks, MuZero's n = 10 and discount 0.997 (its Atari values; CartPole's reward is
-# dense too), a support of +-20 (h(333) = 17.6 covers returns discounted by 0.997), the
-# value loss at full weight and Adam at 1e-3 (at 0.25 and 3e-3 a first run stalled near a
-# return of 100), flatter prioritisation than the paper's alpha = 1 (in one pair of
-# 8,000-step runs alpha = 0.5 stayed at 500 where alpha = 1 fell back to 160), and value
-# targets bootstrapped from a target network refreshed every 200 updates (with stored
-# search values a run stalled at a return of 120 from 4,000 to 12,000 steps; bootstrapped
-# from the networks being trained, seed 1 swung between 450 and 65 and fell to 9).
-MUZERO_CARTPOLE: dict[str, Any] = {
-    "search": "gumbel",
-    "num_simulations": 16,
-    "discount": 0.997,
-    "n_step": 10,
-    "network_kwargs": {"hidden_size": 64, "layers": 2, "support_size": 20},
-    "batch_size": 128,
-    "learning_rate": 1e-3,
-    "value_loss_coef": 1.0,
-    "priority_alpha": 0.5,
-    "bootstrap_with_network": True,
-    "target_update_interval": 200,
-    "train_ratio": 0.5,
-    "learning_starts": 500,
-    "buffer_capacity": 50_000,
-}
-
 
 def categorical_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``-sum_k target_k log softmax(logits)_k``: ``[..., K]`` -> ``[...]``."""
@@ -334,7 +307,7 @@ class MuZero(Algorithm):
     def get_tensors(self) -> dict[str, torch.Tensor]:
         """The networks' weights and the replay buffer's rows."""
         tensors = {f"networks.{k}": v for k, v in self.networks.state_dict().items()}
-        tensors.update({f"buffer.{k}": v for k, v in self.buffer.get_tensors().items()})
+        tensors.update({f"buffer.{k}": v for k, v in self.buffer.state_dict().items()})
         return tensors
 
     def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -344,7 +317,7 @@ class MuZero(Algorithm):
         self.target_model.networks.load_state_dict(self.networks.state_dict())
         buffer = {k[len("buffer."):]: v for k, v in tensors.items() if k.startswith("buffer.")}
         if buffer:
-            self.buffer.set_tensors(buffer)
+            self.buffer.load_state_dict(buffer)
 
     # ------------------------------------------------------------------ acting
     def predict(

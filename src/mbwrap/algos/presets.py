@@ -10,21 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from mbwrap.algos.dreamer import DREAMER_CARTPOLE, DREAMER_PENDULUM
-from mbwrap.algos.mb_mf import PENDULUM_MB_MF
-from mbwrap.algos.muzero import MUZERO_CARTPOLE
-
 # CartPole mission (the demo). Dyna with PPO on short rollouts of 16 imagined episodes of
 # up to 200 steps from real states; the model is refitted every 500 real steps.
 CARTPOLE_DYNA: dict[str, Any] = {
     "agent": "PPO",
     "model": "mlp",
     "agent_kwargs": {"n_steps": 128, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3},
-    "num_envs": 16,
-    "horizon": 200,
-    "real_steps_per_iteration": 500,
-    "imagined_steps_per_iteration": 16_384,
-    "initial_random_steps": 1_000,
+    "num_imagined_envs": 16,
+    "imagination_horizon": 200,
+    "train_freq": 500,
+    "imagined_steps": 16_384,
+    "learning_starts": 1_000,
 }
 
 # MBPO on Pendulum at small scale: one episode per epoch, a refit every 50 real steps with
@@ -46,9 +42,8 @@ PENDULUM_MBPO: dict[str, Any] = {
 
 # PETS on Pendulum at CPU scale: the ensemble of 5 (TS1) with 3 x 64 hidden units, trained
 # 20 epochs in batches of 32 (PETS's batch size) after every episode, and a CEM of 200
-# candidates, 20 elites, 4 iterations over 25 steps with 2 particles (PETS's own settings,
-# 500 x 5 x 30 x 20, cost about 37 times as much per decision). A 15-step horizon swung
-# the pendulum up from most starts but not from hanging still at the bottom.
+# candidates, 20 elites, 4 iterations over 25 steps with 2 particles (PETS's own
+# 500 x 5 x 30 x 20 costs about 37 times as much per decision).
 PENDULUM_PETS: dict[str, Any] = {
     "model_kwargs": {
         "ensemble_size": 5,
@@ -90,6 +85,72 @@ REACHER_PETS: dict[str, Any] = {
     },
 }
 
+# MB-MF on Pendulum-v1 at small scale: a smaller model than the paper's, random shooting
+# with the released cheetah config's 1000 candidates over 20 steps, 4 DAgger rounds, then
+# SAC with rl-baselines3-zoo's Pendulum learning rate and a critic warm-up
+# (benchmarks/RESULTS.md, "MB-MF", explains each choice).
+PENDULUM_MB_MF: dict[str, Any] = {
+    "agent": "SAC",
+    "agent_kwargs": {"learning_rate": 1e-3, "ent_coef": "auto_0.1"},
+    "model_kwargs": {"hidden_sizes": [64, 64], "batch_size": 32, "max_epochs": 200, "patience": 10},
+    "planner_kwargs": {"population": 1000, "horizon": 20},
+    "initial_random_steps": 400,
+    "model_based_steps": 1800,
+    "mpc_steps_per_iteration": 200,
+    "dagger_iterations": 4,
+    "dagger_steps": 200,
+    "bc_epochs": 100,
+    "bc_batch_size": 64,
+    "critic_warmup_steps": 2000,
+}
+#: Real steps of a run with PENDULUM_MB_MF: 1800 model-based, 800 DAgger, the rest
+#: fine-tuning.
+PENDULUM_MB_MF_TIMESTEPS = 8_000
+
+# MuZero on CartPole-v1 with 8 envs: Gumbel search (Danihelka et al. 2022: it improves the
+# policy even with few simulations), small networks, MuZero's n = 10 and discount 0.997
+# (its Atari values), a support of +-20 (h(333) = 17.6 covers the discounted returns);
+# benchmarks/RESULTS.md, "MuZero", explains the other choices.
+MUZERO_CARTPOLE: dict[str, Any] = {
+    "search": "gumbel",
+    "num_simulations": 16,
+    "discount": 0.997,
+    "n_step": 10,
+    "network_kwargs": {"hidden_size": 64, "layers": 2, "support_size": 20},
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "value_loss_coef": 1.0,
+    "priority_alpha": 0.5,
+    "bootstrap_with_network": True,
+    "target_update_interval": 200,
+    "train_ratio": 0.5,
+    "learning_starts": 500,
+    "buffer_capacity": 50_000,
+}
+
+# Dreamer on classic control from vector observations at CPU scale: DreamerV3's recipe
+# with a much smaller model (benchmarks/RESULTS.md, "Dreamer").
+DREAMER_CARTPOLE: dict[str, Any] = {
+    "model_kwargs": {
+        "deter": 64,
+        "hidden": 64,
+        "layers": 1,
+        "stoch": 8,
+        "classes": 8,
+        "batch_size": 16,
+        "sequence_length": 32,
+        "learning_rate": 1e-3,
+    },
+    "hidden": 64,
+    "layers": 1,
+    "actor_lr": 3e-5,
+    "critic_lr": 3e-5,
+    "train_ratio": 128,
+    "learning_starts": 500,
+}
+
+DREAMER_PENDULUM: dict[str, Any] = {**DREAMER_CARTPOLE, "discount": 0.99}
+
 #: ``(algorithm name, env id) -> keyword arguments of make_algo``.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("dyna", "CartPole-v1"): CARTPOLE_DYNA,
@@ -97,11 +158,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("pets", "Pendulum-v1"): PENDULUM_PETS,
     ("pets", "InvertedPendulum-v5"): INVERTED_PENDULUM_PETS,
     ("pets", "Reacher-v5"): REACHER_PETS,
-    # Defined beside the algorithm (8,000 real steps: PENDULUM_MB_MF_TIMESTEPS).
     ("mb-mf", "Pendulum-v1"): PENDULUM_MB_MF,
-    # Defined beside the algorithm (Gumbel search, 16 simulations, 8 envs).
     ("muzero", "CartPole-v1"): MUZERO_CARTPOLE,
-    # Defined beside the algorithm (a small RSSM, 1 gradient step per 8 env steps).
     ("dreamer", "CartPole-v1"): DREAMER_CARTPOLE,
     ("dreamer", "Pendulum-v1"): DREAMER_PENDULUM,
 }

@@ -1,6 +1,6 @@
 """Real-experience storage and collection."""
 
-from mbwrap.buffers.collect import Collector, collect
+from mbwrap.buffers.collect import Collector, collect, step_vec_env
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
@@ -11,4 +11,5 @@ __all__ = [
     "ReplayBuffer",
     "SelfPlayBuffer",
     "collect",
+    "step_vec_env",
 ]

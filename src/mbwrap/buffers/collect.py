@@ -152,13 +152,31 @@ class Collector:
             for i in np.flatnonzero(mask):
                 final[i] = info["final_obs"][i]
             return obs, reward, terminated, truncated, final
-        obs, reward, dones, infos = self.env.step(actions)
-        final = np.array(obs, copy=True)
-        truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos])
-        for i in np.flatnonzero(dones):
-            final[i] = infos[i]["terminal_observation"]
-        terminated = np.asarray(dones) & ~truncated
+        obs, reward, terminated, truncated, final, _ = step_vec_env(self.env, actions)
         return obs, reward, terminated, truncated, final
+
+
+def step_vec_env(
+    env: VecEnv, actions: np.ndarray
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, Any, list[dict[str, Any]]]:
+    """Step an SB3 ``VecEnv`` and split what it reports the way a replay buffer stores it.
+
+    SB3's ``VecEnv`` resets finished envs inside ``step`` and hides the observation the
+    step produced in ``infos[i]["terminal_observation"]``; a time limit marks
+    ``infos[i]["TimeLimit.truncated"]``.
+
+    :param actions: ``[n_envs, *act_shape]``.
+    :return: ``(next_obs, reward, terminated, truncated, final_obs, infos)``: ``next_obs``
+        is what the policy sees next (after any reset), ``final_obs`` what the step
+        produced; ``terminated`` and ``truncated`` are ``[n_envs]`` bool and never both.
+    """
+    obs, reward, dones, infos = env.step(actions)
+    dones = np.asarray(dones, dtype=bool)
+    final = np.array(obs, copy=True)
+    truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
+    for i in np.flatnonzero(dones):
+        final[i] = infos[i]["terminal_observation"]
+    return obs, reward, dones & ~truncated, truncated & dones, final, infos
 
 
 def collect(

@@ -369,15 +369,15 @@ class PrioritizedTrajectoryBuffer:
     _FIELDS = ("obs", "action", "reward", "root_value", "policy", "index", "end", "terminal",
                "priority")
 
-    def get_tensors(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         """The stored rows and the insertion counter, for checkpoints."""
         held = len(self)
         tensors = {name: getattr(self, name)[:held] for name in self._FIELDS}
         tensors["added"] = torch.tensor(self.added)
         return tensors
 
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`get_tensors`'s output into a buffer of the same capacity."""
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`'s output into a buffer of the same capacity."""
         held = int(tensors["index"].shape[0])
         if held > self.capacity:
             raise ValueError(

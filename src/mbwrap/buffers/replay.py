@@ -320,6 +320,40 @@ class ReplayBuffer:
         return Transition(**{k: self._data[k][order].flatten(0, 1) for k in _FIELDS[:-1]})
 
     # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows in storage order plus the write position: restoring it with
+        :meth:`load_state_dict` gives a buffer that samples exactly as this one.
+
+        :return: ``{field: [stored_rows, n_envs, ...]}`` tensors, ``"pos"`` and ``"full"``.
+        """
+        held = self.stored_rows
+        state: dict[str, Any] = {k: v[:held] for k, v in self._data.items()}
+        state["pos"], state["full"] = self._pos, self._full
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output into a buffer of the same spaces, capacity
+        and ``n_envs``.
+
+        :raises ValueError: naming the field whose shape or dtype does not fit.
+        """
+        for key in _FIELDS:
+            value, expected = state[key], self._data[key]
+            if (
+                value.shape[0] > self.rows
+                or value.shape[1:] != expected.shape[1:]
+                or value.dtype != expected.dtype
+            ):
+                raise ValueError(
+                    f"state[{key!r}]: has shape {tuple(value.shape)} and dtype {value.dtype}, "
+                    f"expected (<= {self.rows}, {', '.join(map(str, expected.shape[1:]))}) "
+                    f"{expected.dtype}"
+                )
+            expected.zero_()
+            expected[: value.shape[0]] = value.to(self.device)
+        self._pos, self._full = int(state["pos"]), bool(state["full"])
+        self._version += 1
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the stored transitions to ``path`` atomically (tensors + JSON, no pickle)."""
         n = self.stored_rows

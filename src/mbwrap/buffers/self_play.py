@@ -71,14 +71,32 @@ class SelfPlayBuffer:
         index = index.to(self.device)
         return self.obs[index], self.policy[index], self.outcome[index]
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The stored positions, oldest first (for checkpoints)."""
+    def positions(self) -> dict[str, torch.Tensor]:
+        """The stored positions, oldest first: ``obs [n, *obs_shape]``, ``policy [n, A]``,
+        ``outcome [n]``."""
         order = (self.position - self.size + torch.arange(self.size, device=self.device)) % (
             self.capacity)
         return {"obs": self.obs[order], "policy": self.policy[order],
                 "outcome": self.outcome[order]}
 
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Add the positions :meth:`state_tensors` returned."""
-        if "obs" in tensors and tensors["obs"].shape[0]:
-            self.add(tensors["obs"], tensors["policy"], tensors["outcome"])
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """Storage and counters, for checkpoints; :meth:`load_state_dict` restores them so
+        that sampling continues exactly."""
+        return {"obs": self.obs, "policy": self.policy, "outcome": self.outcome,
+                "size": self.size, "position": self.position, "added": self.added}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        """Restore :meth:`state_dict`'s output into a buffer of the same capacity and shapes.
+
+        :raises ValueError: naming the entry whose shape does not fit.
+        """
+        for name in ("obs", "policy", "outcome"):
+            value, current = state[name], getattr(self, name)
+            if not isinstance(value, torch.Tensor) or value.shape != current.shape:
+                raise ValueError(
+                    f"state[{name!r}]: expected shape {tuple(current.shape)}, got "
+                    f"{getattr(value, 'shape', value)!r}"
+                )
+            current.copy_(value)
+        self.size, self.position, self.added = (
+            int(state["size"]), int(state["position"]), int(state["added"]))

@@ -166,6 +166,18 @@ class WorldModel(torch.nn.Module, abc.ABC):
         """JSON-able constructor keywords (besides spaces, ``env_id`` and ``device``)."""
 
     # ------------------------------------------------------------------ persistence
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        """The state of the optimizer the model keeps across fits (``None`` when it keeps
+        none, or has not built it yet), so that an algorithm resumes training exactly."""
+        return None
+
+    def load_optimizer_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Restore :meth:`optimizer_state_dict`'s output (``None``: nothing to restore)."""
+        if state is not None:
+            raise ValueError(
+                f"state: {type(self).__name__} keeps no optimizer, but optimizer state was given"
+            )
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the model atomically as tensors plus JSON metadata."""
         save_checkpoint(

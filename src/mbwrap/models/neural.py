@@ -582,6 +582,13 @@ class NeuralWorldModel(WorldModel):
             self._optimizer_device = self.device
         return self._optimizer
 
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        return None if self._optimizer is None else self._optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is not None:
+            self._get_optimizer().load_state_dict(state)
+
     def fit(
         self,
         buffer: Any,

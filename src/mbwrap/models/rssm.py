@@ -525,6 +525,13 @@ class RSSM(WorldModel):
         all_states = torch.cat([out["start"][:, None], states], 1).detach()
         return loss, metrics, all_states
 
+    def optimizer_state_dict(self) -> dict[str, Any] | None:
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is not None:
+            self.optimizer.load_state_dict(state)
+
     def train_step(
         self, sequence: Sequence, generator: torch.Generator | None = None
     ) -> tuple[dict[str, float], torch.Tensor]:

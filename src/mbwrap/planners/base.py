@@ -74,7 +74,7 @@ class Planner(BasePolicy, abc.ABC):
     :param particles: rollouts per candidate (trajectory sampling, Chua et al. 2018).
     :param reward_fn: batched ``(obs, action, next_obs) -> [n]``.
     :param termination_fn: batched ``(obs, action, next_obs) -> [n]`` bool.
-    :param discount: per-step discount of the planned return.
+    :param gamma: per-step discount of the planned return.
     :param warm_start: seed each plan with the previous solution, shifted.
     :param seed: seed of the planner's random generator (``None``: fresh entropy).
     :param device: must be the model's device when given (``None``, ``"auto"``: the
@@ -94,7 +94,7 @@ class Planner(BasePolicy, abc.ABC):
         particles: int = 1,
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
-        discount: float = 1.0,
+        gamma: float = 1.0,
         warm_start: bool = True,
         seed: int | None = None,
         device: str | torch.device | None = None,
@@ -133,7 +133,7 @@ class Planner(BasePolicy, abc.ABC):
         self.model = model
         self.horizon = _positive_int(horizon, "horizon")
         self.particles = _positive_int(particles, "particles")
-        self.discount = _unit_float(discount, "discount")
+        self.gamma = _unit_float(gamma, "gamma")
         self.warm_start = bool(warm_start)
         self.seed = None if seed is None else int(seed)
         # Registered functions read real observations; a latent model's states are not
@@ -177,7 +177,7 @@ class Planner(BasePolicy, abc.ABC):
         return {
             "horizon": self.horizon,
             "particles": self.particles,
-            "discount": self.discount,
+            "gamma": self.gamma,
             "warm_start": self.warm_start,
             "seed": self.seed,
         }
@@ -211,7 +211,7 @@ class Planner(BasePolicy, abc.ABC):
                 particles=self.particles,
                 reward_fn=self.reward_fn,
                 termination_fn=self.termination_fn,
-                discount=self.discount,
+                discount=self.gamma,
                 generator=self.generator,
             )
             # A flag on the device, checked once per decision by plan(): no sync here.

@@ -449,7 +449,7 @@ class ILQR(Planner):
         stage = self._stage(state.shape[1:])
         dynamics, reward = at_one_point(stage)
         lower, upper = self.lower.to(dtype), self.upper.to(dtype)
-        weights = self.discount ** torch.arange(self.horizon, device=self.device, dtype=dtype)
+        weights = self.gamma ** torch.arange(self.horizon, device=self.device, dtype=dtype)
         alphas = torch.tensor(self.step_sizes, device=self.device, dtype=dtype)
         rows = torch.arange(batch, device=self.device)
 

@@ -38,7 +38,7 @@ def best_candidate(candidates: torch.Tensor, returns: torch.Tensor) -> torch.Ten
 
 
 class RandomShooting(Planner):
-    """Random-shooting MPC: evaluate ``num_candidates`` random sequences, keep the best.
+    """Random-shooting MPC: evaluate ``population`` random sequences, keep the best.
 
     The controller of Nagabandi et al. 2018 ("Neural Network Dynamics for Model-Based Deep
     Reinforcement Learning with Model-Free Fine-Tuning"), whose defaults are used: 4096
@@ -46,7 +46,7 @@ class RandomShooting(Planner):
     (each plan is drawn afresh). Discrete actions are drawn uniformly.
 
     :param model: the world model planned over.
-    :param num_candidates: ``N``, sequences evaluated per decision.
+    :param population: ``N``, sequences evaluated per decision.
     :param horizon: ``H``.
     :param kwargs: see :class:`~mbwrap.planners.Planner`.
     """
@@ -58,15 +58,15 @@ class RandomShooting(Planner):
         self,
         model: WorldModel,
         *,
-        num_candidates: int = 4096,  # Nagabandi et al. 2018, Section 6
+        population: int = 4096,  # Nagabandi et al. 2018, Section 6
         horizon: int = 10,  # Nagabandi et al. 2018, Section 6
         **kwargs: Any,
     ) -> None:
         super().__init__(model, horizon=horizon, **kwargs)
-        self.num_candidates = _positive_int(num_candidates, "num_candidates")
+        self.population = _positive_int(population, "population")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_candidates": self.num_candidates}
+        return {**super().get_config(), "population": self.population}
 
     def optimize(self, state: torch.Tensor, init: torch.Tensor) -> torch.Tensor:
         """``state: [B, *state_shape]``, ``init: [B, H, D]`` (unused) -> ``[B, H, D]``."""
@@ -75,7 +75,7 @@ class RandomShooting(Planner):
         if self.discrete:
             picks = torch.randint(
                 self.action_dim,
-                (batch, self.num_candidates, self.horizon),
+                (batch, self.population, self.horizon),
                 device=self.device,
                 generator=self.generator,
             )
@@ -85,7 +85,7 @@ class RandomShooting(Planner):
             self.lower,
             self.upper,
             batch=batch,
-            num=self.num_candidates,
+            num=self.population,
             horizon=self.horizon,
             generator=self.generator,
         )

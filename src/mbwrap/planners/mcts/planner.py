@@ -48,7 +48,7 @@ class MCTSPlanner(BasePolicy):
     :param dirichlet_fraction: pUCT only: weight of root noise (0 when acting for
         evaluation; MuZero uses 0.25 in self-play).
     :param gumbel_scale: Gumbel only: 0 acts deterministically.
-    :param discount: :class:`WorldModel` only: discount of the searched return.
+    :param gamma: :class:`WorldModel` only: discount of the searched return.
     :param value_fn: :class:`WorldModel` only: ``states [B, ...] -> [B]`` leaf values.
     :param rollout_horizon: :class:`WorldModel` only: value new nodes by a random rollout
         of this many model steps (when there is no ``value_fn``).
@@ -73,7 +73,7 @@ class MCTSPlanner(BasePolicy):
         c_visit: float = C_VISIT,
         c_scale: float = C_SCALE,
         max_depth: int | None = None,
-        discount: float = 0.997,
+        gamma: float = 0.997,
         value_fn: ValueFn | None = None,
         rollout_horizon: int = 0,
         reward_fn: BatchedFn | None = None,
@@ -88,7 +88,7 @@ class MCTSPlanner(BasePolicy):
         )
         if isinstance(model, WorldModel):
             search_model: SearchModel = WorldModelSearch(
-                model, discount=discount, value_fn=value_fn, reward_fn=reward_fn,
+                model, gamma=gamma, value_fn=value_fn, reward_fn=reward_fn,
                 termination_fn=termination_fn, rollout_horizon=rollout_horizon,
                 generator=generator,
             )
@@ -127,7 +127,7 @@ class MCTSPlanner(BasePolicy):
         self.c_visit = float(c_visit)
         self.c_scale = float(c_scale)
         self.max_depth = None if max_depth is None else int(max_depth)
-        self.discount = float(discount)
+        self.gamma = float(gamma)
         self.rollout_horizon = int(rollout_horizon)
         self.seed = None if seed is None else int(seed)
         self._given_fns = {"value_fn": value_fn is not None, "reward_fn": reward_fn is not None,
@@ -149,7 +149,7 @@ class MCTSPlanner(BasePolicy):
             "dirichlet_alpha": self.dirichlet_alpha,
             "max_num_considered_actions": self.max_num_considered_actions,
             "gumbel_scale": self.gumbel_scale, "c_visit": self.c_visit, "c_scale": self.c_scale,
-            "max_depth": self.max_depth, "discount": self.discount,
+            "max_depth": self.max_depth, "gamma": self.gamma,
             "rollout_horizon": self.rollout_horizon, "seed": self.seed,
         }
 

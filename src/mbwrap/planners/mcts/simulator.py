@@ -56,7 +56,7 @@ class SimulatorSearch:
     uniform.
 
     Two-player games (:class:`AECGame`): the discount is ``-1`` between moves, ``0``
-    after the end. Single-agent envs (:class:`ClonableEnv`): the discount is ``discount``,
+    after the end. Single-agent envs (:class:`ClonableEnv`): the discount is ``gamma``,
     ``0`` after a termination or truncation (the search cannot look past either).
 
     :param env: the game or env to search; roots are its current state (or snapshots
@@ -64,7 +64,7 @@ class SimulatorSearch:
     :param num_rollouts: random playouts per new node when there is no value function.
     :param max_rollout_steps: longest playout (``None``: to the end; required for
         single-agent envs, which may never end).
-    :param discount: single-agent envs only, per-step discount.
+    :param gamma: single-agent envs only, per-step discount.
     :param seed: seeds the playouts' random moves.
     """
 
@@ -76,7 +76,7 @@ class SimulatorSearch:
         max_rollout_steps: int | None = None,
         value_fn: ObsValueFn | None = None,
         policy_value_fn: PolicyValueFn | None = None,
-        discount: float = 0.997,
+        gamma: float = 0.997,
         seed: int | None = None,
     ) -> None:
         # An AECGame is recognised by what it does, so that this module needs no PettingZoo.
@@ -108,7 +108,7 @@ class SimulatorSearch:
         self.max_rollout_steps = max_rollout_steps
         self.value_fn = value_fn
         self.policy_value_fn = policy_value_fn
-        self.discount = float(discount)
+        self.gamma = float(gamma)
         self.device = torch.device("cpu")
         self.rng = np.random.default_rng(seed)
         self._scratch = copy.deepcopy(env)
@@ -143,7 +143,7 @@ class SimulatorSearch:
                     total += reward if mover == me else -reward
                 else:
                     total += sign_scale * reward
-                    sign_scale *= self.discount
+                    sign_scale *= self.gamma
                 steps += 1
         return total / self.num_rollouts
 
@@ -227,7 +227,7 @@ class SimulatorSearch:
             )
             logits[fresh] = fresh_logits
             value[fresh] = fresh_value
-        step_discount = -1.0 if self.two_player else self.discount
+        step_discount = -1.0 if self.two_player else self.gamma
         out = RecurrentFnOutput(
             reward=reward.to(action.device),
             discount=torch.where(ended, 0.0, step_discount).to(action.device),

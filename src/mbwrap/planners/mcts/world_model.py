@@ -31,7 +31,7 @@ class WorldModelSearch:
     a return that piles up with depth favours whichever action was explored first.
 
     :param model: a world model with a ``Discrete`` action space.
-    :param discount: per-step discount of the searched return.
+    :param gamma: per-step discount of the searched return.
     :param rollout_horizon: steps of the random rollout that values a new node (0: none).
     :param generator: randomness of the rollouts.
     """
@@ -40,7 +40,7 @@ class WorldModelSearch:
         self,
         model: WorldModel,
         *,
-        discount: float = 0.997,
+        gamma: float = 0.997,
         value_fn: ValueFn | None = None,
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
@@ -56,7 +56,7 @@ class WorldModelSearch:
             )
         self.model = model
         self.num_actions = int(model.action_space.n)
-        self.discount = float(discount)
+        self.gamma = float(gamma)
         self.value_fn = value_fn
         self.rollout_horizon = int(rollout_horizon)
         self.generator = generator
@@ -79,7 +79,7 @@ class WorldModelSearch:
             reward, terminated, state = self._step(state, action)
             value = value + scale * reward * alive
             alive = alive & ~terminated
-            scale *= self.discount
+            scale *= self.gamma
         return value
 
     def _step(
@@ -128,7 +128,7 @@ class WorldModelSearch:
         ended = done | terminated
         out = RecurrentFnOutput(
             reward=reward.masked_fill(done, 0.0),
-            discount=torch.where(ended, 0.0, self.discount),
+            discount=torch.where(ended, 0.0, self.gamma),
             prior_logits=torch.zeros(action.shape[0], self.num_actions, device=state.device),
             value=value.masked_fill(ended, 0.0),
         )

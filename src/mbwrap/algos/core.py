@@ -1,0 +1,351 @@
+"""What every mbwrap algorithm shares, whatever it acts in: a typed config, SB3's logger
+and callbacks, ``predict``, and checkpoints declared once.
+
+Two bases build on it: :class:`~mbwrap.algos.Algorithm` (a real Gymnasium env, one
+training loop) and :class:`~mbwrap.algos.SelfPlayAlgorithm` (a batch of games).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import os
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common import utils as sb3_utils
+from stable_baselines3.common.base_class import BaseAlgorithm as SB3Algorithm
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    ConvertCallback,
+    ProgressBarCallback,
+)
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.type_aliases import MaybeCallback
+
+from mbwrap.algos import state as saved
+from mbwrap.algos.agents import agent_name
+from mbwrap.algos.config import AlgoConfig
+from mbwrap.checkpoint import load_checkpoint, save_checkpoint
+from mbwrap.device import resolve_device
+from mbwrap.errors import CheckpointError
+from mbwrap.spaces import check_space, space_from_json, space_to_json
+
+CHECKPOINT_KIND = "mbwrap.algo"
+
+
+class AlgorithmCore(abc.ABC):
+    """The surface every algorithm has: its :attr:`Config`, spaces, device, SB3 logger,
+    callbacks, ``predict`` and declared checkpoints.
+
+    Construction: ``Cls(env, *positional_settings, config=None, **settings)``: settings
+    build (or override) a :attr:`Config`; an unknown one is an error that lists the valid
+    ones and suggests the nearest.
+
+    Checkpoints hold the :attr:`config` (JSON), the declared :attr:`saved_state` and
+    :attr:`saved_buffers` (see :mod:`mbwrap.algos.state`), the counters and the random
+    states of Python, NumPy and torch; :meth:`load` restores all of them.
+    """
+
+    #: Registry name, stored in checkpoints.
+    registry_name: ClassVar[str | None] = None
+    #: The algorithm's settings.
+    Config: ClassVar[type[AlgoConfig]] = AlgoConfig
+    #: Settings that may also be passed positionally after ``env`` (SB3 passes its
+    #: policy so), e.g. ``("agent", "model")``.
+    positional_settings: ClassVar[tuple[str, ...]] = ()
+    #: Attributes a checkpoint holds: modules, optimizers, agents, generators, counters.
+    saved_state: ClassVar[tuple[str, ...]] = ()
+    #: Replay attributes a checkpoint holds unless ``save(include_buffer=False)``.
+    saved_buffers: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        config: AlgoConfig | None,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+    ) -> None:
+        self.config = self._build_config(args, kwargs, config)
+        self.observation_space = check_space(observation_space, name="env.observation_space")
+        self.action_space = check_space(action_space, name="env.action_space")
+        self.seed = self.config.seed
+        self.device = resolve_device(self.config.device)
+        self.verbose = self.config.verbose
+        self.tensorboard_log = self.config.tensorboard_log
+        #: Steps of the current count (reset by ``learn(reset_num_timesteps=True)``).
+        self.num_timesteps = 0
+        self._total_timesteps = 0
+        self._episode_num = 0
+        self._num_timesteps_at_start = 0
+        self._start_time = 0.0
+        self._logger: Logger | None = None
+        self._custom_logger = False
+        self.ep_info_buffer: deque[dict[str, float]] = deque(
+            maxlen=self.config.stats_window_size
+        )
+        if self.seed is not None:
+            sb3_utils.set_random_seed(self.seed)
+            self.action_space.seed(self.seed)
+
+    @classmethod
+    def _build_config(
+        cls, args: tuple[Any, ...], kwargs: dict[str, Any], config: AlgoConfig | None
+    ) -> AlgoConfig:
+        if len(args) > len(cls.positional_settings):
+            raise TypeError(
+                f"{cls.__name__}: takes env and at most {len(cls.positional_settings)} "
+                f"positional settings {list(cls.positional_settings)}, got {len(args)}; pass "
+                "the others by name"
+            )
+        kwargs = dict(kwargs)
+        for name, value in zip(cls.positional_settings, args, strict=False):
+            if name in kwargs:
+                raise TypeError(f"{name}: given both by position and by name")
+            kwargs[name] = value
+        if config is None:
+            return cls.Config.from_kwargs(**kwargs)
+        if not isinstance(config, cls.Config):
+            raise TypeError(
+                f"config: expected a {cls.Config.__qualname__}, got {type(config).__name__}"
+            )
+        return config.replace(**kwargs) if kwargs else config
+
+    # ------------------------------------------------------------------ logger and callbacks
+    @property
+    def logger(self) -> Logger:
+        """SB3's logger (configured by ``learn`` unless :meth:`set_logger` was called)."""
+        if self._logger is None:
+            self._logger = sb3_utils.configure_logger(self.verbose, None, "")
+        return self._logger
+
+    def set_logger(self, logger: Logger) -> None:
+        self._logger = logger
+        self._custom_logger = True
+
+    def _start_learning(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback,
+        reset_num_timesteps: bool,
+        tb_log_name: str,
+        progress_bar: bool,
+    ) -> tuple[int, BaseCallback]:
+        """Counters, logger and callbacks for a ``learn`` call: ``(total steps to reach,
+        callback)``."""
+        self._start_time = time.time_ns() / 1e9
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+            self._episode_num = 0
+            self.ep_info_buffer.clear()
+        else:
+            total_timesteps += self.num_timesteps
+        self._total_timesteps = total_timesteps
+        self._num_timesteps_at_start = self.num_timesteps
+        if not self._custom_logger:
+            self._logger = sb3_utils.configure_logger(
+                self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps
+            )
+        if isinstance(callback, list):
+            callback = CallbackList(callback)
+        if not isinstance(callback, BaseCallback):
+            callback = ConvertCallback(callback)
+        if progress_bar:
+            callback = CallbackList([callback, ProgressBarCallback()])
+        callback.init_callback(self)  # type: ignore[arg-type]
+        return total_timesteps, callback
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]]) -> None:
+        for info in infos:
+            episode = info.get("episode")
+            if episode is not None:
+                self.ep_info_buffer.append(episode)
+                self._episode_num += 1
+
+    def _record_metrics(self, prefix: str, metrics: dict[str, Any]) -> None:
+        """Log the numeric entries of ``metrics`` as ``prefix/key`` (sequences by their mean)."""
+        for key, value in metrics.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().float().mean().item() if value.numel() else None
+            elif isinstance(value, (list, tuple, np.ndarray)):
+                array = np.asarray(value)
+                value = float(array.mean()) if array.size and array.dtype.kind in "biuf" else None
+            if isinstance(value, (bool, np.bool_)):
+                value = int(value)
+            if isinstance(value, (int, float, np.integer, np.floating)):
+                self.logger.record(f"{prefix}/{key}", value)
+
+    def _dump_logs(self) -> None:
+        elapsed = max(time.time_ns() / 1e9 - self._start_time, 1e-9)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / elapsed)
+        if self.ep_info_buffer:
+            self.logger.record(
+                "rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer]))
+            )
+            self.logger.record(
+                "rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer]))
+            )
+        self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------------ public surface
+    @abc.abstractmethod
+    def learn(self, total_timesteps: int, **kwargs: Any) -> AlgorithmCore:
+        """Train for ``total_timesteps`` steps; return ``self``."""
+
+    @abc.abstractmethod
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``: actions for a (batch of) observation(s), and the next state."""
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able settings that rebuild this algorithm (its :attr:`config`).
+
+        :raises ValueError: for an SB3 agent class that is not registered (a checkpoint
+            could not name it).
+        """
+        for value in vars(self.config).values():
+            if isinstance(value, type) and issubclass(value, SB3Algorithm):
+                agent_name(value)
+        return self.config.to_json()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _run_state(self) -> dict[str, Any]:
+        """Counters and random states of the run (subclasses add theirs)."""
+        return {
+            "num_timesteps": self.num_timesteps,
+            "episode_num": self._episode_num,
+            # Return and length; Monitor's wall-clock time "t" is not part of the run.
+            "ep_info_buffer": [
+                {"r": float(episode["r"]), "l": int(episode["l"])}
+                for episode in self.ep_info_buffer
+            ],
+            "rng": saved.global_rng_state(),
+            "action_space_rng": self.action_space.np_random.bit_generator.state,
+        }
+
+    def _set_run_state(self, state: dict[str, Any]) -> None:
+        self.num_timesteps = int(state["num_timesteps"])
+        self._episode_num = int(state["episode_num"])
+        self.ep_info_buffer.clear()
+        self.ep_info_buffer.extend(state["ep_info_buffer"])
+        saved.set_global_rng_state(state["rng"])
+        self.action_space.np_random.bit_generator.state = state["action_space_rng"]
+
+    def get_tensors(self, include_buffer: bool = True) -> dict[str, torch.Tensor]:
+        """Learned state for checkpoints: the declared :attr:`saved_state` (and
+        :attr:`saved_buffers` when ``include_buffer``), with the run's counters and random
+        states. Tensors go in the result; their JSON skeleton under ``"__tree__"`` as a
+        byte tensor."""
+        names = self.saved_state + (self.saved_buffers if include_buffer else ())
+        parts = {
+            name: saved.capture(getattr(self, name), include_buffer=include_buffer)
+            for name in names
+        }
+        tensors: dict[str, torch.Tensor] = {}
+        tree = saved.split_tree({"parts": parts, "run": self._run_state()}, "state", tensors)
+        tensors["__tree__"] = torch.frombuffer(
+            bytearray(json.dumps(tree).encode()), dtype=torch.uint8
+        )
+        return tensors
+
+    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`get_tensors`'s output."""
+        tree = json.loads(bytes(tensors["__tree__"].tolist()).decode())
+        state = saved.join_tree(tree, tensors)
+        for name, part in state["parts"].items():
+            saved.restore(self, name, part)
+        self._set_run_state(state["run"])
+        self._after_restore()
+
+    def _after_restore(self) -> None:  # noqa: B027 (a hook, empty by default)
+        """Called after :meth:`set_tensors`: e.g. to keep a freshly built imagination env
+        from reseeding over the random state just restored."""
+
+    def save(self, path: str | os.PathLike, include_buffer: bool = True) -> None:
+        """Write settings (JSON) and state (tensors) atomically; never pickle.
+
+        :param include_buffer: ``False`` leaves replay out: a small checkpoint for
+            inference (or for continuing with an empty buffer).
+        """
+        cls = type(self)
+        metadata = {
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "registry_name": cls.registry_name,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "num_timesteps": self.num_timesteps,
+            "include_buffer": include_buffer,
+            "config": self.get_config(),
+        }
+        if self.saved_state or self.saved_buffers:
+            tensors = self.get_tensors(include_buffer=include_buffer)
+        else:
+            tensors = self.get_tensors()
+        save_checkpoint(path, kind=CHECKPOINT_KIND, metadata=metadata, tensors=tensors)
+
+    @classmethod
+    def _rebuild(
+        cls,
+        env: Any,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: dict[str, Any],
+    ) -> AlgorithmCore:
+        """The algorithm a checkpoint describes, before its state is restored."""
+        return cls(  # type: ignore[call-arg]
+            env, observation_space=observation_space, action_space=action_space, **config
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        env: Any = None,
+        device: str | torch.device = "auto",
+    ) -> Any:
+        """Rebuild an algorithm saved by :meth:`save`; ``learn(n, reset_num_timesteps=False)``
+        then continues the run where it stopped.
+
+        :param env: what to keep learning in (optional for prediction only).
+        :raises CheckpointError: for a corrupt file or one of another algorithm.
+        """
+        metadata, tensors = load_checkpoint(path, kind=CHECKPOINT_KIND)
+        expected = f"{cls.__module__}:{cls.__qualname__}"
+        if metadata.get("class") != expected:
+            raise CheckpointError(
+                f"{str(path)!r} holds a {metadata.get('class')!r} algorithm, not {expected}"
+            )
+        try:
+            config = dict(metadata["config"])
+            in_config = "device" in {f.name for f in dataclasses.fields(cls.Config)}
+            config["device"] = str(device) if in_config else device
+            algo = cls._rebuild(
+                env,
+                space_from_json(metadata["observation_space"]),
+                space_from_json(metadata["action_space"]),
+                config,
+            )
+            algo.set_tensors(tensors)
+            algo.num_timesteps = int(metadata.get("num_timesteps", 0))
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(
+                f"{str(path)!r}: algorithm checkpoint does not fit: {err}"
+            ) from err
+        return algo
