@@ -102,3 +102,46 @@ def test_train_with_a_preset(tmp_path):
     assert info["preset"] is True
     with pytest.raises(ValueError, match="preset: none for pets on CartPole-v1"):
         train("pets", "CartPole-v1", 5, out=tmp_path, preset=True, progress_bar=False)
+
+
+def _dyna_run(out, steps):
+    return main(
+        [
+            "train", "dyna", "--env", "Pendulum-v1", "--steps", str(steps), "--seed", "0",
+            "--device", "cpu", "--eval-freq", "100", "--eval-episodes", "1",
+            "--set", "model=linear", "--set", "train_freq=100", "--set", "learning_starts=100",
+            "--set", "imagined_steps=64", "--set", "num_imagined_envs=2",
+            "--set", 'agent_kwargs={"n_steps": 16, "batch_size": 32}',
+            "--out", str(out), "--no-progress",
+        ]
+    )
+
+
+def test_resume_continues_an_interrupted_run_as_if_it_had_not_stopped(tmp_path):
+    from mbwrap.testing import assert_same_checkpoints
+
+    assert _dyna_run(tmp_path / "straight", 300) == 0
+    # A run started for 300 real steps whose last checkpoint is at 200 (an episode end).
+    assert _dyna_run(tmp_path / "stopped", 200) == 0
+    info = json.loads((tmp_path / "stopped" / "run.json").read_text())
+    (tmp_path / "stopped" / "run.json").write_text(json.dumps({**info, "steps": 300}))
+    assert main(["train", "--resume", str(tmp_path / "stopped"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert_same_checkpoints(tmp_path / "straight" / "model.pt", tmp_path / "stopped" / "model.pt")
+    with np.load(tmp_path / "stopped" / "evaluations.npz") as data:
+        np.testing.assert_array_equal(data["timesteps"], [100, 200, 300])
+    rows = (tmp_path / "stopped" / "progress.csv").read_text().splitlines()
+    straight = (tmp_path / "straight" / "progress.csv").read_text().splitlines()
+    assert len(rows) == len(straight) and rows[0] == straight[0]
+    with pytest.raises(FileNotFoundError, match="run_dir"):
+        main(["train", "--resume", str(tmp_path / "nothing")])
+
+
+def test_python_dash_m_mbwrap_runs_the_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mbwrap", "train", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--resume" in result.stdout

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3.common.callbacks import EvalCallback
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import (
+    CSVOutputFormat,
+    HumanOutputFormat,
+    Logger,
+    TensorBoardOutputFormat,
+    configure,
+)
 from stable_baselines3.common.monitor import Monitor
 
 from mbwrap import registry
@@ -59,6 +67,67 @@ def load_algo(path: str | Path, env: gym.Env | None = None, device: str = "auto"
     return registry.load("algo", name).load(path, env=env, device=device)
 
 
+class _AppendingCSV(CSVOutputFormat):
+    """SB3's CSV output continuing an existing ``progress.csv`` (its columns kept)."""
+
+    def __init__(self, filename: str) -> None:
+        self.file = open(filename, "r+")
+        header = self.file.readline().strip()
+        self.keys = header.split(",") if header else []
+        self.separator = ","
+        self.quotechar = '"'
+        self.file.seek(0, 2)
+
+
+def _run_logger(out: Path, *, append: bool) -> Logger:
+    """stdout, CSV and TensorBoard logs in ``out``; ``append`` continues ``progress.csv``."""
+    csv_path = out / "progress.csv"
+    csv = _AppendingCSV(str(csv_path)) if append and csv_path.exists() else None
+    if csv is None:
+        return configure(str(out), ["stdout", "csv", "tensorboard"])
+    formats = [HumanOutputFormat(sys.stdout), csv, TensorBoardOutputFormat(str(out))]
+    return Logger(str(out), formats)
+
+
+class SaveEvery(BaseCallback):
+    """Saves the algorithm to ``path`` (atomically) every ``freq`` real steps, so that an
+    interrupted ``mbwrap train`` continues from there (``--resume``)."""
+
+    def __init__(self, path: str | Path, freq: int) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.freq = max(1, int(freq))
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.freq < self.training_env.num_envs:
+            self.model.save(self.path)
+        return True
+
+
+def _callbacks(
+    algo: Algorithm, env_id: str, out: Path, seed: int | None, info: dict[str, Any]
+) -> list[BaseCallback]:
+    eval_env = Monitor(_eval_env(env_id))
+    eval_env.reset(seed=None if seed is None else seed + 10_000 + algo.num_timesteps)
+    evaluation = EvalCallback(
+        eval_env,
+        eval_freq=max(1, info["eval_freq"]),
+        n_eval_episodes=info["eval_episodes"],
+        log_path=str(out),
+        deterministic=True,
+        verbose=0,
+    )
+    if algo.num_timesteps:
+        # EvalCallback rewrites evaluations.npz from its own lists: start from the file's.
+        previous = out / "evaluations.npz"
+        if previous.exists():
+            with np.load(previous) as data:
+                evaluation.evaluations_timesteps = list(data["timesteps"])
+                evaluation.evaluations_results = [list(r) for r in data["results"]]
+                evaluation.evaluations_length = [list(r) for r in data["ep_lengths"]]
+    return [evaluation, SaveEvery(out / CHECKPOINT, info["checkpoint_freq"])]
+
+
 def train(
     algo_name: str,
     env_id: str,
@@ -70,6 +139,7 @@ def train(
     device: str = "auto",
     eval_freq: int = 1000,
     eval_episodes: int = 10,
+    checkpoint_freq: int | None = None,
     settings: dict[str, Any] | None = None,
     preset: bool = False,
     progress_bar: bool = True,
@@ -77,10 +147,11 @@ def train(
     """Train ``algo_name`` on ``env_id`` for ``steps`` real steps, logging into ``out``.
 
     ``out`` receives ``progress.csv`` and TensorBoard events (SB3's logger),
-    ``evaluations.npz`` (SB3's ``EvalCallback``), the checkpoint ``model.pt`` and
-    ``run.json`` describing the run. With ``preset``, the settings start from
-    :data:`mbwrap.algos.presets.PRESETS` for ``(algo_name, env_id)`` (``settings`` override
-    them key by key).
+    ``evaluations.npz`` (SB3's ``EvalCallback``), the checkpoint ``model.pt`` (saved every
+    ``checkpoint_freq`` real steps, default ``eval_freq``, and at the end) and ``run.json``
+    describing the run (written first, so that :func:`resume` can continue it). With
+    ``preset``, the settings start from :data:`mbwrap.algos.presets.PRESETS` for
+    ``(algo_name, env_id)`` (``settings`` override them key by key).
 
     :raises ValueError: when ``preset`` is asked for and there is none for the pair.
     """
@@ -94,20 +165,6 @@ def train(
         kwargs = {**PRESETS[(algo_name, env_id)], **kwargs}
     if agent is not None:
         kwargs["agent"] = agent
-    algo = registry.make_algo(algo_name, gym.make(env_id), seed=seed, device=device, **kwargs)
-    algo.set_logger(configure(str(out), ["stdout", "csv", "tensorboard"]))
-    eval_env = Monitor(_eval_env(env_id))
-    eval_env.reset(seed=None if seed is None else seed + 10_000)
-    evaluation = EvalCallback(
-        eval_env,
-        eval_freq=max(1, eval_freq),
-        n_eval_episodes=eval_episodes,
-        log_path=str(out),
-        deterministic=True,
-        verbose=0,
-    )
-    algo.learn(steps, callback=evaluation, progress_bar=progress_bar)
-    algo.save(out / CHECKPOINT)
     info = {
         "algo": algo_name,
         "env": env_id,
@@ -116,12 +173,48 @@ def train(
         "seed": seed,
         "settings": settings or {},
         "preset": preset,
+        "eval_freq": eval_freq,
+        "eval_episodes": eval_episodes,
+        "checkpoint_freq": checkpoint_freq or eval_freq,
     }
+    algo = registry.make_algo(algo_name, gym.make(env_id), seed=seed, device=device, **kwargs)
     atomic_write(out / RUN_INFO, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
+    algo.set_logger(_run_logger(out, append=False))
+    algo.learn(steps, callback=_callbacks(algo, env_id, out, seed, info), progress_bar=progress_bar)
+    algo.save(out / CHECKPOINT)
+    return algo
+
+
+def resume(run_dir: str | Path, *, device: str = "auto", progress_bar: bool = True) -> Algorithm:
+    """Continue the ``mbwrap train`` run in ``run_dir`` from its last checkpoint up to the
+    real steps it was started for; logs and evaluations are appended.
+
+    :raises FileNotFoundError: when ``run_dir`` holds no ``run.json`` or checkpoint.
+    """
+    out = Path(run_dir)
+    if not (out / RUN_INFO).is_file() or not (out / CHECKPOINT).is_file():
+        raise FileNotFoundError(
+            f"run_dir: {str(out)!r} holds no {RUN_INFO} and {CHECKPOINT} written by mbwrap train"
+        )
+    info = json.loads((out / RUN_INFO).read_text())
+    algo = load_algo(out / CHECKPOINT, env=gym.make(info["env"]), device=device)
+    remaining = int(info["steps"]) - algo.num_timesteps
+    if remaining > 0:
+        algo.set_logger(_run_logger(out, append=True))
+        callbacks = _callbacks(algo, info["env"], out, info["seed"], info)
+        algo.learn(
+            remaining, callback=callbacks, reset_num_timesteps=False, progress_bar=progress_bar
+        )
+        algo.save(out / CHECKPOINT)
     return algo
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        resume(args.resume, device=args.device, progress_bar=not args.no_progress)
+        return 0
+    if args.algo is None or args.env is None or args.steps is None:
+        raise SystemExit("mbwrap train: ALGO, --env and --steps are required (or --resume)")
     train(
         args.algo,
         args.env,
@@ -132,6 +225,7 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
+        checkpoint_freq=args.checkpoint_freq,
         settings=parse_settings(args.set),
         preset=args.preset,
         progress_bar=not args.no_progress,
@@ -159,9 +253,20 @@ def add_train_parsers(commands: Any) -> None:
         description="Train ALGO on a Gymnasium env for a number of REAL env steps, with a "
         "progress bar, CSV and TensorBoard logs, periodic evaluation and a saved checkpoint.",
     )
-    train_parser.add_argument("algo", help="registered algorithm name (see `mbwrap plugins`)")
-    train_parser.add_argument("--env", required=True, help="Gymnasium env id")
-    train_parser.add_argument("--steps", type=int, required=True, help="real env steps")
+    train_parser.add_argument(
+        "algo", nargs="?", help="registered algorithm name (see `mbwrap plugins`)"
+    )
+    train_parser.add_argument("--env", help="Gymnasium env id")
+    train_parser.add_argument("--steps", type=int, help="real env steps")
+    train_parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint (other options are read "
+        "from its run.json)",
+    )
+    train_parser.add_argument(
+        "--checkpoint-freq", type=int, help="real steps between checkpoints (default: eval freq)"
+    )
     train_parser.add_argument("--agent", help="SB3 agent for algorithms that take one")
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--device", default="auto")

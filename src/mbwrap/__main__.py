@@ -1,0 +1,7 @@
+"""``python -m mbwrap``: the ``mbwrap`` command."""
+
+import sys
+
+from mbwrap.cli import main
+
+sys.exit(main())
