@@ -7,7 +7,22 @@ entry points (:mod:`mbwrap.registry`).
 """
 
 from mbwrap import registry, sb3
-from mbwrap.algos import PETS, Algorithm, DynaQ, EpisodeStatsCallback
+from mbwrap.algos import (
+    MBMF,
+    MBPO,
+    METRPO,
+    PETS,
+    AlgoConfig,
+    Algorithm,
+    AlphaZero,
+    Dreamer,
+    Dyna,
+    DynaQ,
+    EpisodeStatsCallback,
+    MuZero,
+    PlaNet,
+    WorldModels,
+)
 from mbwrap.buffers import Collector, ReplayBuffer, collect
 from mbwrap.device import resolve_device
 from mbwrap.envs import (
@@ -29,13 +44,20 @@ __all__ = [
     "CEM",
     "ICEM",
     "ILQR",
+    "MBMF",
+    "MBPO",
+    "METRPO",
     "MPPI",
     "PETS",
     "RSSM",
+    "AlgoConfig",
     "Algorithm",
+    "AlphaZero",
     "Collector",
     "DreamEnv",
     "DreamVecEnv",
+    "Dreamer",
+    "Dyna",
     "DynaMazeEnv",
     "DynaQ",
     "EnvFns",
@@ -46,6 +68,8 @@ __all__ = [
     "MLPModel",
     "ModelLearningWrapper",
     "ModelStep",
+    "MuZero",
+    "PlaNet",
     "Planner",
     "RandomShooting",
     "ReplayBuffer",
@@ -53,6 +77,7 @@ __all__ = [
     "TabularModel",
     "Transition",
     "WorldModel",
+    "WorldModels",
     "__version__",
     "collect",
     "make_algo",
