@@ -8,105 +8,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 
 from mbwrap.algos.config import AlgoConfig
 from mbwrap.algos.core import AlgorithmCore
-from mbwrap.buffers import ReplayBuffer, step_vec_env
-from mbwrap.errors import SpaceMismatchError
+from mbwrap.buffers import ReplayBuffer, check_finite_step, step_vec_env
+from mbwrap.envs.sb3_vec_env import env_id, wrap_env
 from mbwrap.models import WorldModel
-from mbwrap.registry import make_model
+from mbwrap.models.build import model_config, resolve_model
 from mbwrap.spaces import check_same_space
 from mbwrap.types import Transition
 
-
-def wrap_env(env: gym.Env | VecEnv) -> VecEnv:
-    """Present ``env`` as an SB3 ``VecEnv`` with episode statistics, as SB3 does.
-
-    A ``gymnasium.Env`` gets SB3's ``Monitor`` (which records, never alters, episodes) and a
-    one-env ``DummyVecEnv``; no time limit or other wrapper is added.
-    """
-    if isinstance(env, VecEnv):
-        return env
-    if not isinstance(env, gym.Env):
-        raise TypeError(f"env: expected a gymnasium.Env or SB3 VecEnv, got {type(env).__name__}")
-    monitored = env if _has_monitor(env) else Monitor(env)
-    return DummyVecEnv([lambda: monitored])
-
-
-def env_id(env: gym.Env | VecEnv | None) -> str | None:
-    """The Gymnasium id of ``env`` (of its first copy for a ``VecEnv``), or ``None``.
-
-    Models carry it so that imagination finds the env's registered reward and termination
-    functions (group ``mbwrap.fns``).
-    """
-    if env is None:
-        return None
-    if isinstance(env, VecEnv):
-        try:
-            spec = env.get_attr("spec", indices=[0])[0]
-        except (AttributeError, IndexError):
-            return None
-    else:
-        spec = env.spec
-    return getattr(spec, "id", None)
-
-
-def resolve_model(
-    model: str | WorldModel,
-    model_kwargs: dict[str, Any] | None,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    *,
-    env_id: str | None,
-    device: torch.device,
-) -> WorldModel:
-    """A world model for an algorithm: built from a registry name, or the instance given.
-
-    A built model gets ``env_id`` (unless ``model_kwargs`` names one) so that registered
-    reward/termination functions are found; an instance without one gets it too.
-
-    :raises TypeError: naming ``model`` when it is neither a name nor a ``WorldModel``.
-    :raises SpaceMismatchError: when the model's spaces are not the env's.
-    """
-    if isinstance(model, str):
-        model = make_model(
-            model,
-            observation_space,
-            action_space,
-            **{"env_id": env_id, "device": device, **(model_kwargs or {})},
-        )
-    elif not isinstance(model, WorldModel):
-        raise TypeError(
-            f"model: expected a registered model name or an mbwrap WorldModel, got {model!r}"
-        )
-    elif model_kwargs:
-        raise ValueError("model_kwargs: only used when model is a name, not an instance")
-    if model.observation_space != observation_space or model.action_space != action_space:
-        raise SpaceMismatchError(
-            f"model: has spaces {model.observation_space!r} / {model.action_space!r}, the env "
-            f"{observation_space!r} / {action_space!r}"
-        )
-    if model.env_id is None:
-        model.env_id = env_id
-    return model
-
-
-def model_config(model: WorldModel) -> tuple[str, dict[str, Any]]:
-    """``(registry name, constructor keywords)`` that rebuild ``model`` through
-    :func:`mbwrap.make_model`, for checkpoints.
-
-    :raises ValueError: when the model's class has no registry name.
-    """
-    name = type(model).registry_name
-    if not name:
-        raise ValueError(
-            f"model: {type(model).__qualname__} has no registry_name, so a checkpoint could "
-            "not rebuild it; register it in the mbwrap.models entry-point group"
-        )
-    return name, {**model.get_config(), "env_id": model.env_id}
+# Until every algorithm imports them from their layers.
+_check_finite = check_finite_step
+__all__ = ["Algorithm", "env_id", "model_config", "resolve_model", "wrap_env"]
 
 
 _TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
@@ -127,28 +43,6 @@ def restore_buffer(buffer: ReplayBuffer, tensors: dict[str, torch.Tensor], prefi
     keep = len(data) - len(data) % buffer.n_envs
     if keep:
         buffer.extend(*(getattr(data, name)[-keep:] for name in _TRANSITION_FIELDS))
-
-
-def _has_monitor(env: gym.Env) -> bool:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, Monitor):
-            return True
-        env = env.env
-    return False
-
-
-def _check_finite(next_obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
-    """Raise if the real env returned NaN or infinite observations or rewards."""
-    bad = []
-    if np.issubdtype(np.asarray(next_obs).dtype, np.floating) and not np.isfinite(next_obs).all():
-        bad.append("observations")
-    if not np.isfinite(np.asarray(rewards, dtype=np.float64)).all():
-        bad.append("rewards")
-    if bad:
-        raise ValueError(
-            f"env: returned NaN or infinite {' and '.join(bad)} at real step {step}; "
-            "a model cannot be fitted to them"
-        )
 
 
 class Algorithm(AlgorithmCore):
@@ -302,7 +196,7 @@ class Algorithm(AlgorithmCore):
             self.real_steps += n_envs
             if self._steps_since_refit is not None:
                 self._steps_since_refit += n_envs
-            _check_finite(next_obs, rewards, self.num_timesteps)
+            check_finite_step(next_obs, rewards, self.num_timesteps)
             buffer.add(self._last_obs, actions, rewards, next_obs, terminated, truncated)
             self._last_obs = self._collected_obs = new_obs
             dones = terminated | truncated

@@ -1,6 +1,6 @@
 """Real-experience storage and collection."""
 
-from mbwrap.buffers.collect import Collector, collect, step_vec_env
+from mbwrap.buffers.collect import Collector, check_finite_step, collect, step_vec_env
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
@@ -10,6 +10,7 @@ __all__ = [
     "PrioritizedTrajectoryBuffer",
     "ReplayBuffer",
     "SelfPlayBuffer",
+    "check_finite_step",
     "collect",
     "step_vec_env",
 ]

@@ -196,3 +196,23 @@ def collect(
     :return: see :meth:`Collector.collect`.
     """
     return Collector(env, buffer, seed=seed).collect(steps, policy, deterministic)
+
+
+def check_finite_step(next_obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
+    """Raise if a real env step returned NaN or infinite observations or rewards.
+
+    :param next_obs: ``[n_envs, *obs_shape]``.
+    :param rewards: ``[n_envs]``.
+    :param step: the real step count, named in the error.
+    :raises ValueError: naming ``env``, what was not finite and the step.
+    """
+    bad = []
+    if np.issubdtype(np.asarray(next_obs).dtype, np.floating) and not np.isfinite(next_obs).all():
+        bad.append("observations")
+    if not np.isfinite(np.asarray(rewards, dtype=np.float64)).all():
+        bad.append("rewards")
+    if bad:
+        raise ValueError(
+            f"env: returned NaN or infinite {' and '.join(bad)} at real step {step}; "
+            "a model cannot be fitted to them"
+        )

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 
@@ -110,3 +112,43 @@ def as_vec_env(venv: VectorEnv) -> SB3VecEnv:
     """Wrap a ``SAME_STEP`` Gymnasium vector env (e.g. a :class:`~mbwrap.DreamVecEnv`) so
     that any SB3 algorithm trains on it: ``PPO("MlpPolicy", mbwrap.sb3.as_vec_env(venv))``."""
     return SB3VecEnv(venv)
+
+
+def wrap_env(env: gym.Env | VecEnv) -> VecEnv:
+    """Present ``env`` as an SB3 ``VecEnv`` with episode statistics, as SB3 does.
+
+    A ``gymnasium.Env`` gets SB3's ``Monitor`` (which records, never alters, episodes) and a
+    one-env ``DummyVecEnv``; no time limit or other wrapper is added.
+    """
+    if isinstance(env, VecEnv):
+        return env
+    if not isinstance(env, gym.Env):
+        raise TypeError(f"env: expected a gymnasium.Env or SB3 VecEnv, got {type(env).__name__}")
+    monitored = env if _has_monitor(env) else Monitor(env)
+    return DummyVecEnv([lambda: monitored])
+
+
+def env_id(env: gym.Env | VecEnv | None) -> str | None:
+    """The Gymnasium id of ``env`` (of its first copy for a ``VecEnv``), or ``None``.
+
+    Models carry it so that imagination finds the env's registered reward and termination
+    functions (group ``mbwrap.fns``).
+    """
+    if env is None:
+        return None
+    if isinstance(env, VecEnv):
+        try:
+            spec = env.get_attr("spec", indices=[0])[0]
+        except (AttributeError, IndexError):
+            return None
+    else:
+        spec = env.spec
+    return getattr(spec, "id", None)
+
+
+def _has_monitor(env: gym.Env) -> bool:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, Monitor):
+            return True
+        env = env.env
+    return False
