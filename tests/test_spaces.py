@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.spaces import (
+    action_bounds,
     as_batch,
     check_same_space,
     check_space,
@@ -16,10 +17,12 @@ from mbwrap.spaces import (
     flat_dim,
     flatten,
     is_discrete,
+    scale_action,
     space_from_json,
     space_to_json,
     to_numpy,
     torch_dtype,
+    unscale_action,
 )
 
 # ---------------------------------------------------------------------- check_space
@@ -375,3 +378,21 @@ def test_check_same_space_compares_bounds_and_dtype():
         check_same_space(
             spaces.Box(-1, 1, (2,), np.float32), spaces.Box(-1, 1, (2,), np.float64), name="x"
         )
+
+
+def test_action_bounds_flatten_a_box():
+    box = spaces.Box(np.array([[-1.0, -2.0]]), np.array([[1.0, 3.0]]), dtype=np.float64)
+    lower, upper = action_bounds(box, "cpu", flat=True)
+    assert lower.dtype == torch.float32 and lower.shape == (2,)
+    torch.testing.assert_close(lower, torch.tensor([-1.0, -2.0]))
+    torch.testing.assert_close(upper, torch.tensor([1.0, 3.0]))
+
+
+def test_scale_and_unscale_actions_are_inverse_and_map_the_bounds():
+    box = spaces.Box(np.array([-1.0, 0.0]), np.array([3.0, 2.0]), dtype=np.float32)
+    low, high = action_bounds(box, "cpu")
+    assert low.shape == (2,) and high.shape == (2,)
+    actions = torch.tensor([[-1.0, 0.0], [3.0, 2.0], [1.0, 1.5]])
+    scaled = scale_action(actions, low, high)
+    torch.testing.assert_close(scaled, torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.5]]))
+    torch.testing.assert_close(unscale_action(scaled, low, high), actions)

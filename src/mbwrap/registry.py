@@ -32,6 +32,7 @@ from typing import Any
 
 from mbwrap.errors import (
     AmbiguousPluginError,
+    CheckpointError,
     PluginLoadError,
     PluginTypeError,
     PluginWarning,
@@ -287,3 +288,33 @@ def make_algo(name: str, env: Any, **kwargs: Any) -> Any:
     :return: a :class:`mbwrap.algos.Algorithm` with the SB3-style surface.
     """
     return _make("algo", name, env, **kwargs)
+
+
+def checkpoint_class(
+    cls: type, base: type, kind: str, metadata: dict[str, Any], source: str
+) -> Any:
+    """The class to rebuild a checkpoint of ``kind`` (``"model"``, ``"planner"``) with.
+
+    ``cls.load`` on the base class finds the stored class through the registry (so that
+    loading never imports a class named in a file); on a subclass, the stored class must
+    be that subclass.
+
+    :param metadata: the checkpoint's metadata, with ``"class"`` and ``"registry_name"``.
+    :param source: names the file in error messages.
+    :raises CheckpointError: when the stored class has no registry name (loaded through
+        the base) or is another class.
+    """
+    stored = metadata.get("class")
+    if cls is base:
+        name = metadata.get("registry_name")
+        if not name:
+            raise CheckpointError(
+                f"{source!r} holds {stored!r}, which has no registry name; load it with "
+                "that class's own load()"
+            )
+        return load(kind, name)
+    if stored != f"{cls.__module__}:{cls.__qualname__}":
+        raise CheckpointError(
+            f"{source!r} holds a {stored!r} {kind}, not a {cls.__module__}:{cls.__qualname__}"
+        )
+    return cls

@@ -251,10 +251,16 @@ def unscale_action(scaled: torch.Tensor, low: torch.Tensor, high: torch.Tensor) 
 
 
 def action_bounds(
-    space: spaces.Box, device: torch.device | str
+    space: spaces.Box, device: torch.device | str, *, flat: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(low, high)`` of a Box action space as float32 tensors on ``device``, each
-    ``act_shape``: the arguments of :func:`scale_action` and :func:`unscale_action`."""
+    """``(low, high)`` of a Box action space as float32 tensors on ``device``: the
+    arguments of :func:`scale_action` and :func:`unscale_action`.
+
+    :param flat: flatten them (planners work on flat actions).
+    :return: two tensors of shape ``act_shape``, or ``[prod(act_shape)]`` with ``flat``.
+    """
     low = torch.as_tensor(space.low, dtype=torch.float32, device=device)
     high = torch.as_tensor(space.high, dtype=torch.float32, device=device)
+    if flat:
+        low, high = low.reshape(-1), high.reshape(-1)
     return low, high

@@ -264,13 +264,3 @@ def test_sample_uniform_sequences_and_best_candidate():
     returns = torch.tensor([[0.0, 5.0, 1.0], [7.0, -1.0, 2.0]])
     best = best_candidate(candidates, returns)
     torch.testing.assert_close(best, torch.stack([candidates[0, 1], candidates[1, 0]]))
-
-
-def test_action_bounds_flatten_a_box():
-    from mbwrap.planners.objective import action_bounds
-
-    box = spaces.Box(np.array([[-1.0, -2.0]]), np.array([[1.0, 3.0]]), dtype=np.float64)
-    lower, upper = action_bounds(box, "cpu")
-    assert lower.dtype == torch.float32 and lower.shape == (2,)
-    torch.testing.assert_close(lower, torch.tensor([-1.0, -2.0]))
-    torch.testing.assert_close(upper, torch.tensor([1.0, 3.0]))

@@ -226,23 +226,9 @@ class WorldModel(torch.nn.Module, abc.ABC):
         :param source: names the file in error messages.
         :raises CheckpointError: as :meth:`load`.
         """
-        stored_class = metadata.get("class")
-        target: type[WorldModel] = cls
-        if cls is WorldModel:
-            name = metadata.get("registry_name")
-            if not name:
-                raise CheckpointError(
-                    f"{source!r} holds {stored_class!r}, which has no registry name; "
-                    "load it with that class's own load()"
-                )
-            from mbwrap.registry import load as load_plugin
+        from mbwrap.registry import checkpoint_class
 
-            target = load_plugin("model", name)
-        elif stored_class != f"{cls.__module__}:{cls.__qualname__}":
-            raise CheckpointError(
-                f"{source!r} holds a {stored_class!r} model, not a "
-                f"{cls.__module__}:{cls.__qualname__}"
-            )
+        target: type[WorldModel] = checkpoint_class(cls, WorldModel, "model", metadata, source)
         try:
             model = target(
                 space_from_json(metadata["observation_space"]),

@@ -19,9 +19,9 @@ from mbwrap.device import make_generator, resolve_device
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.errors import CheckpointError, ModelOutputError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
-from mbwrap.planners.objective import NONFINITE_RETURN, action_bounds, predicted_returns
-from mbwrap.registry import get_fn
-from mbwrap.spaces import as_batch
+from mbwrap.planners.objective import NONFINITE_RETURN, predicted_returns
+from mbwrap.registry import checkpoint_class, get_fn
+from mbwrap.spaces import action_bounds, as_batch
 
 _CHECKPOINT_KIND = "mbwrap.planner"
 
@@ -150,7 +150,7 @@ class Planner(BasePolicy, abc.ABC):
             self.lower = torch.zeros(self.action_dim, device=model.device)
             self.upper = torch.ones(self.action_dim, device=model.device)
         else:
-            self.lower, self.upper = action_bounds(space, model.device)
+            self.lower, self.upper = action_bounds(space, model.device, flat=True)
         self.generator = make_generator(model.device, self.seed)
         self._solution: torch.Tensor | None = None  # [B, H, D]
         #: ``[B]`` bool: every candidate's return was non-finite (set by :meth:`objective`).
@@ -343,22 +343,7 @@ class Planner(BasePolicy, abc.ABC):
         :raises CheckpointError: for a corrupt or foreign file, or settings that do not fit.
         """
         metadata, tensors = load_checkpoint(path, kind=_CHECKPOINT_KIND)
-        target: type[Planner] = cls
-        if cls is Planner:
-            name = metadata.get("registry_name")
-            if not name:
-                raise CheckpointError(
-                    f"{str(path)!r} holds {metadata.get('class')!r}, which has no registry "
-                    "name; load it with that class's own load()"
-                )
-            from mbwrap.registry import load as load_plugin
-
-            target = load_plugin("planner", name)
-        elif metadata.get("class") != f"{cls.__module__}:{cls.__qualname__}":
-            raise CheckpointError(
-                f"{str(path)!r} holds a {metadata.get('class')!r} planner, not a "
-                f"{cls.__module__}:{cls.__qualname__}"
-            )
+        target: type[Planner] = checkpoint_class(cls, Planner, "planner", metadata, str(path))
         for kind, given, fn in (
             ("reward_fn", metadata.get("given_reward_fn"), reward_fn),
             ("termination_fn", metadata.get("given_termination_fn"), termination_fn),

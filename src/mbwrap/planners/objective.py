@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from gymnasium import spaces
 
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.models import WorldModel
@@ -87,10 +84,3 @@ def predicted_returns(
         total, nan=NONFINITE_RETURN, posinf=NONFINITE_RETURN, neginf=NONFINITE_RETURN
     )
     return total.reshape(batch, num, particles).mean(-1)
-
-
-def action_bounds(space: spaces.Box, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(lower [D], upper [D])`` of a Box, flattened, as float32 on ``device``."""
-    lower = torch.as_tensor(space.low, dtype=torch.float32, device=device).reshape(-1)
-    upper = torch.as_tensor(space.high, dtype=torch.float32, device=device).reshape(-1)
-    return lower, upper
