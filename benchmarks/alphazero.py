@@ -28,14 +28,16 @@ from stable_baselines3.common.callbacks import BaseCallback
 from mbwrap.algos.alphazero import AlphaZero
 from mbwrap.envs.opponents import MinimaxTicTacToe, RolloutMCTSConnectFour, play_match
 
-#: Self-play settings per game (scaled down from the paper's; see AlphaZero's docstring).
+#: Self-play settings per game (scaled down from the paper's; see AlphaZeroConfig).
 SETTINGS: dict[str, dict[str, Any]] = {
     "tictactoe_v3": {
         "num_parallel_games": 256,
         "num_simulations": 48,
-        "eval_simulations": 128,
+        "eval_num_simulations": 128,
         "batch_size": 256,
-        # A gradient step costs far less than a batched search step on these cores.
+        # A gradient step costs far less than a batched search step on these cores: 16
+        # per move of the 256 games.
+        "train_freq": 256,
         "gradient_steps": 16,
         "buffer_size": 30_000,
         "learning_starts": 2_000,
@@ -48,8 +50,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "network_kwargs": {"kind": "mlp", "channels": 256, "blocks": 3, "value_hidden": 128},
         "num_parallel_games": 256,
         "num_simulations": 64,
-        "eval_simulations": 200,
+        "eval_num_simulations": 200,
         "batch_size": 512,
+        "train_freq": 256,
         "gradient_steps": 2,
         "buffer_size": 150_000,
         "learning_starts": 5_000,
@@ -120,7 +123,7 @@ def main() -> None:
         "self_play_moves": algo.num_timesteps,
         "self_play_games": algo.games_played,
         "gradient_steps": algo.n_updates,
-        "eval_simulations": algo.eval_simulations,
+        "eval_num_simulations": algo.config.eval_num_simulations,
         "wins": result.wins,
         "draws": result.draws,
         "losses": result.losses,

@@ -89,7 +89,7 @@ def main() -> None:
         best = max((m for _, m in log.history), default=float("nan"))
         print(
             f"seed {seed}: first step with mean >= {args.target:g}: {log.first_at_target} | "
-            f"best eval {best:.1f} | {algo.num_timesteps} real steps, {algo.num_updates} "
+            f"best eval {best:.1f} | {algo.num_timesteps} real steps, {algo.n_updates} "
             f"updates | wall {wall:.0f} s (of which eval {log.eval_seconds:.0f} s)",
             flush=True,
         )

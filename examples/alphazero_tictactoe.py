@@ -26,10 +26,11 @@ class Config:
     self_play_moves: int = 256 * 370  # learn() counts every game's moves
     num_parallel_games: int = 256
     num_simulations: int = 48  # AlphaZero: 800 per move; tic-tac-toe needs far fewer
-    eval_simulations: int = 128
+    eval_num_simulations: int = 128
     temperature_moves: int = 3  # sample the first moves from the visit counts (paper: 30)
     batch_size: int = 256  # paper: 4096
-    gradient_steps: int = 16  # per self-play move of all games (cheap next to the search)
+    train_freq: int = 256  # self-play moves (all games counted) per training phase
+    gradient_steps: int = 16  # per phase: per move of all games (cheap next to the search)
     learning_starts: int = 2_000  # positions in the window before training
     learning_rate: float = 1e-3  # Adam; the paper anneals SGD from 0.2
     buffer_size: int = 30_000  # positions in the training window
@@ -54,9 +55,10 @@ def main(config: Config | None = None) -> MatchResult:
         tictactoe_v3.env(),
         num_parallel_games=config.num_parallel_games,
         num_simulations=config.num_simulations,
-        eval_simulations=config.eval_simulations,
+        eval_num_simulations=config.eval_num_simulations,
         temperature_moves=config.temperature_moves,
         batch_size=config.batch_size,
+        train_freq=config.train_freq,
         gradient_steps=config.gradient_steps,
         learning_starts=config.learning_starts,
         learning_rate=config.learning_rate,

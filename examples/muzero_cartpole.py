@@ -32,7 +32,7 @@ class Config:
     n_envs: int = 8  # envs searched together
     search: str = "gumbel"  # or "muzero" (pUCT with Dirichlet noise; wants ~50 simulations)
     num_simulations: int = 16
-    discount: float = 0.997  # MuZero (Atari)
+    gamma: float = 0.997  # MuZero (Atari)
     n_step: int = 10  # MuZero, Appendix G (Atari)
     num_unroll_steps: int = 5  # MuZero, Appendix G
     network_kwargs: dict = field(
@@ -44,17 +44,18 @@ class Config:
     priority_alpha: float = 0.5  # flatter than MuZero's 1 (Appendix G)
     bootstrap_with_network: bool = True  # value targets from a recent network, not stored
     target_update_interval: int = 200  # updates between refreshes of that network
-    train_ratio: float = 0.5  # gradient updates per real step
+    train_freq: int = 2  # real steps (all envs counted) per gradient_steps updates
+    gradient_steps: int = 1
     learning_starts: int = 500
-    buffer_capacity: int = 50_000
+    buffer_size: int = 50_000
     eval_episodes: int = 10
     threads: int = 1  # small networks: a second thread mostly waits
 
 
-ALGO_FIELDS = ("search", "num_simulations", "discount", "n_step", "num_unroll_steps",
+ALGO_FIELDS = ("search", "num_simulations", "gamma", "n_step", "num_unroll_steps",
                "network_kwargs", "batch_size", "learning_rate", "value_loss_coef",
                "priority_alpha", "bootstrap_with_network", "target_update_interval",
-               "train_ratio", "learning_starts", "buffer_capacity")
+               "train_freq", "gradient_steps", "learning_starts", "buffer_size")
 
 
 def evaluate(algo: MuZero, config: Config) -> float:
@@ -72,13 +73,13 @@ def main(config: Config) -> dict[str, float]:
                   **{name: getattr(config, name) for name in ALGO_FIELDS})
 
     start = time.perf_counter()
-    algo.learn(config.steps, log_interval=50)
-    print(f"trained on {algo.num_timesteps} real steps with {algo.num_updates} updates "
+    algo.learn(config.steps, log_interval=250)
+    print(f"trained on {algo.num_timesteps} real steps with {algo.n_updates} updates "
           f"in {time.perf_counter() - start:.0f} s")
 
     with_search = evaluate(algo, config)
     # The same networks without search: the policy head's most likely action.
-    algo.config["eval_num_simulations"] = 0
+    algo.config.eval_num_simulations = 0
     policy_head = evaluate(algo, config)
     print(f"mean return with a {config.num_simulations}-simulation search: {with_search:.1f}; "
           f"policy head alone: {policy_head:.1f}")

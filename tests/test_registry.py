@@ -502,7 +502,7 @@ def test_make_algo_dyna_q_on_the_maze():
     algo = registry.make_algo("dyna-q", env, planning_steps=3, seed=0, device="cpu")
     assert isinstance(algo, Algorithm)
     assert isinstance(algo, DynaQ)
-    assert algo.planning_steps == 3
+    assert algo.config.planning_steps == 3
     assert algo.model.env_id == "mbwrap/DynaMaze-v0"
     assert algo.q_table.shape == (54, 4)
 

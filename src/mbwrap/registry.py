@@ -57,7 +57,7 @@ _EXPECTED: dict[str, tuple[str, str]] = {
     # Shooting planners subclass mbwrap.planners.Planner, tree search does not: the
     # contract every planner keeps is SB3's policy interface.
     "planner": ("stable_baselines3.common.policies", "BasePolicy"),
-    "algo": ("mbwrap.algos", "Algorithm"),
+    "algo": ("mbwrap.algos", "AlgorithmCore"),
 }
 
 

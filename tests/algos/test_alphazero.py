@@ -19,9 +19,11 @@ from mbwrap.buffers.self_play import SelfPlayBuffer
 from mbwrap.envs.aec import AECGame
 from mbwrap.errors import CheckpointError
 from mbwrap.models.policy_value import PolicyValueNet
+from mbwrap.testing import assert_load_restores_everything, assert_same_checkpoints
 
+# train_freq 8: one training phase per move of the 8 games.
 SMALL = {"num_parallel_games": 8, "num_simulations": 8, "batch_size": 32,
-         "learning_starts": 32, "device": "cpu", "seed": 0}
+         "learning_starts": 32, "train_freq": 8, "device": "cpu", "seed": 0}
 
 
 def _obs(moves, name="tictactoe_v3"):
@@ -47,7 +49,7 @@ def test_outcome_targets_and_loss_by_hand():
 
 
 def test_predict_wins_and_blocks_with_an_untrained_network():
-    algo = AlphaZero(tictactoe_v3.env(), eval_simulations=200, **SMALL)
+    algo = AlphaZero(tictactoe_v3.env(), eval_num_simulations=200, **SMALL)
     # X holds 0 and 1, O holds 3 and 4: X wins at 2.
     assert int(algo.predict(_obs((0, 3, 1, 4)), deterministic=True)[0]) == 2
     # X holds 0 and 1, O to move must block at 2.
@@ -92,9 +94,9 @@ def test_predict_never_plays_a_masked_move():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match="num_simulations: expected an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="num_simulations: expected a value >= 1, got 0"):
         AlphaZero("tictactoe_v3", num_simulations=0)
-    with pytest.raises(ValueError, match="dirichlet_fraction: expected a float in"):
+    with pytest.raises(ValueError, match=r"dirichlet_fraction: expected a value <= 1\.0, got 1\.5"):
         AlphaZero("tictactoe_v3", dirichlet_fraction=1.5)
     with pytest.raises(ValueError, match="env: expected a PettingZoo AEC game"):
         AlphaZero(None)
@@ -149,7 +151,7 @@ def test_a_callback_can_stop_learning():
 
 
 def test_self_play_on_the_real_game_without_tensor_rules():
-    algo = AlphaZero("tictactoe_v3", tensor_rules=False, num_parallel_games=2,
+    algo = AlphaZero("tictactoe_v3", tensor_rules=False, num_parallel_games=2, train_freq=2,
                      num_simulations=4, batch_size=8, learning_starts=8, device="cpu", seed=0,
                      network_kwargs={"kind": "mlp", "channels": 16, "blocks": 1})
     assert algo.rules is None
@@ -162,7 +164,7 @@ def test_self_play_on_the_real_game_without_tensor_rules():
     game.reset()
     for move in (0, 3, 1, 4):
         game.play(move)
-    algo.eval_simulations = 100
+    algo.config.eval_num_simulations = 100
     action, _ = algo.predict(game.current_observation(), game=game, deterministic=True)
     assert int(action) == 2  # the win, found on the real game
     with pytest.raises(ValueError, match="game: tictactoe_v3 has no tensor rules"):
@@ -253,3 +255,53 @@ def test_policy_value_net_shapes(kind):
     assert logits.shape == (4, 7) and value.shape == (4,) and value.abs().max() <= 1
     with pytest.raises(ValueError, match="kind: expected 'resnet' or 'mlp', got 'cnn'"):
         PolicyValueNet((6, 7, 2), 7, kind="cnn")
+
+
+# ---------------------------------------------------------------------- resume
+_SIMULATOR = {"tensor_rules": False, "num_parallel_games": 2, "train_freq": 2,
+              "num_simulations": 4, "batch_size": 8, "learning_starts": 8,
+              "network_kwargs": {"kind": "mlp", "channels": 16, "blocks": 1}}
+
+
+@pytest.mark.parametrize("settings", [{"augment": True}, _SIMULATOR])
+def test_load_restores_the_whole_run(tmp_path, settings):
+    algo = AlphaZero("tictactoe_v3", **{**SMALL, **settings})
+    algo.learn(algo.n_envs * 12)
+    assert algo.n_updates > 0
+    loaded = assert_load_restores_everything(algo, tmp_path, device="cpu")
+    assert loaded.games_played == algo.games_played and loaded._alpha() == algo._alpha()
+    assert loaded.config == algo.config and loaded.real_steps == algo.real_steps
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(AlphaZero.load(small, device="cpu").buffer) == 0
+
+
+@pytest.mark.parametrize("settings", [{}, _SIMULATOR])
+def test_two_runs_continued_from_one_checkpoint_are_identical(tmp_path, settings):
+    """Games in progress are not saved, so a loaded run cannot follow the uninterrupted
+    one; runs continued from one checkpoint all follow the same course."""
+    algo = AlphaZero("tictactoe_v3", **{**SMALL, **settings})
+    algo.learn(algo.n_envs * 8)
+    algo.save(tmp_path / "stopped.pt")
+    for name in ("first", "second"):
+        resumed = AlphaZero.load(tmp_path / "stopped.pt", device="cpu")
+        resumed.learn(algo.n_envs * 8, reset_num_timesteps=False)
+        assert resumed.num_timesteps == algo.n_envs * 16 and resumed.n_updates > algo.n_updates
+        resumed.save(tmp_path / f"{name}.pt")
+    assert_same_checkpoints(tmp_path / "first.pt", tmp_path / "second.pt")
+
+
+def test_callbacks_see_the_games_as_the_training_env():
+    seen = []
+
+    class Record(BaseCallback):
+        def _on_step(self):
+            seen.append((self.training_env.num_envs, self.locals["dones"].shape))
+            return True
+
+    algo = AlphaZero("tictactoe_v3", **SMALL)
+    algo.learn(16, callback=Record())
+    assert algo.get_env() is algo.env and seen == [(8, (8,))] * 2
+    assert algo.config.network_kwargs["kind"] == "mlp"  # tic-tac-toe's preset, written back
+    assert AlphaZero("connect_four_v3", num_parallel_games=2).config.num_simulations == 100

@@ -1,5 +1,6 @@
-"""MBPO: its schedule and buffer arithmetic by hand, the mixing buffer, branched rollouts,
-the SB3-style surface, errors, and learning Pendulum."""
+"""MBPO: its schedule and buffer arithmetic by hand, branched rollouts, the SB3-style
+surface, exact resume, errors, and learning Pendulum (the mixing buffer's tests are in
+tests/buffers/test_mixed_buffer.py)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,13 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 import mbwrap
-from mbwrap.algos import MBPO, MixedReplayBuffer, model_buffer_capacity, rollout_length
-from mbwrap.algos.mixed_buffer import scale_action, split_batch, unscale_action
+from mbwrap.algos import MBPO, model_buffer_capacity, rollout_length
 from mbwrap.algos.presets import PENDULUM_MBPO
 from mbwrap.errors import NonFiniteModelWarning, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 from mbwrap.types import ModelStep
 
 
@@ -46,8 +46,8 @@ def small_mbpo(env: gym.Env | None = None, **overrides: Any) -> MBPO:
         "model_train_freq": 10,
         "rollout_batch_size": 8,
         "rollout_schedule": (0, 2, 1, 3),
-        "updates_per_step": 2,
-        "initial_random_steps": 20,
+        "gradient_steps": 2,
+        "learning_starts": 20,
         "seed": 0,
         "device": "cpu",
     }
@@ -73,62 +73,6 @@ def test_model_buffer_capacity_by_hand():
     assert model_buffer_capacity(8, 20, 10, 2, 1) == 32
 
 
-def test_split_batch_is_mbpos():
-    assert split_batch(100, 0.05) == (5, 95)
-    assert split_batch(256, 0.05) == (12, 244)  # int(12.8), as the official code
-    assert split_batch(10, 0.0) == (0, 10)
-    assert split_batch(10, 1.0) == (10, 0)
-    with pytest.raises(ValueError, match="real_ratio"):
-        split_batch(10, 1.5)
-
-
-def test_action_scaling_by_hand():
-    low, high = torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0])
-    action = torch.tensor([[1.0, 0.25], [-2.0, 1.0]])
-    scaled = scale_action(action, low, high)
-    torch.testing.assert_close(scaled, torch.tensor([[0.5, -0.5], [-1.0, 1.0]]))
-    torch.testing.assert_close(unscale_action(scaled, low, high), action)
-
-
-def _filled(space: gym.Space, n: int, reward: float, action: float) -> mbwrap.ReplayBuffer:
-    act_space = gym.spaces.Box(-2.0, 2.0, shape=(1,), dtype=np.float32)
-    buffer = mbwrap.ReplayBuffer(space, act_space, n, device="cpu")
-    obs = np.full((n, 3), reward, dtype=np.float32)
-    done = np.zeros(n, dtype=bool)
-    buffer.extend(obs, np.full((n, 1), action), np.full(n, reward), obs, done, done)
-    return buffer
-
-
-def test_mixed_buffer_draws_exactly_5_percent_real():
-    space = gym.spaces.Box(-10.0, 10.0, shape=(3,), dtype=np.float32)
-    real = _filled(space, 50, reward=1.0, action=2.0)
-    model = _filled(space, 50, reward=0.0, action=-1.0)
-    mixed = MixedReplayBuffer(real, model, 0.05, device="cpu", seed=0)
-    batch = mixed.sample(200)
-    assert isinstance(batch, ReplayBufferSamples)
-    assert batch.observations.shape == (200, 3) and batch.rewards.shape == (200, 1)
-    # 10 real rows first, then 190 model rows.
-    assert batch.rewards[:10].eq(1.0).all() and batch.rewards[10:].eq(0.0).all()
-    # Actions in SB3's [-1, 1] units: 2 is the top of [-2, 2], -1 its quarter.
-    assert batch.actions[:10].eq(1.0).all() and batch.actions[10:].eq(-0.5).all()
-    assert batch.observations.device == torch.device("cpu")
-    # Before any rollout, batches are all real.
-    assert MixedReplayBuffer(real, None, 0.05, device="cpu").sample(20).rewards.eq(1.0).all()
-
-
-def test_mixed_buffer_dones_are_terminations():
-    space = gym.spaces.Box(-10.0, 10.0, shape=(3,), dtype=np.float32)
-    act_space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-    real = mbwrap.ReplayBuffer(space, act_space, 4, device="cpu")
-    obs = np.arange(4, dtype=np.float32)[:, None].repeat(3, 1)
-    terminated = np.array([True, False, False, False])
-    truncated = np.array([False, True, False, False])
-    real.extend(obs, np.zeros((4, 1)), np.zeros(4), obs, terminated, truncated)
-    batch = MixedReplayBuffer(real, None, 1.0, device="cpu", seed=1).sample(64)
-    row = batch.observations[:, 0].long()
-    assert torch.equal(batch.dones.squeeze(1), (row == 0).float())
-
-
 # ---------------------------------------------------------------------- the algorithm
 def test_buffers_schedule_and_update_counts(tmp_path):
     algo = small_mbpo()
@@ -142,7 +86,7 @@ def test_buffers_schedule_and_update_counts(tmp_path):
             return True
 
     algo.learn(60, callback=Record())
-    assert algo.num_timesteps == 60 and len(algo.real_buffer) == 60
+    assert algo.num_timesteps == 60 and len(algo.buffer) == 60
     assert record == list(range(1, 61))
     # 20 random steps, then 40 steps with 2 updates each.
     assert algo.agent_updates == 80 and algo.epoch == 2
@@ -158,7 +102,7 @@ def test_buffers_schedule_and_update_counts(tmp_path):
             data.obs[start + 8 : start + 16], data.next_obs[start : start + 8]
         )
     # Rollouts branch from real states.
-    real_obs = algo.real_buffer.transitions().obs
+    real_obs = algo.buffer.transitions().obs
     first_steps = torch.cat([data.obs[0:8], data.obs[16:24]])
     assert (first_steps[:, None] == real_obs[None]).all(-1).any(1).all()
     assert data.action.abs().max() <= 2.0
@@ -219,8 +163,8 @@ def test_terminated_rollouts_stop():
         model_train_freq=100,
         rollout_batch_size=64,
         rollout_schedule=(0, 1, 6, 6),
-        updates_per_step=1,
-        initial_random_steps=30,
+        gradient_steps=1,
+        learning_starts=30,
         seed=0,
         device="cpu",
     )
@@ -250,8 +194,8 @@ def test_nonfinite_model_outputs_are_dropped_with_a_warning():
         agent_kwargs={"batch_size": 16, "policy_kwargs": {"net_arch": [8]}},
         rollout_batch_size=64,
         rollout_schedule=(0, 1, 3, 3),
-        initial_random_steps=30,
-        updates_per_step=1,
+        learning_starts=30,
+        gradient_steps=1,
         seed=0,
         device="cpu",
     )
@@ -276,7 +220,7 @@ def test_callbacks_eval_and_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(
         loaded.predict(obs, deterministic=True)[0], algo.predict(obs, deterministic=True)[0]
     )
-    assert len(loaded.real_buffer) == 40 and loaded.agent.replay_buffer is loaded.mixed_buffer
+    assert len(loaded.buffer) == 40 and loaded.agent.replay_buffer is loaded.mixed_buffer
     # Continues: refits and rolls out first, since the model buffer is not saved.
     loaded.learn(10, reset_num_timesteps=False)
     assert loaded.num_timesteps == 50 and loaded.agent_updates == 60
@@ -315,6 +259,35 @@ def test_bad_arguments():
     )
     with pytest.raises(SpaceMismatchError, match="model: has spaces"):
         small_mbpo(model=other)
+
+
+# ---------------------------------------------------------------------- resume
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def test_load_restores_the_whole_run(tmp_path):
+    algo = small_mbpo(_pendulum())
+    algo.learn(70)  # k = 3 from epoch 2 (real step 60): the model buffer was resized twice
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert len(loaded.buffer) == 70 and len(loaded.model_buffer) == len(algo.model_buffer)
+    assert loaded.model_buffer.capacity == algo.model_buffer.capacity == 48
+    assert loaded.mixed_buffer.model is loaded.model_buffer
+    assert loaded.agent.replay_buffer is loaded.mixed_buffer
+    assert loaded.agent_updates == algo.agent_updates == 100
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    bare = MBPO.load(small, device="cpu")
+    assert len(bare.buffer) == 0 and bare.model_buffer is None
+    obs = np.zeros((4, 3), dtype=np.float32)
+    np.testing.assert_array_equal(
+        bare.predict(obs, deterministic=True)[0], algo.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
+    assert_resume_is_exact(lambda: small_mbpo(_pendulum()), _pendulum, 100, 50, tmp_path)
 
 
 # ---------------------------------------------------------------------- learning

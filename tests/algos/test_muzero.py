@@ -10,22 +10,20 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from mbwrap.algos.muzero import (
-    MuZero,
-    categorical_cross_entropy,
-    muzero_losses,
-    visit_temperature,
-)
+from mbwrap.algos.muzero import MuZero, MuZeroConfig, visit_temperature
 from mbwrap.algos.presets import MUZERO_CARTPOLE
 from mbwrap.buffers.prioritized import PrioritizedBatch
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
 from mbwrap.models.muzero_nets import (
     MuZeroNetworks,
+    categorical_cross_entropy,
+    muzero_losses,
     scale_gradient,
     scale_hidden_state,
     support,
 )
 from mbwrap.planners.mcts import SearchModel, gumbel_muzero_policy, muzero_policy
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 torch.set_num_threads(1)
 
@@ -34,8 +32,9 @@ TINY = {
     "network_kwargs": {"hidden_size": 16, "layers": 1, "support_size": 5},
     "batch_size": 16,
     "learning_starts": 50,
-    "train_ratio": 0.25,
-    "buffer_capacity": 2_000,
+    "train_freq": 4,
+    "gradient_steps": 1,
+    "buffer_size": 2_000,
     "device": "cpu",
 }
 
@@ -151,7 +150,7 @@ def test_search_model_runs_both_searches_batched():
     assert root.prior_logits.shape == (3, 2) and root.value.shape == (3,)
     out, state = model.recurrent_fn(root.embedding, torch.tensor([0, 1, 1]))
     assert state.shape == root.embedding.shape and out.reward.shape == (3,)
-    assert torch.all(out.discount == algo.config["discount"])
+    assert torch.all(out.discount == algo.config.gamma)
     pol = muzero_policy(root, model.recurrent_fn, 8)
     assert pol.action.shape == (3,) and pol.search_tree.summary().visit_counts.sum(-1).eq(8).all()
     gum = gumbel_muzero_policy(root, model.recurrent_fn, 8, max_num_considered_actions=2)
@@ -180,7 +179,7 @@ def test_learn_smoke_fills_replay_trains_and_logs(tmp_path):
                            warn=False, verbose=0)
     algo.learn(240, callback=eval_cb, log_interval=1, progress_bar=True)
     assert algo.num_timesteps == 240
-    assert algo.num_updates > 0 and algo.buffer.num_positions > 0
+    assert algo.n_updates > 0 and algo.buffer.num_positions > 0
     assert eval_cb.last_mean_reward > 0  # EvalCallback evaluated the algorithm
     logged = (tmp_path / "progress.csv").read_text()
     for key in ("train/value_loss", "train/priority_mean", "rollout/ep_rew_mean"):
@@ -236,7 +235,7 @@ def test_learn_with_reanalyse_refreshes_replayed_values():
     algo.learn(60)
     stored = algo.buffer.root_value.clone()
     algo.learn(40, reset_num_timesteps=False)
-    assert algo.num_updates > 0
+    assert algo.n_updates > 0
     old_rows = algo.buffer.priority[: stored.shape[0]] > 0
     assert not torch.equal(algo.buffer.root_value[old_rows], stored[old_rows])
 
@@ -290,11 +289,57 @@ def test_atari_pong_builds_and_runs_a_few_steps():
     env = make_atari_vec_env("ALE/Pong-v5", n_envs=2, seed=0)
     assert env.observation_space.shape == (4, 84, 84)
     algo = MuZero(env, seed=0, device="cpu", num_simulations=2, batch_size=4,
-                  learning_starts=16, train_ratio=0.25, buffer_capacity=400,
+                  learning_starts=16, train_freq=4, buffer_size=400,
                   segment_length=16,
                   network_kwargs={"hidden_size": 8, "layers": 1, "support_size": 5})
     assert algo.networks.kind == "resnet" and algo.buffer.obs.dtype == torch.uint8
     algo.learn(40)
-    assert algo.num_updates > 0 and algo.buffer.num_positions > 0
+    assert algo.n_updates > 0 and algo.buffer.num_positions > 0
     actions, _ = algo.predict(env.reset(), deterministic=True)
     assert actions.shape == (2,)
+
+
+# ---------------------------------------------------------------------- resume
+def _short_cartpole() -> gym.Env:
+    # CartPole cannot fall in fewer than 8 steps: every episode ends at step 5, so a run of
+    # a multiple of 5 steps ends where an episode ends.
+    return gym.make("CartPole-v1", max_episode_steps=5)
+
+
+def _small_muzero(**settings) -> MuZero:
+    return MuZero(_short_cartpole(), seed=0, **{**TINY, "learning_starts": 20, **settings})
+
+
+@pytest.mark.parametrize("settings", [
+    {"search": "muzero"},
+    {"bootstrap_with_network": True, "target_update_interval": 3, "reanalyse_fraction": 0.25},
+])
+def test_load_restores_the_whole_run(tmp_path, settings):
+    algo = _small_muzero(**settings)
+    algo.learn(60)
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_short_cartpole(), device="cpu")
+    assert loaded.n_updates == algo.n_updates > 0 and loaded.real_steps == 60
+    assert torch.equal(loaded.buffer.priority, algo.buffer.priority)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert MuZero.load(small, device="cpu").buffer.added == 0
+
+
+@pytest.mark.parametrize("settings", [
+    {"search": "muzero"},
+    {"search": "gumbel", "bootstrap_with_network": True, "target_update_interval": 3},
+])
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path, settings):
+    assert_resume_is_exact(lambda: _small_muzero(**settings), _short_cartpole, 40, 30, tmp_path)
+
+
+def test_a_config_object_and_unknown_settings():
+    config = MuZeroConfig(**TINY)
+    algo = MuZero(_cartpole(1), config=config, num_simulations=2)
+    assert algo.config.num_simulations == 2 and algo.config.buffer_size == 2_000
+    with pytest.raises(TypeError, match=r"buffer_capacity: not a setting of 'muzero'\. Did you "
+                                        r"mean 'buffer_size'"):
+        MuZero(_cartpole(1), buffer_capacity=10)
+    with pytest.raises(ValueError, match="segment_length: expected at most buffer_size - 1"):
+        MuZero(_cartpole(1), buffer_size=100, segment_length=100)

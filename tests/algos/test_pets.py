@@ -1,5 +1,5 @@
 """PETS: refits after every episode, the planner as the policy, the SB3-style surface,
-checkpoints, errors, and learning on a task a random policy fails."""
+checkpoints and exact resume, errors, and learning on a task a random policy fails."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from mbwrap.algos import PETS
 from mbwrap.algos.presets import PENDULUM_PETS
 from mbwrap.errors import CheckpointError, UnknownPluginError
 from mbwrap.planners import CEM, RandomShooting
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +73,8 @@ def test_refits_after_every_episode_and_plans_after_the_random_one():
     assert len(algo.buffer) == 65
 
 
-def test_refit_every_counts_real_steps():
-    algo = PETS(Reach(), seed=0, device="cpu", refit_every=15, **SMALL)
+def test_model_train_freq_counts_real_steps():
+    algo = PETS(Reach(), seed=0, device="cpu", model_train_freq=15, **SMALL)
     algo.learn(80)
     # Random first episode (20 steps), then a refit at 20, 35, 50, 65.
     assert algo.refits == 4
@@ -153,14 +154,62 @@ def test_bad_input():
         PETS(Reach(), planner=CEM, device="cpu")  # type: ignore[arg-type]
     with pytest.raises(UnknownPluginError, match="nope"):
         PETS(Reach(), planner="nope", device="cpu")
-    with pytest.raises(ValueError, match="initial_random_episodes"):
-        PETS(Reach(), initial_random_episodes=-1, device="cpu")
+    with pytest.raises(ValueError, match="learning_starts"):
+        PETS(Reach(), learning_starts=-1, device="cpu")
     with pytest.raises(ValueError, match="pass reward_fn to PETS"):
         PETS(Reach(), planner_kwargs={"reward_fn": reach_reward}, device="cpu")
-    with pytest.raises(ValueError, match="refit_every"):
-        PETS(Reach(), refit_every=0, device="cpu")
+    with pytest.raises(ValueError, match="model_train_freq"):
+        PETS(Reach(), model_train_freq=0, device="cpu")
+    with pytest.raises(TypeError, match="learning_starts: expected an int or None"):
+        PETS(Reach(), learning_starts=1.5, device="cpu")
     with pytest.raises(CheckpointError):
         PETS.load(__file__)
+
+
+def test_learning_starts_counts_random_steps():
+    algo = PETS(Reach(), seed=0, device="cpu", learning_starts=30, **SMALL)
+    algo.learn(30)
+    assert algo.refits == 0 and algo.real_episodes == 1  # 30 random steps, mid-episode 2
+    algo.learn(20, reset_num_timesteps=False)
+    # Refitted at step 30, planned until episode 2 ended (step 40), refitted, planned on.
+    assert algo.refits == 2 and algo.real_episodes == 2 and algo.num_timesteps == 50
+
+
+def test_default_model_is_petss_ensemble_and_others_keep_their_defaults():
+    algo = PETS(Reach(), device="cpu", planner_kwargs=SMALL["planner_kwargs"])
+    assert (algo.model.ensemble_size, algo.model.num_elites) == (5, 5)
+    assert algo.model.propagation == "ts-inf"
+    mlp = PETS(Reach(), "mlp", device="cpu", planner_kwargs=SMALL["planner_kwargs"])
+    assert mlp.config.model == "mlp" and mlp.config.model_kwargs["ensemble_size"] == 1
+    # The config names every planner setting, so a checkpoint rebuilds the same planner.
+    assert algo.config.planner_kwargs["population"] == 64
+    assert algo.config.planner_kwargs["alpha"] == algo.planner.alpha
+
+
+# ---------------------------------------------------------------------- resume
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small_pets() -> PETS:
+    return PETS(_pendulum(), seed=0, device="cpu", **{**SMALL, "fit_kwargs": {"epochs": 3}})
+
+
+def test_load_restores_the_whole_run(tmp_path):
+    algo = _small_pets()
+    algo.learn(120)  # a random episode, a planned one, and 20 steps of the third
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert len(loaded.buffer) == 120 and (loaded.refits, loaded.real_episodes) == (2, 2)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(PETS.load(small, device="cpu").buffer) == 0
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
+    # The planner's generator and warm start, the model's optimizer and the env's random
+    # stream all continue: the resumed run refits and plans exactly as the straight one.
+    assert_resume_is_exact(_small_pets, _pendulum, 100, 60, tmp_path)
 
 
 @pytest.mark.slow

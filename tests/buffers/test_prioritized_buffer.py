@@ -21,10 +21,10 @@ torch.set_num_threads(1)
 
 def test_n_step_targets_by_hand():
     # rewards 1, 2, 3, values 10, 20, 30 and bootstrap 40 after the last move; n = 2,
-    # discount 0.5.
+    # gamma 0.5.
     rewards = torch.tensor([1.0, 2.0, 3.0])
     values = torch.tensor([10.0, 20.0, 30.0, 40.0])
-    z = trajectory_n_step_targets(rewards, values, n=2, discount=0.5)
+    z = trajectory_n_step_targets(rewards, values, n=2, gamma=0.5)
     expected = torch.tensor([
         1 + 0.5 * 2 + 0.25 * 30,  # z_0 = r0 + g r1 + g^2 v2 = 9.5
         2 + 0.5 * 3 + 0.25 * 40,  # z_1 = 13.5
@@ -53,7 +53,7 @@ def test_sampling_probabilities_and_weights_follow_the_formula():
 
 def _buffer(capacity=64, **kw):
     return PrioritizedTrajectoryBuffer(
-        capacity, (2,), 3, discount=0.5, n_step=2, num_unroll_steps=3,
+        capacity, (2,), 3, gamma=0.5, n_step=2, num_unroll_steps=3,
         generator=torch.Generator().manual_seed(0), **kw,
     )
 
@@ -78,7 +78,7 @@ def test_sample_unrolls_targets_of_a_terminated_episode():
     batch = buf.sample(4)
     assert batch.indices.tolist() == [1, 1, 1, 1]
     expected_z = trajectory_n_step_targets(
-        rewards, torch.tensor([0.0, 10.0, 20.0, 0.0]), n=2, discount=0.5
+        rewards, torch.tensor([0.0, 10.0, 20.0, 0.0]), n=2, gamma=0.5
     )
     # Positions 1, 2, 3 (final row, terminal: 0), 4 (past the end: absorbing 0).
     torch.testing.assert_close(
@@ -112,7 +112,7 @@ def test_initial_priorities_are_value_errors_and_final_rows_are_never_sampled():
     buf = _buffer()
     obs, actions, rewards, values, policies = _segment(3)
     buf.add_segment(obs, actions, rewards, values, policies, terminated=False)
-    z = trajectory_n_step_targets(rewards, values, n=2, discount=0.5)
+    z = trajectory_n_step_targets(rewards, values, n=2, gamma=0.5)
     torch.testing.assert_close(buf.priority[:3], (values - z).abs()[:3] + PRIORITY_EPS)
     assert buf.priority[3] == 0.0
     assert (buf.sample(200).indices != 3).all()
@@ -175,7 +175,7 @@ def test_bad_segment_shapes_are_named():
     with pytest.raises(SpaceMismatchError, match="policies"):
         buf.add_segment(obs, actions, rewards, values, policies[:, :2], terminated=True)
     with pytest.raises(ValueError, match="capacity"):
-        PrioritizedTrajectoryBuffer(1, (2,), 3, discount=0.9)
+        PrioritizedTrajectoryBuffer(1, (2,), 3, gamma=0.9)
     with pytest.raises(ValueError, match="no positions"):
         _buffer().sample(4)
 

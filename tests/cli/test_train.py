@@ -59,7 +59,8 @@ def test_train_writes_logs_checkpoint_and_run_info(run_dir):
     with np.load(run_dir / "evaluations.npz") as data:
         np.testing.assert_array_equal(data["timesteps"], [500, 1000, 1500, 2000])
     algo = load_algo(run_dir / "model.pt")
-    assert isinstance(algo, DynaQ) and algo.planning_steps == 20 and algo.num_timesteps == 2000
+    assert isinstance(algo, DynaQ) and algo.config.planning_steps == 20
+    assert algo.num_timesteps == 2000
 
 
 def test_eval_command(run_dir, capsys):
@@ -97,7 +98,7 @@ def test_train_with_a_preset(tmp_path):
         preset=True,
         progress_bar=False,
     )
-    assert algo.planner.population == 200 and algo.fit_kwargs == {"epochs": 3}
+    assert algo.planner.population == 200 and algo.config.fit_kwargs == {"epochs": 3}
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["preset"] is True
     with pytest.raises(ValueError, match="preset: none for pets on CartPole-v1"):

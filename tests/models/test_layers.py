@@ -106,3 +106,18 @@ def test_bad_layer_arguments():
     with pytest.raises(ValueError, match=r"^activation:"):
         EnsembleMLP(2, 3, [4], 1, activation="sigmoidish")
     assert layer_decays(0.5, 3) == [0.5, 0.5, 0.5]
+
+
+def test_residual_block_is_a_skip_around_two_convolutions():
+    from mbwrap.models import muzero_nets, policy_value
+    from mbwrap.models.layers import ResidualBlock
+
+    # One class for AlphaZero's and MuZero's towers.
+    assert policy_value.ResidualBlock is ResidualBlock is muzero_nets.ResidualBlock
+    torch.manual_seed(0)
+    block = ResidualBlock(4).eval()
+    x = torch.randn(2, 4, 5, 6)
+    assert block(x).shape == (2, 4, 5, 6)
+    with torch.no_grad():
+        block.conv2.weight.zero_()  # the second convolution adds nothing: relu(x) is left
+    torch.testing.assert_close(block(x), torch.relu(x))

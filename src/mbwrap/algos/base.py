@@ -11,6 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
 from stable_baselines3.common.vec_env import VecEnv
 
+from mbwrap.algos import state as saved
 from mbwrap.algos.config import AlgoConfig
 from mbwrap.algos.core import AlgorithmCore
 from mbwrap.buffers import ReplayBuffer, check_finite_step, step_vec_env
@@ -184,11 +185,9 @@ class Algorithm(AlgorithmCore):
                     episode_start=self._episode_starts,
                     deterministic=deterministic,
                 )
-            env_rngs = _env_rngs(self.env)
-            if env_rngs is not None:
-                # A checkpoint taken where every episode just ended restarts them from
-                # these states, as the uninterrupted run's autoreset did.
-                self._env_rngs_before_step = [rng.bit_generator.state for rng in env_rngs]
+            # A checkpoint taken where every episode just ended restarts them from these
+            # states, as the uninterrupted run's autoreset did.
+            self._env_rngs_before_step = saved.env_rng_states(self.env)
             new_obs, rewards, terminated, truncated, next_obs, infos = step_vec_env(
                 self.env, actions
             )
@@ -318,7 +317,8 @@ class Algorithm(AlgorithmCore):
     def _make_model(self) -> WorldModel:
         """The world model named by ``config.model`` (built with ``config.model_kwargs``)
         or given there as an instance; the config then names it in JSON form (registry
-        name and constructor keywords), as checkpoints store it."""
+        name and constructor keywords), as checkpoints store it. An instance of an
+        unregistered class stays in the config: saving then raises, naming the fix."""
         config: Any = self.config
         model = resolve_model(
             config.model,
@@ -328,8 +328,22 @@ class Algorithm(AlgorithmCore):
             env_id=env_id(self.env),
             device=self.device,
         )
-        config.model, config.model_kwargs = model_config(model)
+        if type(model).registry_name:
+            config.model, config.model_kwargs = model_config(model)
+        # else the instance stays: usable, and saving names what is missing (get_config).
         return model
+
+    def _make_buffer(self) -> ReplayBuffer:
+        """The real-experience buffer: ``config.buffer_size`` transitions of the env's
+        ``n_envs`` streams, on the model's device (the algorithm's without a model)."""
+        device = self.model.device if hasattr(self, "model") else self.device
+        return ReplayBuffer(
+            self.observation_space,
+            self.action_space,
+            self.config.buffer_size,  # type: ignore[attr-defined]
+            device=device,
+            n_envs=self.n_envs,
+        )
 
     def _train(self) -> None:
         """Train the agent by the algorithm's rule for how much per real step."""
@@ -339,27 +353,18 @@ class Algorithm(AlgorithmCore):
         state = super()._run_state()
         state["real_steps"] = self.real_steps
         state["steps_since_refit"] = self._steps_since_refit
-        env_rngs = _env_rngs(self.env)
         at_boundary = self._episode_starts is not None and bool(np.all(self._episode_starts))
         if at_boundary and self._env_rngs_before_step is not None:
             state["env_rngs"] = self._env_rngs_before_step
-        elif env_rngs is not None:
-            state["env_rngs"] = [rng.bit_generator.state for rng in env_rngs]
+        else:
+            state["env_rngs"] = saved.env_rng_states(self.env)
         return state
 
     def _set_run_state(self, state: dict[str, Any]) -> None:
         super()._set_run_state(state)
         self.real_steps = int(state["real_steps"])
         self._steps_since_refit = state["steps_since_refit"]
-        env_rngs = _env_rngs(self.env)
-        saved_rngs = state.get("env_rngs")
-        if env_rngs is not None and saved_rngs is not None and len(env_rngs) == len(saved_rngs):
-            assert self.env is not None
-            # The next reset continues the saved streams instead of reseeding them.
-            if hasattr(self.env, "_reset_seeds"):
-                self.env._reset_seeds()
-            for rng, rng_state in zip(env_rngs, saved_rngs, strict=True):
-                rng.bit_generator.state = rng_state
+        saved.set_env_rng_states(self.env, state.get("env_rngs"))
 
     @classmethod
     def _rebuild(
@@ -380,15 +385,5 @@ class Algorithm(AlgorithmCore):
         )
 
 
-def _env_rngs(env: VecEnv | None) -> list[np.random.Generator] | None:
-    """The NumPy generators of ``env``'s copies, or ``None`` when it does not expose them
-    (only in-process envs do: ``DummyVecEnv``)."""
-    if env is None or not hasattr(env, "envs"):
-        return None
-    try:
-        rngs = [getattr(e.unwrapped, "np_random", None) for e in env.envs]
-    except AttributeError:
-        return None
-    if not all(isinstance(r, np.random.Generator) for r in rngs):
-        return None
-    return rngs
+# Until every algorithm imports it from mbwrap.algos.state.
+_env_rngs = saved.env_generators

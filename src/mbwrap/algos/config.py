@@ -37,6 +37,7 @@ def setting(
     high: float | None = None,
     choices: Sequence[Any] | None = None,
     optional: bool = False,
+    kind: str | None = None,
 ) -> Any:
     """A config field: ``default`` (copied per instance when it is a list or dict), what it
     means, the paper or code its default comes from, and the checks its value must pass.
@@ -45,6 +46,9 @@ def setting(
     :param high: largest allowed value, inclusive.
     :param choices: the allowed values.
     :param optional: ``None`` is allowed besides values of the default's type.
+    :param kind: the type family values must belong to (``"int"``, ``"float"``,
+        ``"bool"``, ``"sequence"``, ``"dict"``) when the default does not say it (a
+        default of ``None`` filled in later).
     """
     metadata = {
         "doc": doc,
@@ -53,7 +57,7 @@ def setting(
         "high": high,
         "choices": tuple(choices) if choices is not None else None,
         "optional": optional or default is None,
-        "kind": _kind(default),
+        "kind": kind or _kind(default),
     }
     if isinstance(default, (list, dict)):
         value = default

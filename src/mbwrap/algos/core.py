@@ -35,6 +35,8 @@ from mbwrap.algos.config import AlgoConfig
 from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.device import resolve_device
 from mbwrap.errors import CheckpointError
+from mbwrap.models import WorldModel
+from mbwrap.models.build import model_config
 from mbwrap.spaces import check_space, space_from_json, space_to_json
 
 CHECKPOINT_KIND = "mbwrap.algo"
@@ -217,12 +219,14 @@ class AlgorithmCore(abc.ABC):
     def get_config(self) -> dict[str, Any]:
         """JSON-able settings that rebuild this algorithm (its :attr:`config`).
 
-        :raises ValueError: for an SB3 agent class that is not registered (a checkpoint
-            could not name it).
+        :raises ValueError: for an SB3 agent class or a world model whose class is not
+            registered (a checkpoint could not name it).
         """
         for value in vars(self.config).values():
             if isinstance(value, type) and issubclass(value, SB3Algorithm):
                 agent_name(value)
+            elif isinstance(value, WorldModel):
+                model_config(value)
         return self.config.to_json()
 
     # ------------------------------------------------------------------ checkpoints

@@ -10,33 +10,90 @@ policy.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.callbacks import BaseCallback
 
-from mbwrap.algos.base import (
-    Algorithm,
-    buffer_tensors,
-    env_id,
-    model_config,
-    resolve_model,
-    restore_buffer,
-)
+from mbwrap.algos.base import Algorithm
+from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.envs.fns import BatchedFn
-from mbwrap.models import WorldModel
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
 
+#: Chua et al. 2018, Section 6: an ensemble of B = 5 bootstrapped networks, propagated
+#: TS-inf (each particle keeps its member for the whole horizon).
+PETS_ENSEMBLE: dict[str, Any] = {"ensemble_size": 5, "num_elites": 5, "propagation": "ts-inf"}
 
-def _nonnegative_int(value: Any, name: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
-    return int(value)
+
+@dataclass(kw_only=True)
+class PETSConfig(AlgoConfig):
+    """Settings of :class:`PETS`: the paper's (Chua et al. 2018, Section 6 and Appendix A)
+    as its code (github.com/kchua/handful-of-trials) sets them; ``presets.PENDULUM_PETS``
+    sizes them for a CPU."""
+
+    algo_name: ClassVar[str] = "pets"
+
+    model: Any = setting(
+        "gaussian-ensemble",
+        "a registered model name (built with model_kwargs) or a WorldModel",
+        source="Chua et al. 2018, Section 4 (probabilistic ensemble)",
+    )
+    model_kwargs: dict[str, Any] | None = setting(
+        None,
+        "constructor keywords of a named model; None: PETS's ensemble (5 members, all "
+        "used, TS-inf) for 'gaussian-ensemble', the model's defaults otherwise",
+        source="Chua et al. 2018, Section 6",
+        optional=True,
+    )
+    planner: str = setting(
+        "cem", "a registered planner name, built over the model with planner_kwargs",
+        source="Chua et al. 2018, Section 5 (CEM)",
+    )
+    planner_kwargs: dict[str, Any] = setting(
+        {},
+        "constructor keywords of the planner (horizon, population, num_elites, iterations, "
+        "particles...); 'cem' defaults to PETS's 500 x 50 elites x 5 iterations over 30 "
+        "steps with 20 particles",
+        source="Chua et al. 2018, Appendix A.1",
+    )
+    fit_kwargs: dict[str, Any] = setting(
+        {"epochs": 5},
+        "keywords of model.fit at each refit",
+        source="handful-of-trials env configs: model_train_cfg = {'epochs': 5}",
+    )
+    learning_starts: int | None = setting(
+        None,
+        "real steps with uniformly random actions first; None: one whole random episode",
+        source="Chua et al. 2018, Algorithm 1 (one random trial first)",
+        low=0,
+        optional=True,
+    )
+    model_train_freq: int | None = setting(
+        None,
+        "real steps between model refits; None: after every episode",
+        source="Chua et al. 2018, Algorithm 1 (a refit after each trial)",
+        low=1,
+        optional=True,
+    )
+    buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("learning_starts", "model_train_freq"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{name}: expected an int or None, got {value!r}")
+        if not isinstance(self.planner, str):
+            raise TypeError(
+                f"planner: expected a registered planner name such as 'cem', got {self.planner!r}"
+            )
+        for key in ("reward_fn", "termination_fn"):
+            if key in self.planner_kwargs:
+                raise ValueError(f"planner_kwargs: pass {key} to PETS itself, not to the planner")
 
 
 class PETS(Algorithm):
@@ -44,111 +101,63 @@ class PETS(Algorithm):
 
     ``learn(total_timesteps)``:
 
-    1. ``initial_random_episodes`` episodes with uniformly random actions (PETS starts
-       from one random trial);
-    2. then, repeatedly: refit the model on every real transition (``fit_kwargs``), and
-       act with the planner until the next ``refit_every`` real steps have passed, or,
-       by default, until an episode ends.
+    1. uniformly random actions for ``learning_starts`` real steps or, by default
+       (``None``), one whole episode (PETS starts from one random trial);
+    2. then each iteration refits the model on every real transition (``fit_kwargs``)
+       and acts with the planner until an episode ends, or, with ``model_train_freq``,
+       for that many real steps. Each refit comes before the steps it serves, so a
+       ``learn`` call that ends with an episode leaves the refit to the next call.
 
     The planner reads the registered (or given) reward and termination functions of the
     env, so on a task with a known reward the ensemble only learns the dynamics.
 
-    :param env: the real env.
-    :param model: a registered model name (built with ``model_kwargs``) or a
-        :class:`~mbwrap.models.WorldModel`.
-    :param planner: a registered planner name, built over the model with
-        ``planner_kwargs``.
-    :param model_kwargs: keywords of the model; by default PETS's ensemble of 5 members,
-        all used (no elites), one fixed member per particle (TS-inf).
-    :param planner_kwargs: keywords of the planner (for ``"cem"`` its defaults are
-        PETS's: population 500, 50 elites, 5 iterations, horizon 30, 20 particles).
+    Settings: :class:`PETSConfig`; ``model`` and ``planner`` may also be passed by
+    position.
+
     :param reward_fn: batched ``(obs, action, next_obs) -> [n]`` reward the planner
         maximises, overriding the registered one and the model's head. Code, so not saved:
-        pass it again to :meth:`load`'s returned algorithm via ``algo.planner.reward_fn``.
+        give it again to a loaded algorithm as ``algo.planner.reward_fn``.
     :param termination_fn: likewise, ``[n]`` bool.
-    :param initial_random_episodes: random episodes before the first fit.
-    :param refit_every: real steps between refits; ``None``: after every episode.
-    :param fit_kwargs: passed to ``model.fit``; PETS trains 5 epochs after each trial.
-    :param buffer_capacity: real transitions kept.
-    Other parameters as :class:`~mbwrap.algos.Algorithm`.
     """
 
     registry_name = "pets"
+    Config = PETSConfig
+    positional_settings = ("model", "planner")
+    saved_state = ("model", "planner_generator", "real_episodes", "refits")
+    saved_buffers = ("buffer",)
+    config: PETSConfig
 
     def __init__(
         self,
-        env: gym.Env | VecEnv | None,
-        model: str | WorldModel = "gaussian-ensemble",
-        planner: str = "cem",
-        *,
-        model_kwargs: dict[str, Any] | None = None,
-        planner_kwargs: dict[str, Any] | None = None,
+        env: Any,
+        *args: Any,
         reward_fn: BatchedFn | None = None,
         termination_fn: BatchedFn | None = None,
-        initial_random_episodes: int = 1,  # Chua et al. 2018: one random trial first
-        refit_every: int | None = None,
-        fit_kwargs: dict[str, Any] | None = None,
-        buffer_capacity: int = 1_000_000,
-        seed: int | None = None,
-        device: str | torch.device = "auto",
-        verbose: int = 0,
-        tensorboard_log: str | None = None,
-        observation_space: gym.Space | None = None,
-        action_space: gym.Space | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            env,
-            seed=seed,
-            device=device,
-            verbose=verbose,
-            tensorboard_log=tensorboard_log,
-            observation_space=observation_space,
-            action_space=action_space,
-        )
-        if isinstance(model, str) and model == "gaussian-ensemble" and model_kwargs is None:
-            # Chua et al. 2018, Section 6: an ensemble of B = 5 bootstrapped networks,
-            # propagated TS-inf (each particle keeps its member for the whole horizon).
-            model_kwargs = {"ensemble_size": 5, "num_elites": 5, "propagation": "ts-inf"}
-        self.model = resolve_model(
-            model,
-            model_kwargs,
-            self.observation_space,
-            self.action_space,
-            env_id=env_id(env),
-            device=self.device,
-        )
-        if not isinstance(planner, str):
-            raise TypeError(
-                f"planner: expected a registered planner name such as 'cem', got {planner!r}"
-            )
-        self.planner_name = planner
-        self.planner_kwargs = dict(planner_kwargs or {})
-        for key in ("reward_fn", "termination_fn"):
-            if key in self.planner_kwargs:
-                raise ValueError(f"planner_kwargs: pass {key} to PETS itself, not to the planner")
+        super().__init__(env, *args, **kwargs)
+        config = self.config
+        if config.model_kwargs is None:
+            default = config.model == "gaussian-ensemble"
+            config.model_kwargs = dict(PETS_ENSEMBLE) if default else {}
+        self.model = self._make_model()
         self.planner: Planner = make_planner(
-            planner,
+            config.planner,
             self.model,
             **{
-                "seed": seed,
+                "seed": config.seed,
                 "reward_fn": reward_fn,
                 "termination_fn": termination_fn,
-                **self.planner_kwargs,
+                **config.planner_kwargs,
             },
         )
-        self.initial_random_episodes = _nonnegative_int(
-            initial_random_episodes, "initial_random_episodes"
-        )
-        self.refit_every = (
-            None if refit_every is None else _nonnegative_int(refit_every, "refit_every", 1)
-        )
-        # The handful-of-trials code trains the ensemble 5 epochs after every trial
-        # (model_train_cfg = {"epochs": 5} in its env configs).
-        self.fit_kwargs = {"epochs": 5} if fit_kwargs is None else dict(fit_kwargs)
+        # The checkpoint names every planner setting, its defaults included.
+        config.planner_kwargs = {**self.planner.get_config(), **config.planner_kwargs}
+        config.planner_kwargs.pop("seed", None)
         self.buffer = ReplayBuffer(
             self.observation_space,
             self.action_space,
-            _nonnegative_int(buffer_capacity, "buffer_capacity", 1),
+            config.buffer_size,
             device=self.model.device,
             n_envs=self.n_envs,
         )
@@ -156,80 +165,69 @@ class PETS(Algorithm):
         self.real_episodes = 0
         #: Model refits done.
         self.refits = 0
-        self._steps_since_fit = 0
 
-    # ------------------------------------------------------------------ persistence
-    def get_config(self) -> dict[str, Any]:
-        model_name, model_kwargs = model_config(self.model)
-        planner_kwargs = {**self.planner.get_config(), **self.planner_kwargs}
-        planner_kwargs.pop("seed", None)
-        return {
-            "model": model_name,
-            "planner": self.planner_name,
-            "model_kwargs": model_kwargs,
-            "planner_kwargs": planner_kwargs,
-            "initial_random_episodes": self.initial_random_episodes,
-            "refit_every": self.refit_every,
-            "fit_kwargs": self.fit_kwargs,
-            "buffer_capacity": self.buffer.capacity,
-        }
+    @property
+    def planner_generator(self) -> torch.Generator:
+        """The planner's random stream (candidate sampling, particles' members)."""
+        return self.planner.generator
 
-    def get_tensors(self) -> dict[str, torch.Tensor]:
-        """The model's tensors and the real transitions."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update(buffer_tensors(self.buffer, "buffer"))
-        return tensors
+    # ------------------------------------------------------------------ the loop's hooks
+    def _warming_up(self) -> bool:
+        if self.config.learning_starts is None:
+            return self.real_episodes < 1
+        return self.real_steps < self.config.learning_starts
 
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        model = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.model.load_state_dict({k: v.to(self.model.device) for k, v in model.items()})
-        restore_buffer(self.buffer, tensors, "buffer")
-        self.refits = max(self.refits, 1)
-
-    # ------------------------------------------------------------------ learning
-    def _refit(self) -> None:
-        self._record_metrics("model", self.model.fit(self.buffer, **self.fit_kwargs))
-        self.refits += 1
-        self.logger.record("model/refits", self.refits)
-
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "PETS",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> PETS:
-        """Run for ``total_timesteps`` real env steps (or until a callback stops it).
-
-        :param log_interval: refits between log dumps (``None`` or 0: never).
-        """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        callback.on_training_start(locals(), globals())
-        while self.num_timesteps < total_timesteps:
-            exploring = self.real_episodes < self.initial_random_episodes
-            if not exploring and (self.refits == 0 or self._refit_due()):
+    def _collect(self, callback: BaseCallback, remaining: int) -> bool:
+        """Random steps while warming up; else refit when due, then plan until an episode
+        ends (or for ``model_train_freq`` steps)."""
+        config = self.config
+        if self._warming_up():
+            policy, every = None, config.learning_starts
+        else:
+            if self._model_due():
+                # Algorithm 1 trains the model, then acts: the refit precedes the trial.
                 self._refit()
-                self._steps_since_fit = 0
-                if log_interval and self.refits % log_interval == 0:
-                    self._dump_logs()
-            policy = None if exploring else self.planner
+            policy, every = self.planner, config.model_train_freq
+        if every is None:
+            return self._collect_steps(callback, remaining, policy, until_episode_end=True)
+        done = self.real_steps if policy is None else self._steps_since_refit or 0
+        return self._collect_steps(callback, min(every - done, remaining), policy)
+
+    def _model_due(self) -> bool:
+        """Never fitted, ``model_train_freq`` steps since the last refit or, without it,
+        an episode ended since then (a loaded run starts at one)."""
+        since = self._steps_since_refit
+        if since is None:
+            return True
+        if self.config.model_train_freq is not None:
+            return since >= self.config.model_train_freq
+        ended = self._episode_starts is None or bool(self._episode_starts.any())
+        return since > 0 and ended
+
+    def _collect_steps(
+        self, callback: BaseCallback, steps: int, policy: Any, until_episode_end: bool = False
+    ) -> bool:
+        """``steps`` real steps, one vector step at a time to count the episodes that end
+        (and stop at the first with ``until_episode_end``)."""
+        while steps > 0:
             if not self._collect_real_steps(self.buffer, 1, callback, policy):
-                break
-            self._steps_since_fit += self.n_envs
+                return False
+            steps -= self.n_envs
             assert self._episode_starts is not None
-            self.real_episodes += int(self._episode_starts.sum())
-        callback.on_training_end()
-        return self
+            ended = int(self._episode_starts.sum())
+            self.real_episodes += ended
+            if ended and until_episode_end:
+                break
+        return True
 
     def _refit_due(self) -> bool:
-        if self.refit_every is not None:
-            return self._steps_since_fit >= self.refit_every
-        assert self._episode_starts is not None
-        return self._steps_since_fit > 0 and bool(self._episode_starts.any())
+        """Never after collecting: :meth:`_collect` refits before the trial it serves."""
+        return False
+
+    def _refit(self) -> None:
+        super()._refit()
+        self.refits += 1
+        self.logger.record("model/refits", self.refits)
 
     def predict(
         self,

@@ -36,8 +36,8 @@ PENDULUM_MBPO: dict[str, Any] = {
     "model_train_freq": 50,
     "rollout_batch_size": 2000,
     "rollout_schedule": (0, 10, 1, 1),
-    "updates_per_step": 20,
-    "initial_random_steps": 200,
+    "gradient_steps": 20,
+    "learning_starts": 200,
 }
 
 # PETS on Pendulum at CPU scale: the ensemble of 5 (TS1) with 3 x 64 hidden units, trained
@@ -94,9 +94,9 @@ PENDULUM_MB_MF: dict[str, Any] = {
     "agent_kwargs": {"learning_rate": 1e-3, "ent_coef": "auto_0.1"},
     "model_kwargs": {"hidden_sizes": [64, 64], "batch_size": 32, "max_epochs": 200, "patience": 10},
     "planner_kwargs": {"population": 1000, "horizon": 20},
-    "initial_random_steps": 400,
+    "learning_starts": 400,
     "model_based_steps": 1800,
-    "mpc_steps_per_iteration": 200,
+    "model_train_freq": 200,
     "dagger_iterations": 4,
     "dagger_steps": 200,
     "bc_epochs": 100,
@@ -108,13 +108,13 @@ PENDULUM_MB_MF: dict[str, Any] = {
 PENDULUM_MB_MF_TIMESTEPS = 8_000
 
 # MuZero on CartPole-v1 with 8 envs: Gumbel search (Danihelka et al. 2022: it improves the
-# policy even with few simulations), small networks, MuZero's n = 10 and discount 0.997
-# (its Atari values), a support of +-20 (h(333) = 17.6 covers the discounted returns);
-# benchmarks/RESULTS.md, "MuZero", explains the other choices.
+# policy even with few simulations), small networks, MuZero's n = 10 and gamma 0.997
+# (its Atari values), a support of +-20 (h(333) = 17.6 covers the discounted returns), one
+# update per 2 real steps; benchmarks/RESULTS.md, "MuZero", explains the other choices.
 MUZERO_CARTPOLE: dict[str, Any] = {
     "search": "gumbel",
     "num_simulations": 16,
-    "discount": 0.997,
+    "gamma": 0.997,
     "n_step": 10,
     "network_kwargs": {"hidden_size": 64, "layers": 2, "support_size": 20},
     "batch_size": 128,
@@ -123,9 +123,24 @@ MUZERO_CARTPOLE: dict[str, Any] = {
     "priority_alpha": 0.5,
     "bootstrap_with_network": True,
     "target_update_interval": 200,
-    "train_ratio": 0.5,
+    "train_freq": 2,
+    "gradient_steps": 1,
     "learning_starts": 500,
-    "buffer_capacity": 50_000,
+    "buffer_size": 50_000,
+}
+
+# AlphaZero on small boards: smaller networks than the paper's 19 to 39 residual blocks,
+# fewer simulations than its 800 and fewer moves sampled from the visit counts than its 30
+# (about a third of a typical game). AlphaZero fills the settings left None from these.
+TICTACTOE_ALPHAZERO: dict[str, Any] = {
+    "network_kwargs": {"kind": "mlp", "channels": 128, "blocks": 2, "value_hidden": 64},
+    "num_simulations": 64,
+    "temperature_moves": 3,
+}
+CONNECT_FOUR_ALPHAZERO: dict[str, Any] = {
+    "network_kwargs": {"kind": "resnet", "channels": 64, "blocks": 4, "value_hidden": 64},
+    "num_simulations": 100,
+    "temperature_moves": 10,
 }
 
 # Dreamer on classic control from vector observations at CPU scale: DreamerV3's recipe
@@ -143,13 +158,35 @@ DREAMER_CARTPOLE: dict[str, Any] = {
     },
     "hidden": 64,
     "layers": 1,
-    "actor_lr": 3e-5,
-    "critic_lr": 3e-5,
-    "train_ratio": 128,
+    "actor_learning_rate": 3e-5,
+    "critic_learning_rate": 3e-5,
+    # DreamerV3's train ratio 128 over batches of 16 x 32 replayed steps.
+    "train_freq": 4,
+    "gradient_steps": 1,
     "learning_starts": 500,
 }
 
-DREAMER_PENDULUM: dict[str, Any] = {**DREAMER_CARTPOLE, "discount": 0.99}
+DREAMER_PENDULUM: dict[str, Any] = {**DREAMER_CARTPOLE, "gamma": 0.99}
+
+# World Models on CartPole seen as 64x64 grayscale frames (PixelObservation, drawn at
+# 300x200), at CPU scale: a small VAE with the Bernoulli reconstruction (CartPole's frames
+# are nearly all white, where the paper's L2 loss saturates; see vae_loss), a 64-unit
+# LSTM, and CMA-ES with 16 candidates x 4 dreamed rollouts. Not in PRESETS: the CLI makes
+# CartPole-v1 with state observations. Results: benchmarks/RESULTS.md.
+WORLD_MODELS_CARTPOLE_PIXELS: dict[str, Any] = {
+    "model_kwargs": {
+        "latent_dim": 16,
+        "vae_channels": [8, 16, 32, 64],
+        "reconstruction": "bernoulli",
+        "hidden_size": 64,
+        "batch_size": 32,
+        "vae_learning_rate": 1e-3,
+    },
+    "fit_kwargs": {"vae_epochs": 10, "rnn_epochs": 50},
+    "population": 16,
+    "rollouts": 4,
+    "generations": 20,
+}
 
 #: ``(algorithm name, env id) -> keyword arguments of make_algo``.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
@@ -160,6 +197,8 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("pets", "Reacher-v5"): REACHER_PETS,
     ("mb-mf", "Pendulum-v1"): PENDULUM_MB_MF,
     ("muzero", "CartPole-v1"): MUZERO_CARTPOLE,
+    ("alphazero", "tictactoe_v3"): TICTACTOE_ALPHAZERO,
+    ("alphazero", "connect_four_v3"): CONNECT_FOUR_ALPHAZERO,
     ("dreamer", "CartPole-v1"): DREAMER_CARTPOLE,
     ("dreamer", "Pendulum-v1"): DREAMER_PENDULUM,
 }

@@ -128,6 +128,39 @@ def set_generator_state(rng: np.random.Generator | torch.Generator, state: Any) 
         rng.set_state(state.to(torch.uint8))
 
 
+def env_generators(env: Any) -> list[np.random.Generator] | None:
+    """The NumPy generators of an SB3 ``VecEnv``'s copies, or ``None`` when it does not
+    expose them (only in-process envs do: ``DummyVecEnv``)."""
+    if env is None or not hasattr(env, "envs"):
+        return None
+    try:
+        rngs = [getattr(e.unwrapped, "np_random", None) for e in env.envs]
+    except AttributeError:
+        return None
+    if not all(isinstance(r, np.random.Generator) for r in rngs):
+        return None
+    return rngs
+
+
+def env_rng_states(env: Any) -> list[dict[str, Any]] | None:
+    """The states of :func:`env_generators` (``None`` where there are none)."""
+    rngs = env_generators(env)
+    return None if rngs is None else [rng.bit_generator.state for rng in rngs]
+
+
+def set_env_rng_states(env: Any, states: list[dict[str, Any]] | None) -> None:
+    """Restore :func:`env_rng_states`'s output; the next reset continues these streams
+    instead of applying a seed given before. Nothing happens when the env exposes no
+    generators or has another number of copies."""
+    rngs = env_generators(env)
+    if rngs is None or states is None or len(rngs) != len(states):
+        return
+    if hasattr(env, "_reset_seeds"):
+        env._reset_seeds()
+    for rng, state in zip(rngs, states, strict=True):
+        rng.bit_generator.state = state
+
+
 # ---------------------------------------------------------------------- SB3 agents
 def agent_state(agent: BaseAlgorithm, *, include_buffer: bool = True) -> dict[str, Any]:
     """Everything an SB3 agent needs to continue training exactly: the state dicts SB3's own

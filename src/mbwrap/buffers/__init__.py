@@ -1,16 +1,19 @@
 """Real-experience storage and collection."""
 
 from mbwrap.buffers.collect import Collector, check_finite_step, collect, step_vec_env
+from mbwrap.buffers.mixed import MixedReplayBuffer, split_batch
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
 
 __all__ = [
     "Collector",
+    "MixedReplayBuffer",
     "PrioritizedTrajectoryBuffer",
     "ReplayBuffer",
     "SelfPlayBuffer",
     "check_finite_step",
     "collect",
+    "split_batch",
     "step_vec_env",
 ]

@@ -52,9 +52,9 @@ def importance_weights(probs: torch.Tensor, count: int, beta: float) -> torch.Te
 
 
 def n_step_targets(
-    rewards: torch.Tensor, steps: torch.Tensor, bootstrap: torch.Tensor, discount: float
+    rewards: torch.Tensor, steps: torch.Tensor, bootstrap: torch.Tensor, gamma: float
 ) -> torch.Tensor:
-    """``z = sum_{i < m} discount^i r_i + discount^m v`` with ``m = steps`` per row.
+    """``z = sum_{i < m} gamma^i r_i + gamma^m v`` with ``m = steps`` per row.
 
     :param rewards: ``[..., n]`` rewards from the position on (entries at ``i >= steps``
         are ignored).
@@ -64,21 +64,21 @@ def n_step_targets(
     """
     n = rewards.shape[-1]
     i = torch.arange(n, device=rewards.device)
-    powers = discount ** i.to(rewards.dtype)
+    powers = gamma ** i.to(rewards.dtype)
     counted = i < steps.unsqueeze(-1)
     summed = (rewards * powers * counted).sum(-1)
-    return summed + discount ** steps.to(rewards.dtype) * bootstrap
+    return summed + gamma ** steps.to(rewards.dtype) * bootstrap
 
 
 def trajectory_n_step_targets(
-    rewards: torch.Tensor, values: torch.Tensor, *, n: int, discount: float
+    rewards: torch.Tensor, values: torch.Tensor, *, n: int, gamma: float
 ) -> torch.Tensor:
     """n-step value targets of every position of one trajectory.
 
     :param rewards: ``[T]`` ``r_{t+1}`` of each move.
     :param values: ``[T + 1]`` search values; ``values[T]`` bootstraps beyond the last
         move (0 when it ended in a terminal state).
-    :return: ``[T + 1]``, ``z_t = sum_{i < m} discount^i r_{t+i} + discount^m values[t+m]``
+    :return: ``[T + 1]``, ``z_t = sum_{i < m} gamma^i r_{t+i} + gamma^m values[t+m]``
         with ``m = min(n, T - t)``.
     """
     length = rewards.shape[0]
@@ -86,7 +86,7 @@ def trajectory_n_step_targets(
     index = t.unsqueeze(-1) + torch.arange(n, device=rewards.device)
     padded = torch.cat([rewards, rewards.new_zeros(n)])
     steps = (length - t).clamp(max=n)
-    return n_step_targets(padded[index], steps, values[t + steps], discount)
+    return n_step_targets(padded[index], steps, values[t + steps], gamma)
 
 
 # ---------------------------------------------------------------------- sampled batches
@@ -131,7 +131,7 @@ class PrioritizedTrajectoryBuffer:
     :param obs_shape: shape of one observation; :param obs_dtype: its stored dtype
         (``torch.uint8`` keeps Atari frames small).
     :param num_actions: ``A``.
-    :param discount: of the n-step value targets.
+    :param gamma: of the n-step value targets.
     :param n_step: ``n`` (MuZero Appendix G: 10 for Atari).
     :param num_unroll_steps: ``K`` (MuZero Appendix G: 5).
     :param alpha, beta: prioritisation exponents (MuZero Appendix G: both 1).
@@ -145,7 +145,7 @@ class PrioritizedTrajectoryBuffer:
         obs_shape: tuple[int, ...],
         num_actions: int,
         *,
-        discount: float,
+        gamma: float,
         n_step: int = 10,
         num_unroll_steps: int = 5,
         alpha: float = PRIORITY_ALPHA,
@@ -158,11 +158,11 @@ class PrioritizedTrajectoryBuffer:
         self.num_actions = _check_int(num_actions, "num_actions", 1)
         self.n_step = _check_int(n_step, "n_step", 1)
         self.num_unroll_steps = _check_int(num_unroll_steps, "num_unroll_steps", 0)
-        if not 0.0 <= discount <= 1.0:
-            raise ValueError(f"discount: expected a float in [0, 1], got {discount!r}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma: expected a float in [0, 1], got {gamma!r}")
         if alpha < 0 or beta < 0:
             raise ValueError(f"alpha, beta: expected floats >= 0, got {alpha!r}, {beta!r}")
-        self.discount = float(discount)
+        self.gamma = float(gamma)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.obs_shape = tuple(int(d) for d in obs_shape)
@@ -257,7 +257,7 @@ class PrioritizedTrajectoryBuffer:
         self.terminal[slots[-1]] = bool(terminated)
         # MuZero Appendix G: priority |search value - n-step return| from the start.
         targets = trajectory_n_step_targets(
-            rewards, values, n=self.n_step, discount=self.discount
+            rewards, values, n=self.n_step, gamma=self.gamma
         )
         priority = (values - targets).abs()[:-1] + PRIORITY_EPS
         self.priority[slots] = torch.cat([priority, priority.new_zeros(1)])
@@ -331,7 +331,7 @@ class PrioritizedTrajectoryBuffer:
         else:
             fresh = bootstrap_fn(self.obs[bootstrap_rows.reshape(-1)]).reshape(steps.shape)
             bootstrap = torch.where(self.terminal[bootstrap_rows], 0.0, fresh.float())
-        z = n_step_targets(self.reward[reward_rows], steps, bootstrap, self.discount)
+        z = n_step_targets(self.reward[reward_rows], steps, bootstrap, self.gamma)
         inside = position <= end
         return torch.where(inside, z, 0.0), inside | terminal
 

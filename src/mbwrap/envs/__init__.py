@@ -17,11 +17,13 @@ from mbwrap.envs.board_games import (
     apply_symmetry,
     board_game,
 )
+from mbwrap.envs.branched import branched_rollouts
 from mbwrap.envs.clonable import ClonableEnv
 from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
 from mbwrap.envs.fns import EnvFns
+from mbwrap.envs.game_batch import FinishedGames, GameBatch, outcome_targets
 from mbwrap.envs.latent_filter import LatentFilterWrapper
 from mbwrap.envs.model_learning import ModelLearningWrapper
 from mbwrap.envs.observations import action_mask, stack_observations
@@ -52,6 +54,8 @@ __all__ = [
     "DreamVecEnv",
     "DynaMazeEnv",
     "EnvFns",
+    "FinishedGames",
+    "GameBatch",
     "GameState",
     "LatentFilterWrapper",
     "MatchResult",
@@ -66,9 +70,11 @@ __all__ = [
     "apply_symmetry",
     "as_vec_env",
     "board_game",
+    "branched_rollouts",
     "make_atari_env",
     "make_atari_vec_env",
     "make_classic_env",
+    "outcome_targets",
     "play_match",
     "restore_env",
     "snapshot_env",

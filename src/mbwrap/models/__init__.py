@@ -3,7 +3,7 @@
 from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.base import WorldModel
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
-from mbwrap.models.layers import EnsembleLinear, EnsembleMLP
+from mbwrap.models.layers import EnsembleLinear, EnsembleMLP, ResidualBlock
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
 from mbwrap.models.mdn import MDNModel
 from mbwrap.models.mdn_rnn import MDNRNN, sample_mixture
@@ -11,7 +11,7 @@ from mbwrap.models.mlp import MLPModel
 from mbwrap.models.muzero_nets import MuZeroNetworks
 from mbwrap.models.neural import NeuralWorldModel
 from mbwrap.models.normalizer import Normalizer
-from mbwrap.models.policy_value import PolicyValueNet, ResidualBlock
+from mbwrap.models.policy_value import PolicyValueNet
 from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
 from mbwrap.models.vae import ConvVAE, vae_loss

@@ -1,4 +1,5 @@
-"""Ensemble layers: ``E`` independent networks evaluated in one batched matrix product."""
+"""Layers the models share: ensemble layers (``E`` independent networks evaluated in one
+batched matrix product) and the residual block of AlphaZero's and MuZero's networks."""
 
 from __future__ import annotations
 
@@ -145,3 +146,24 @@ def layer_decays(weight_decay: float | Sequence[float], num_layers: int) -> list
     if any(not math.isfinite(d) or d < 0 for d in decays):
         raise ValueError(f"weight_decay: expected finite values >= 0, got {decays}")
     return decays
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a skip connection: the residual tower of
+    AlphaGo Zero and AlphaZero (Silver et al. 2017, "Mastering the game of Go without human
+    knowledge", Methods) and of MuZero's networks (Schrittwieser et al. 2020, Appendix F).
+
+    :param channels: ``C``, filters of both convolutions (input and output).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: [B, C, H, W]`` -> ``[B, C, H, W]``."""
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(y)))

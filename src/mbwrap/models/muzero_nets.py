@@ -17,7 +17,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mbwrap.transforms import inverse_value_transform, two_hot_to_scalar
+from mbwrap.models.layers import ResidualBlock
+from mbwrap.transforms import (
+    inverse_value_transform,
+    scalar_to_two_hot,
+    two_hot_to_scalar,
+    value_transform,
+)
 
 #: MuZero Appendix F: 601 atoms (``S = 300``) for Atari; small tasks need far fewer.
 DEFAULT_SUPPORT_SIZE = 300
@@ -62,22 +68,6 @@ def _mlp(sizes: list[int], *, activate_last: bool) -> nn.Sequential:
         if i < len(sizes) - 2 or activate_last:
             layers += [nn.LayerNorm(fan_out), nn.ELU()]
     return nn.Sequential(*layers)
-
-
-class ResidualBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a skip (MuZero Appendix F, as AlphaZero)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: [B, C, H, W]`` -> ``[B, C, H, W]``."""
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(x + self.bn2(self.conv2(y)))
 
 
 class _Downsample(nn.Module):
@@ -237,3 +227,41 @@ class MuZeroNetworks(nn.Module):
     def to_scalar(self, logits: torch.Tensor) -> torch.Tensor:
         """``[..., 2S+1]`` value or reward logits -> ``[...]`` scalars."""
         return logits_to_scalar(logits, self.support)
+
+
+# ---------------------------------------------------------------------- training losses
+def categorical_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``-sum_k target_k log softmax(logits)_k``: ``[..., K]`` -> ``[...]``."""
+    return -(target * torch.log_softmax(logits, -1)).sum(-1)
+
+
+def muzero_losses(
+    policy_logits: torch.Tensor,
+    value_logits: torch.Tensor,
+    reward_logits: torch.Tensor,
+    batch: Any,
+    support: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Per-position losses of an unroll (MuZero Appendix G), each ``[B]``.
+
+    Step ``k >= 1`` counts ``1 / K`` (the paper scales those gradients by ``1 / K``).
+    Value and reward are cross-entropies against two-hot projections of ``h(z)`` and
+    ``h(u)``; the policy a cross-entropy against the search policy.
+
+    :param policy_logits: ``[B, K + 1, A]``; :param value_logits, reward_logits:
+        ``[B, K + 1, 2S + 1]``; :param batch: a
+        :class:`~mbwrap.buffers.prioritized.PrioritizedBatch`; :param support: ``[2S + 1]``.
+    """
+    steps = policy_logits.shape[1]
+    scale = torch.full((steps,), 1.0 / max(steps - 1, 1), device=policy_logits.device)
+    scale[0] = 1.0
+    value_target = scalar_to_two_hot(value_transform(batch.target_values), support)
+    reward_target = scalar_to_two_hot(value_transform(batch.target_rewards), support)
+    value = categorical_cross_entropy(value_logits, value_target) * batch.value_mask
+    reward = categorical_cross_entropy(reward_logits, reward_target) * batch.reward_mask
+    policy = categorical_cross_entropy(policy_logits, batch.target_policies) * batch.policy_mask
+    return {
+        "value": (value * scale).sum(1),
+        "reward": (reward * scale).sum(1),
+        "policy": (policy * scale).sum(1),
+    }

@@ -7,22 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
+# ResidualBlock lives in layers (shared with MuZero); mbwrap.models re-exports it from here.
+from mbwrap.models.layers import ResidualBlock
 
-class ResidualBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and a skip connection (Silver et al. 2017,
-    "Mastering the game of Go without human knowledge", Methods: the residual tower)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: [B, C, H, W]`` -> ``[B, C, H, W]``."""
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(x + self.bn2(self.conv2(y)))
+__all__ = ["PolicyValueNet", "ResidualBlock"]
 
 
 class PolicyValueNet(nn.Module):

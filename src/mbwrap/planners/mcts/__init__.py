@@ -12,6 +12,7 @@ from mbwrap.planners.mcts.action_selection import (
     muzero_action_selection,
     puct_scores,
 )
+from mbwrap.planners.mcts.muzero_search import MuZeroSearchModel
 from mbwrap.planners.mcts.planner import MCTSPlanner
 from mbwrap.planners.mcts.policies import (
     add_dirichlet_noise,
@@ -54,6 +55,7 @@ __all__ = [
     "BoardGameSearch",
     "Embedding",
     "MCTSPlanner",
+    "MuZeroSearchModel",
     "PolicyOutput",
     "RecurrentFn",
     "RecurrentFnOutput",

@@ -3,13 +3,16 @@ off-policy agents sample them (MBPO, Janner et al. 2019)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
-from mbwrap.buffers import ReplayBuffer
+from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.device import make_generator
+from mbwrap.spaces import action_bounds, scale_action
 from mbwrap.types import Transition
 
 
@@ -27,23 +30,6 @@ def split_batch(batch_size: int, real_ratio: float) -> tuple[int, int]:
     return real, batch_size - real
 
 
-def scale_action(action: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Map actions from ``[low, high]`` to ``[-1, 1]``, the units SB3's off-policy agents
-    store in their replay buffers (``BasePolicy.scale_action``).
-
-    :param action: ``[B, *act_shape]``.
-    :param low: ``act_shape``.
-    :param high: ``act_shape``.
-    :return: ``[B, *act_shape]``.
-    """
-    return 2.0 * (action - low) / (high - low) - 1.0
-
-
-def unscale_action(scaled: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-    """Inverse of :func:`scale_action`: ``[-1, 1] -> [low, high]``, shapes alike."""
-    return low + 0.5 * (scaled + 1.0) * (high - low)
-
-
 class MixedReplayBuffer:
     """Samples SB3 ``ReplayBufferSamples`` with a fixed share of real transitions.
 
@@ -56,6 +42,9 @@ class MixedReplayBuffer:
     ``dones`` are the ``terminated`` flags only: a transition cut by a time limit still
     bootstraps, as SB3's ``handle_timeout_termination`` does. Box actions are scaled to
     ``[-1, 1]`` as SB3 stores them; VecNormalize statistics are not applied.
+
+    The sampling generators are its whole state (:meth:`state_dict`): the transitions
+    belong to the two buffers it reads.
 
     :param real: real transitions (an :class:`~mbwrap.ReplayBuffer`).
     :param model: model-generated transitions; may be swapped later (:attr:`model`).
@@ -79,18 +68,13 @@ class MixedReplayBuffer:
         self.real_ratio = float(real_ratio)
         self.device = torch.device(device)
         space = real.action_space
-        self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None
-        if isinstance(space, spaces.Box):
-            self._bounds = (
-                torch.as_tensor(space.low, dtype=torch.float32, device=self.device),
-                torch.as_tensor(space.high, dtype=torch.float32, device=self.device),
-            )
+        self._bounds = action_bounds(space, self.device) if isinstance(space, spaces.Box) else None
         seeds = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64) >> np.uint64(1)
         self._seeds = [int(s) for s in seeds]
         self._generators: dict[str, torch.Generator] = {}
 
     def _generator(self, which: str, device: torch.device) -> torch.Generator:
-        key = f"{which}:{device}"
+        key = f"{which}@{device}"
         if key not in self._generators:
             index = 0 if which == "real" else 1
             self._generators[key] = make_generator(device, self._seeds[index])
@@ -145,3 +129,14 @@ class MixedReplayBuffer:
             batch.terminated.float(),
             batch.reward.float(),
         )
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, Any]:
+        """The states of the sampling generators used so far, keyed ``"real@cpu"`` etc."""
+        return {key: generator.get_state() for key, generator in self._generators.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output: sampling continues where it stopped."""
+        for key, value in state.items():
+            which, _, device = key.partition("@")
+            self._generator(which, torch.device(device)).set_state(value.to(torch.uint8).cpu())
