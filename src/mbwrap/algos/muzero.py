@@ -18,12 +18,13 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from mbwrap.algos.base import _check_finite, _env_rngs, wrap_env
 from mbwrap.algos.muzero_config import MuZeroConfig
 from mbwrap.algos.self_play import SelfPlayAlgorithm
-from mbwrap.buffers import step_vec_env
+from mbwrap.algos.state import env_rng_states, set_env_rng_states
+from mbwrap.buffers import check_finite_step, step_vec_env
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer, SegmentWriter
 from mbwrap.device import make_generator
+from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models.muzero_nets import MuZeroNetworks, muzero_losses, scale_gradient
 from mbwrap.planners.mcts import MCTSPlanner, MuZeroSearchModel
@@ -165,21 +166,13 @@ class MuZero(SelfPlayAlgorithm):
 
     def _run_state(self) -> dict[str, Any]:
         state = super()._run_state()
-        rngs = _env_rngs(self.env)
-        if rngs is not None:
-            ended = self._all_episodes_ended and self._env_rngs_before_step is not None
-            current = [rng.bit_generator.state for rng in rngs]
-            state["env_rngs"] = self._env_rngs_before_step if ended else current
+        ended = self._all_episodes_ended and self._env_rngs_before_step is not None
+        state["env_rngs"] = self._env_rngs_before_step if ended else env_rng_states(self.env)
         return state
 
     def _set_run_state(self, state: dict[str, Any]) -> None:
         super()._set_run_state(state)
-        rngs, saved = _env_rngs(self.env), state.get("env_rngs")
-        if rngs is None or saved is None or len(rngs) != len(saved):
-            return
-        self.env._reset_seeds()  # the next reset continues the saved streams
-        for rng, rng_state in zip(rngs, saved, strict=True):
-            rng.bit_generator.state = rng_state
+        set_env_rng_states(self.env, state.get("env_rngs"))
 
     # ------------------------------------------------------------------ acting
     def predict(
@@ -217,13 +210,11 @@ class MuZero(SelfPlayAlgorithm):
         obs = self._last_obs
         out = self.self_play_planner.search_policy(obs)
         actions = out.action.cpu().numpy()
-        rngs = _env_rngs(self.env)
-        if rngs is not None:
-            self._env_rngs_before_step = [rng.bit_generator.state for rng in rngs]
+        self._env_rngs_before_step = env_rng_states(self.env)
         new_obs, rewards, terminated, truncated, final_obs, infos = step_vec_env(
             self.env, actions
         )
-        _check_finite(final_obs, rewards, self.num_timesteps + self.n_envs)
+        check_finite_step(final_obs, rewards, self.num_timesteps + self.n_envs)
         self._writer.append(
             self._stored_obs(obs), out.action, torch.as_tensor(rewards),
             out.search_tree.summary().value, out.action_weights,
