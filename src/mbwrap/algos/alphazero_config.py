@@ -4,7 +4,6 @@ from."""
 from __future__ import annotations
 
 import copy
-import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,21 +34,21 @@ class AlphaZeroConfig(AlgoConfig):
     network_kwargs: dict[str, Any] | None = setting(
         None, "keywords of PolicyValueNet (kind, channels, blocks, value_hidden); None: the "
         "game's preset, else a 6-block residual network of 64 filters",
-        source="Silver et al. 2017, Methods (19 or 39 blocks of 256 filters)", optional=True,
+        source="Silver et al. 2017, Methods (19 or 39 blocks of 256 filters)", kind="dict",
     )
     num_simulations: int | None = setting(
         None, "searches per self-play move; None: the game's preset, else 800",
-        source=_PSEUDOCODE, low=1, optional=True,
+        source=_PSEUDOCODE, low=1, kind="int",
     )
     eval_num_simulations: int | None = setting(
         None, "simulations per move in predict(); None: as num_simulations", low=1,
-        optional=True,
+        kind="int",
     )
     num_parallel_games: int = setting(64, "games played at once in self-play", low=1)
     temperature_moves: int | None = setting(
         None, "moves per game drawn from the visit counts (temperature 1), the most visited "
         "move after; None: the game's preset, else 30",
-        source=f"{_PSEUDOCODE} (num_sampling_moves)", low=0, optional=True,
+        source=f"{_PSEUDOCODE} (num_sampling_moves)", low=0, kind="int",
     )
     dirichlet_alpha: float | None = setting(
         None, "root-noise concentration; None: 10 / the average number of legal moves seen "
@@ -92,19 +91,6 @@ class AlphaZeroConfig(AlgoConfig):
         1_000, "positions in the window (moves of finished games) before the first gradient "
         "step", low=0,
     )
-
-    def validate(self) -> None:
-        super().validate()
-        # None-or-int settings: the declaration checks their bounds, not their type.
-        for name in ("num_simulations", "eval_num_simulations", "temperature_moves"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            ):
-                raise TypeError(f"{name}: expected an int or None, got {value!r}")
-        if self.network_kwargs is not None and not isinstance(self.network_kwargs, dict):
-            raise TypeError(f"network_kwargs: expected a dict or None, got "
-                            f"{self.network_kwargs!r}")
 
     def game_settings(self, preset: dict[str, Any]) -> dict[str, Any]:
         """Values for the board-size settings left ``None``: ``preset``'s (the game's), else
