@@ -28,6 +28,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from mbwrap.algos.presets import WORLD_MODELS_CARTPOLE_PIXELS
 from mbwrap.algos.world_models import WorldModels
 from mbwrap.envs.pixels import PixelObservation
 
@@ -49,19 +50,20 @@ def evaluate(algo: WorldModels, max_steps: int, seed: int, episodes: int) -> flo
 
 
 def run(seed: int, args: argparse.Namespace) -> dict[str, float]:
+    preset = WORLD_MODELS_CARTPOLE_PIXELS
     algo = WorldModels(
         make_env(args.max_steps),
-        latent_dim=args.latent_dim,
-        vae_channels=(8, 16, 32, 64),
-        # CartPole's frames are nearly all white: the L2 loss saturates there (vae_loss).
-        reconstruction_loss="bernoulli",
-        hidden_size=args.hidden_size,
-        popsize=args.popsize,
+        model_kwargs={
+            **preset["model_kwargs"],
+            "latent_dim": args.latent_dim,
+            "hidden_size": args.hidden_size,
+            "temperature": args.temperatures[0],
+        },
+        fit_kwargs={"vae_epochs": args.vae_epochs, "rnn_epochs": args.rnn_epochs},
+        population=args.population,
         rollouts=args.rollouts,
         generations=args.generations,
-        temperature=args.temperatures[0],
-        vae_kwargs={"epochs": args.vae_epochs, "batch_size": 32, "learning_rate": 1e-3},
-        rnn_kwargs={"epochs": args.rnn_epochs, "batch_size": 32},
+        learning_starts=args.random_steps,  # learn() takes just these random steps
         seed=seed,
         verbose=args.verbose,
     )
@@ -70,8 +72,8 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, float]:
     dream_time = time.perf_counter() - start
     scores = {}
     for tau in args.temperatures:
-        if tau != algo.temperature:  # the same V and M, a dream at another temperature
-            algo.temperature, algo.controller = tau, torch.zeros_like(algo.controller)
+        if tau != algo.model.temperature:  # the same V and M, a dream at another temperature
+            algo.model.temperature, algo.controller = tau, torch.zeros_like(algo.controller)
             algo.evolve_in_dream()
         scores[f"dream_tau{tau}"] = evaluate(algo, args.max_steps, seed, args.eval_episodes)
         print(
@@ -100,15 +102,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--random-steps", type=int, default=5000)
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument("--hidden-size", type=int, default=64)
-    parser.add_argument("--popsize", type=int, default=16)
-    parser.add_argument("--rollouts", type=int, default=4)
-    parser.add_argument("--generations", type=int, default=20)
+    defaults = WORLD_MODELS_CARTPOLE_PIXELS
+    model_defaults = defaults["model_kwargs"]
+    parser.add_argument("--latent-dim", type=int, default=model_defaults["latent_dim"])
+    parser.add_argument("--hidden-size", type=int, default=model_defaults["hidden_size"])
+    parser.add_argument("--population", type=int, default=defaults["population"])
+    parser.add_argument("--rollouts", type=int, default=defaults["rollouts"])
+    parser.add_argument("--generations", type=int, default=defaults["generations"])
     # The first is the paper's Doom setting (Table 2); others re-evolve in the same dream.
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.15])
-    parser.add_argument("--vae-epochs", type=int, default=10)
-    parser.add_argument("--rnn-epochs", type=int, default=50)
+    parser.add_argument("--vae-epochs", type=int, default=defaults["fit_kwargs"]["vae_epochs"])
+    parser.add_argument("--rnn-epochs", type=int, default=defaults["fit_kwargs"]["rnn_epochs"])
     parser.add_argument("--real-envs", type=int, default=8)
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
@@ -118,7 +122,7 @@ def main() -> None:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     print(
         f"World Models, {ENV_ID} from 64x64 pixels (episodes <= {args.max_steps} steps): "
-        f"{args.random_steps} random real steps; CMA-ES {args.popsize} x {args.rollouts} "
+        f"{args.random_steps} random real steps; CMA-ES {args.population} x {args.rollouts} "
         f"rollouts x {args.generations} generations",
         flush=True,
     )

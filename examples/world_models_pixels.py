@@ -22,6 +22,7 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
+from mbwrap.algos.presets import WORLD_MODELS_CARTPOLE_PIXELS
 from mbwrap.algos.world_models import WorldModels
 from mbwrap.envs.pixels import PixelObservation
 
@@ -48,15 +49,12 @@ def main(config: Config) -> dict[str, float]:
     algo = WorldModels(
         make_env(),
         # CPU-sized: the paper's 32/64/128/256 VAE and 256-unit LSTM train for hours.
-        latent_dim=16,
-        vae_channels=(8, 16, 32, 64),
-        reconstruction_loss="bernoulli",
-        hidden_size=64,
-        popsize=16,
-        rollouts=4,
-        generations=config.generations,
-        vae_kwargs={"epochs": 5, "batch_size": 32, "learning_rate": 1e-3},
-        rnn_kwargs={"epochs": 50, "batch_size": 32},
+        **{
+            **WORLD_MODELS_CARTPOLE_PIXELS,
+            "fit_kwargs": {"vae_epochs": 5, "rnn_epochs": 50},
+            "generations": config.generations,
+            "learning_starts": config.random_steps,  # learn() below takes just these steps
+        },
         seed=config.seed,
         verbose=1,
     )

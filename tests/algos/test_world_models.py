@@ -1,8 +1,8 @@
-"""World Models: the VAE, the MDN-RNN, the dream and the algorithm."""
+"""World Models: the controller, its evolution in the dream and the algorithm (V and M,
+the ``"vae-mdn-rnn"`` model, are tested in tests/models/test_vae_mdn_rnn.py)."""
 
 from __future__ import annotations
 
-import math
 import os
 
 import gymnasium as gym
@@ -14,25 +14,34 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mbwrap.algos.pets import PETS
 from mbwrap.algos.world_models import WorldModels, controller_size, linear_controller
+from mbwrap.algos.world_models_controller import dream_returns, real_returns
 from mbwrap.envs.pixels import PixelObservation
 from mbwrap.errors import CheckpointError, SpaceMismatchError
-from mbwrap.models.mdn_rnn import MDNRNN, sample_mixture
-from mbwrap.models.vae import ConvVAE, frames_to_tensor, kl_to_standard_normal, vae_loss
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 SMALL = {
-    "latent_dim": 4,
-    "vae_channels": (4, 8, 8, 16),
-    "hidden_size": 16,
-    "popsize": 4,
+    "model_kwargs": {
+        "latent_dim": 4,
+        "vae_channels": [4, 8, 8, 16],
+        "hidden_size": 16,
+        "vae_learning_rate": 1e-3,
+    },
+    "fit_kwargs": {"vae_epochs": 1, "rnn_epochs": 2},
+    "population": 4,
     "rollouts": 2,
     "generations": 2,
-    "dream_horizon": 10,
-    "vae_kwargs": {"epochs": 1, "learning_rate": 1e-3},
-    "rnn_kwargs": {"epochs": 2},
+    "imagination_horizon": 10,
+    "learning_starts": 120,
 }
+
+
+def small(**changes) -> dict:
+    """:data:`SMALL` with ``changes``; ``model_kwargs`` changes are merged into its own."""
+    model_kwargs = {**SMALL["model_kwargs"], **changes.pop("model_kwargs", {})}
+    return {**SMALL, **changes, "model_kwargs": model_kwargs}
 
 
 def cartpole_pixels(max_steps: int = 30) -> PixelObservation:
@@ -50,146 +59,6 @@ def square_frames(n: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(frames)
 
 
-# ---------------------------------------------------------------------------- VAE
-def test_kl_of_a_worked_posterior_and_the_free_bits_floor():
-    mean = torch.tensor([[0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
-    logvar = torch.zeros(2, 4)
-    # KL(N(3, 1) || N(0, 1)) = 3^2 / 2 = 4.5 nats; the prior itself has none.
-    torch.testing.assert_close(kl_to_standard_normal(mean, logvar), torch.tensor([0.0, 4.5]))
-    logvar_only = torch.tensor([[math.log(2.0), 0.0, 0.0, 0.0]])
-    expected = -0.5 * (1 + math.log(2.0) - 2.0)  # 0.1534 nats
-    assert kl_to_standard_normal(torch.zeros(1, 4), logvar_only).item() == pytest.approx(expected)
-    target = torch.zeros(2, 3, 64, 64)
-    logits = torch.zeros(2, 3, 64, 64)  # every pixel predicted 0.5
-    loss, squared, kl = vae_loss(logits, target, mean, logvar, kl_tolerance=0.5)
-    # The first frame's KL of 0 is held at 0.5 nats x 4 dims = 2; the second keeps its 4.5.
-    assert kl.item() == pytest.approx((2.0 + 4.5) / 2)
-    assert squared.item() == pytest.approx(3 * 64 * 64 * 0.25)
-    assert loss.item() == pytest.approx(squared.item() + kl.item())
-    _, cross_entropy, _ = vae_loss(
-        logits, target, mean, logvar, kl_tolerance=0.5, reconstruction="bernoulli"
-    )
-    assert cross_entropy.item() == pytest.approx(3 * 64 * 64 * math.log(2.0), rel=1e-5)
-
-
-def test_vae_shapes_and_reconstruction_improves_with_fitting():
-    torch.manual_seed(0)
-    vae = ConvVAE(8, (8, 16, 16, 32), device="cpu")
-    frames = square_frames(96)
-    x = frames_to_tensor(frames, channels=3, device=vae.device)
-    logits, mean, logvar = vae(x)
-    assert logits.shape == (96, 3, 64, 64) and mean.shape == logvar.shape == (96, 8)
-    reconstruction = vae.decode(mean)
-    assert reconstruction.shape == (96, 3, 64, 64)
-    assert 0 <= reconstruction.min() and reconstruction.max() <= 1
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        before = vae.loss(x, generator)[1].item()
-    metrics = vae.fit(frames, epochs=15, batch_size=32, learning_rate=2e-3, generator=generator)
-    with torch.no_grad():
-        after = vae.loss(x, generator)[1].item()
-    assert after < 0.5 * before, (before, after)
-    assert metrics["kl"] >= 0.5 * 8 - 1e-4  # never below the free-bits floor
-
-
-def test_paper_sized_vae_matches_appendix_shapes():
-    vae = ConvVAE(device="cpu")
-    mean, _ = vae.encode(torch.zeros(2, 3, 64, 64))
-    assert mean.shape == (2, 32)
-    assert vae.decode(mean).shape == (2, 3, 64, 64)
-    assert vae.encoder[6].out_channels == 256 and vae.decoder[0].in_channels == 1024
-
-
-def test_frames_of_the_wrong_size_or_dtype_are_refused_by_name():
-    vae = ConvVAE(4, (4, 8, 8, 16), device="cpu")
-    with pytest.raises(SpaceMismatchError, match=r"frames: expected uint8.*float32"):
-        vae.encode_frames(torch.zeros(2, 64, 64, 3))
-    with pytest.raises(
-        SpaceMismatchError,
-        match=r"frames: expected frames of shape \[B, 64, 64, 3\].*\[2, 32, 32, 3\]",
-    ):
-        vae.encode_frames(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
-    with pytest.raises(SpaceMismatchError, match=r"\[2, 3, 64, 64\]"):  # channels first
-        vae.encode_frames(np.zeros((2, 3, 64, 64), dtype=np.uint8))
-
-
-# ---------------------------------------------------------------------------- MDN-RNN
-def toy_sequences(n: int = 32, length: int = 12) -> tuple[torch.Tensor, ...]:
-    """A deterministic latent walk: z rotates by a fixed angle, the action picks the sense."""
-    generator = torch.Generator().manual_seed(0)
-    actions = torch.randint(0, 2, (n, length), generator=generator)
-    angle0 = torch.rand(n, generator=generator) * 2 * math.pi
-    steps = torch.where(actions == 1, 0.3, -0.3)
-    angles = torch.cat([angle0[:, None], angle0[:, None] + steps.cumsum(1)], 1)
-    z = torch.stack([angles.cos(), angles.sin()], -1)  # [n, length + 1, 2]
-    features = torch.nn.functional.one_hot(actions, 2).float()
-    return z, features, torch.ones(n, length, dtype=torch.bool)
-
-
-def test_mdn_rnn_fits_a_deterministic_latent_sequence():
-    torch.manual_seed(0)
-    rnn = MDNRNN(2, 2, 32, 5, predict_reward=False, predict_done=False, device="cpu")
-    z, actions, mask = toy_sequences()
-
-    def error() -> float:
-        with torch.no_grad():
-            out, _ = rnn(z[:, :-1], actions)
-            prediction = sample_mixture(out.logits, out.means, out.logvars, temperature=0.0)
-        return (prediction - z[:, 1:]).abs().mean().item()
-
-    before = error()
-    metrics = rnn.fit(z, actions, mask, epochs=300, batch_size=32, learning_rate=1e-2)
-    assert error() < 0.05 < before
-    assert metrics["nll"] < -1.0  # far more certain than a unit Gaussian (NLL ~1.4)
-
-
-def test_temperature_scales_the_spread_and_the_mixture_weights():
-    generator = torch.Generator().manual_seed(0)
-    n = 20_000
-    # One component: the spread is exp(logvar / 2) * sqrt(tau).
-    logits, means, logvars = torch.zeros(n, 1, 1), torch.zeros(n, 1, 1), torch.zeros(n, 1, 1)
-    for tau in (0.25, 1.0, 4.0):
-        samples = sample_mixture(logits, means, logvars, temperature=tau, generator=generator)
-        assert samples.std().item() == pytest.approx(math.sqrt(tau), rel=0.05)
-    # Two narrow components at -1 (weight 0.8) and +1 (weight 0.2): at tau the weight of +1
-    # is 0.2^(1/tau) / (0.2^(1/tau) + 0.8^(1/tau)); tau = 0.5 gives 0.04 / 0.68.
-    logits = torch.tensor([math.log(0.8), math.log(0.2)]).expand(n, 1, 2)
-    means = torch.tensor([-1.0, 1.0]).expand(n, 1, 2)
-    logvars = torch.full((n, 1, 2), -10.0)
-    for tau, expected in ((0.5, 0.04 / 0.68), (1.0, 0.2), (2.0, 0.2**0.5 / (0.2**0.5 + 0.8**0.5))):
-        samples = sample_mixture(logits, means, logvars, temperature=tau, generator=generator)
-        assert (samples > 0).float().mean().item() == pytest.approx(expected, abs=0.01)
-    # tau = 0: the most likely component's mean, with no noise.
-    assert torch.equal(sample_mixture(logits, means, logvars, temperature=0.0), -torch.ones(n, 1))
-
-
-def test_mdn_rnn_step_is_batched_and_its_temperature_widens_dreams():
-    torch.manual_seed(0)
-    rnn = MDNRNN(3, 2, 8, 5, device="cpu")
-    h, c = rnn.initial_state(4)
-    z, a = torch.randn(4, 3), torch.eye(2)[[0, 1, 0, 1]]
-    next_z, reward, done, h1, c1 = rnn.step(h, c, z, a, temperature=0.0)
-    assert next_z.shape == (4, 3) and reward.shape == done.shape == (4,)
-    assert h1.shape == c1.shape == (4, 8) and ((0 <= done) & (done <= 1)).all()
-    for i in range(4):  # each row alone gives the same
-        row = rnn.step(h[i : i + 1], c[i : i + 1], z[i : i + 1], a[i : i + 1], temperature=0.0)
-        torch.testing.assert_close(row[0], next_z[i : i + 1])
-        torch.testing.assert_close(row[3], h1[i : i + 1])
-    many = 4000
-    spread = {}
-    for tau in (0.3, 2.0):
-        generator = torch.Generator().manual_seed(1)
-        out = rnn.step(
-            *rnn.initial_state(many),
-            torch.zeros(many, 3),
-            torch.eye(2)[torch.zeros(many, dtype=torch.long)],
-            temperature=tau,
-            generator=generator,
-        )
-        spread[tau] = out[0].std(0).mean().item()
-    assert spread[2.0] > 1.5 * spread[0.3]
-
-
 # ---------------------------------------------------------------------------- controller
 def test_controller_has_the_papers_parameter_count():
     assert controller_size(32 + 256, 3) == 867  # World Models, CarRacing
@@ -197,8 +66,9 @@ def test_controller_has_the_papers_parameter_count():
         None, observation_space=FRAMES, action_space=gym.spaces.Box(-1, 1, (3,)), device="cpu"
     )
     assert algo.controller.numel() == 867
-    assert algo.rnn.hidden_size == 256 and algo.vae.latent_dim == 32
-    assert algo.popsize == 64 and algo.rnn.num_components == 5
+    assert algo.model.rnn.hidden_size == 256 and algo.model.vae.latent_dim == 32
+    assert algo.config.population == 64 and algo.model.rnn.num_components == 5
+    assert algo.model.temperature == 1.15  # World Models, Table 2 (Doom)
 
 
 def test_linear_controller_uses_each_candidates_own_weights():
@@ -210,51 +80,64 @@ def test_linear_controller_uses_each_candidates_own_weights():
     torch.testing.assert_close(out, torch.tensor([[[0.0 + 6, 3 + 7]], [[10.0 + 14, 13 + 15]]]))
 
 
-def dream_algo(**kwargs) -> WorldModels:
+def dream_algo(reward_fn=None, **model_kwargs) -> WorldModels:
     algo = WorldModels(
         None,
         observation_space=FRAMES,
         action_space=gym.spaces.Discrete(2),
         device="cpu",
         seed=0,
-        **{**SMALL, "dream_horizon": 25, **kwargs},
+        reward_fn=reward_fn,
+        **small(imagination_horizon=25, model_kwargs=model_kwargs),
     )
     with torch.no_grad():  # a termination head that ends some dreams early, others late
-        algo.rnn.head.bias[-1] = 0.0
-        algo.rnn.head.weight[-1].normal_(std=1.0, generator=torch.Generator().manual_seed(0))
+        algo.model.rnn.head.bias[-1] = 0.0
+        algo.model.rnn.head.weight[-1].normal_(std=1.0, generator=torch.Generator().manual_seed(0))
     return algo
+
+
+def in_order(frames: torch.Tensor):
+    """Dream start states: ``frames`` in order at the first reset (later resets, of
+    episodes already counted, get the first frames again)."""
+    return lambda n, generator: frames[:n]
 
 
 def test_dream_rollouts_in_one_batch_equal_each_row_alone():
     algo = dream_algo(temperature=0.0)
     generator = torch.Generator().manual_seed(0)
     params = torch.randn(3, algo.controller.numel(), generator=generator)
-    starts = torch.randn(3, 2, 4, generator=generator)
-    returns, lengths = algo.dream_returns(params, starts)
+    starts = square_frames(6, seed=2).reshape(3, 2, 64, 64, 3)
+    batch = algo.make_dream(6, start_states=in_order(starts.reshape(6, 64, 64, 3)))
+    returns, lengths = dream_returns(params, batch)
     assert returns.shape == lengths.shape == (3, 2)
     assert len(set(lengths.flatten().tolist())) > 1  # episodes end at different steps
     for p in range(3):
         for r in range(2):
-            alone, length = algo.dream_returns(params[p : p + 1], starts[p : p + 1, r : r + 1])
-            torch.testing.assert_close(alone[0, 0], returns[p, r])
+            alone = algo.make_dream(1, start_states=in_order(starts[p, r : r + 1]))
+            alone_returns, length = dream_returns(params[p : p + 1], alone)
+            torch.testing.assert_close(alone_returns[0, 0], returns[p, r])
             assert length[0, 0] == lengths[p, r]
 
 
 def test_a_reward_function_replaces_the_reward_head():
     algo = dream_algo(
-        temperature=0.0, reward_fn=lambda z, a, next_z: torch.full((z.shape[0],), 2.0)
+        reward_fn=lambda z, a, next_z: torch.full((z.shape[0],), 2.0), temperature=0.0
     )
-    assert not algo.rnn.predict_reward
+    assert not algo.model.rnn.predict_reward
+    assert algo.config.model_kwargs["predict_reward"] is False  # a checkpoint rebuilds it so
     params = torch.zeros(1, algo.controller.numel())
-    returns, lengths = algo.dream_returns(params, torch.zeros(1, 3, 4))
+    dream = algo.make_dream(3, start_states=in_order(square_frames(3)))
+    returns, lengths = dream_returns(params, dream)
     torch.testing.assert_close(returns, 2.0 * lengths)
 
 
 def test_wrong_spaces_are_refused_by_name():
     with pytest.raises(SpaceMismatchError, match=r"env\.observation_space: .*PixelObservation"):
         WorldModels(gym.make("CartPole-v1"), device="cpu")
-    with pytest.raises(ValueError, match="popsize: expected a positive int, got 0"):
-        WorldModels(cartpole_pixels(), popsize=0, device="cpu")
+    with pytest.raises(ValueError, match="population: expected a value >= 2, got 0"):
+        WorldModels(cartpole_pixels(), population=0, device="cpu")
+    with pytest.raises(ValueError, match="sigma0: expected a value > 0, got 0.0"):
+        WorldModels(cartpole_pixels(), sigma0=0.0, device="cpu")
     algo = WorldModels(cartpole_pixels(), device="cpu", **SMALL)
     with pytest.raises(SpaceMismatchError, match="observation: expected uint8"):
         algo.predict(np.zeros((64, 64, 3), dtype=np.float32))
@@ -271,7 +154,7 @@ def test_learn_is_seeded_and_save_load_round_trips(tmp_path):
     assert first.controller.abs().sum() > 0  # CMA-ES moved it
     torch.testing.assert_close(first.controller, second.controller, rtol=0, atol=0)
     for (name, a), b in zip(
-        first.rnn.state_dict().items(), second.rnn.state_dict().values(), strict=True
+        first.model.rnn.state_dict().items(), second.model.rnn.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
 
@@ -314,7 +197,7 @@ def test_evolve_in_real_env_counts_real_steps_and_scores_candidates():
     algo = WorldModels(cartpole_pixels(max_steps=15), seed=0, device="cpu", **SMALL)
     venv = DummyVecEnv([lambda: cartpole_pixels(max_steps=15) for _ in range(3)])
     params = torch.randn(4, algo.controller.numel())
-    returns, steps = algo._real_returns(params, venv)
+    returns, steps = real_returns(algo, params, venv, algo.config.rollouts)
     assert returns.shape == (4, 2)
     # CartPole pays 1 per step: the returns add up to the steps the episodes took.
     assert steps == int(returns.sum().item()) and (returns >= 1).all() and (returns <= 15).all()
@@ -328,15 +211,19 @@ def test_a_controller_evolved_in_the_dream_acts_on_the_real_cartpole():
     env.unwrapped.screen_width, env.unwrapped.screen_height = 300, 200
     algo = WorldModels(
         PixelObservation(env, grayscale=True),
-        latent_dim=16,
-        vae_channels=(8, 16, 32, 64),
-        reconstruction_loss="bernoulli",
-        hidden_size=64,
-        popsize=16,
+        model_kwargs={
+            "latent_dim": 16,
+            "vae_channels": [8, 16, 32, 64],
+            "reconstruction": "bernoulli",
+            "hidden_size": 64,
+            "batch_size": 32,
+            "vae_learning_rate": 1e-3,
+        },
+        fit_kwargs={"vae_epochs": 10, "rnn_epochs": 50},
+        population=16,
         rollouts=4,
         generations=10,
-        vae_kwargs={"epochs": 10, "batch_size": 32, "learning_rate": 1e-3},
-        rnn_kwargs={"epochs": 50, "batch_size": 32},
+        learning_starts=5000,
         seed=0,
         device="cpu",
     )
@@ -344,3 +231,36 @@ def test_a_controller_evolved_in_the_dream_acts_on_the_real_cartpole():
     mean, _ = evaluate_policy(algo, algo.env, n_eval_episodes=10, deterministic=True)
     # Always pushing one way lasts about 9 steps, random actions about 22.
     assert mean > 20
+
+
+# ---------------------------------------------------------------------------- resume
+def pendulum_pixels() -> PixelObservation:
+    """Episodes of exactly 50 steps (Pendulum never terminates), so a run of 100 steps
+    stops where every episode just ended."""
+    return PixelObservation(gym.make("Pendulum-v1", render_mode="rgb_array", max_episode_steps=50))
+
+
+def small_pendulum() -> WorldModels:
+    return WorldModels(
+        pendulum_pixels(),
+        seed=0,
+        device="cpu",
+        **small(learning_starts=50, train_freq=50, imagination_horizon=8),
+    )
+
+
+def test_load_restores_the_whole_run(tmp_path):
+    algo = small_pendulum().learn(100)
+    loaded = assert_load_restores_everything(algo, tmp_path, env=pendulum_pixels(), device="cpu")
+    assert len(loaded.buffer) == 100 and loaded.real_steps == 100
+    torch.testing.assert_close(loaded.controller, algo.controller, rtol=0, atol=0)
+    assert loaded.model.optimizer_state_dict()["rnn"]["state"]  # Adam's moments came back
+    small_file = tmp_path / "small.pt"
+    algo.save(small_file, include_buffer=False)
+    assert small_file.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(WorldModels.load(small_file, device="cpu").buffer) == 0
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
+    # Random steps, a fit and a dream; then 50 steps acting with C, a refit, a dream.
+    assert_resume_is_exact(small_pendulum, pendulum_pixels, 100, 100, tmp_path)

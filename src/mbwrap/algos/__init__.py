@@ -18,7 +18,7 @@ from mbwrap.algos.muzero_config import MuZeroConfig
 from mbwrap.algos.pets import PETS, PETSConfig
 from mbwrap.algos.planet import PlaNet
 from mbwrap.algos.self_play import SelfPlayAlgorithm
-from mbwrap.algos.world_models import WorldModels
+from mbwrap.algos.world_models import WorldModels, WorldModelsConfig
 
 __all__ = [
     "MBMF",
@@ -42,6 +42,7 @@ __all__ = [
     "PlaNet",
     "SelfPlayAlgorithm",
     "WorldModels",
+    "WorldModelsConfig",
     "alphazero_loss",
     "available_agents",
     "imitation_loss",

@@ -15,10 +15,12 @@ from mbwrap.models.policy_value import PolicyValueNet
 from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
 from mbwrap.models.vae import ConvVAE, vae_loss
+from mbwrap.models.vae_mdn_rnn import VAEMDNRNN
 
 __all__ = [
     "MDNRNN",
     "RSSM",
+    "VAEMDNRNN",
     "ConvVAE",
     "EnsembleLinear",
     "EnsembleMLP",

@@ -274,6 +274,7 @@ class MDNRNN(nn.Module):
         learning_rate: float = 1e-3,  # World Models, Appendix A.2
         max_grad_norm: float = 1.0,  # World Models clips gradients at 1.0
         generator: torch.Generator | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[str, float]:
         """Train on padded episodes with Adam.
 
@@ -286,6 +287,8 @@ class MDNRNN(nn.Module):
         :param z_logvar: ``[N, T + 1, Z]``; ``None`` trains on the means.
         :param reward: ``[N, T]``.
         :param terminated: ``[N, T]`` bool.
+        :param optimizer: one kept across fits (its own learning rate applies); ``None``:
+            a fresh Adam with ``learning_rate``.
         :return: the last epoch's mean losses and ``epochs``.
         """
         n, t = actions.shape[:2]
@@ -296,7 +299,8 @@ class MDNRNN(nn.Module):
             )
         if tuple(mask.shape) != (n, t):
             raise ValueError(f"mask: expected shape [{n}, {t}], got {list(mask.shape)}")
-        optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
+        if optimizer is None:
+            optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
         self.train()
         sums: dict[str, float] = {}
         for _ in range(epochs):

@@ -10,12 +10,34 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 from torch import nn
 
 from mbwrap.device import resolve_device
 from mbwrap.errors import SpaceMismatchError
 
 FRAME_SIZE = 64  # World Models, Appendix A.1: the VAE reads 64x64 frames
+
+
+def check_frames_space(space: spaces.Space, *, name: str) -> int:
+    """The channel count (1 or 3) of a space of uint8 ``[64, 64, C]`` frames, the VAE's
+    input.
+
+    :raises SpaceMismatchError: naming ``name`` for any other space.
+    """
+    if (
+        not isinstance(space, spaces.Box)
+        or space.dtype != np.uint8
+        or len(space.shape) != 3
+        or space.shape[:2] != (FRAME_SIZE, FRAME_SIZE)
+        or space.shape[2] not in (1, 3)
+    ):
+        raise SpaceMismatchError(
+            f"{name}: World Models reads uint8 frames of shape ({FRAME_SIZE}, {FRAME_SIZE}, 3) "
+            f"or ({FRAME_SIZE}, {FRAME_SIZE}, 1) (wrap the env in "
+            f"mbwrap.envs.pixels.PixelObservation), got {space!r}"
+        )
+    return int(space.shape[2])
 
 
 def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -259,17 +281,21 @@ class ConvVAE(nn.Module):
         batch_size: int = 100,  # World Models' vae_train.py: batch_size = 100
         learning_rate: float = 1e-4,  # World Models' vae_train.py: learning_rate = 0.0001
         generator: torch.Generator | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[str, float]:
         """Train on uint8 frames with Adam for ``epochs`` passes in shuffled batches.
 
         :param frames: ``[N, 64, 64, C]`` uint8.
+        :param optimizer: one kept across fits (its own learning rate applies); ``None``:
+            a fresh Adam with ``learning_rate``.
         :return: the last epoch's mean ``loss``, ``reconstruction`` and ``kl``, and
             ``epochs``.
         """
         x_all = frames_to_tensor(frames, channels=self.image_channels, device=self.device)
         if x_all.shape[0] == 0:
             raise ValueError("frames: expected at least one frame to fit the VAE, got none")
-        optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
+        if optimizer is None:
+            optimizer = torch.optim.Adam(self.parameters(), lr=learning_rate)
         totals = torch.zeros(3)
         self.train()
         for _ in range(epochs):
