@@ -292,6 +292,24 @@ class Algorithm(AlgorithmCore):
             policy,
         )
 
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``, by what the algorithm trains to act: its ``agent`` (an SB3
+        algorithm), else its ``planner`` (model-predictive control)."""
+        for name in ("agent", "planner"):
+            actor = getattr(self, name, None)
+            if actor is not None:
+                return actor.predict(
+                    observation, state=state, episode_start=episode_start,
+                    deterministic=deterministic,
+                )
+        raise NotImplementedError(f"{type(self).__name__} has no agent or planner to act")
+
     def _behaviour_policy(self) -> PolicyPredictor | None:
         """What acts in the real env after the random steps (default: :meth:`predict`)."""
         return self

@@ -20,7 +20,6 @@ from mbwrap.algos.agents import resolve_agent
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.config import AlgoConfig, setting
-from mbwrap.buffers import ReplayBuffer
 from mbwrap.envs import DreamVecEnv, as_vec_env
 
 
@@ -103,13 +102,7 @@ class Dyna(Algorithm):
         super().__init__(env, *args, **kwargs)
         config = self.config
         self.model = self._make_model()
-        self.buffer = ReplayBuffer(
-            self.observation_space,
-            self.action_space,
-            config.buffer_size,
-            device=self.model.device,
-            n_envs=self.n_envs,
-        )
+        self.buffer = self._make_buffer()
         num_envs = getattr(config.agent, "n_envs", None) or config.num_imagined_envs
         self.dream = DreamVecEnv(
             self.model, num_envs, start_states=self.buffer, horizon=config.imagination_horizon
@@ -160,15 +153,3 @@ class Dyna(Algorithm):
         if episodes.episode_returns:
             self.logger.record("imagination/ep_rew_mean", float(np.mean(episodes.episode_returns)))
             self.logger.record("imagination/ep_len_mean", float(np.mean(episodes.episode_lengths)))
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """The agent's ``predict``."""
-        return self.agent.predict(
-            observation, state=state, episode_start=episode_start, deterministic=deterministic
-        )

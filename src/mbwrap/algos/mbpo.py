@@ -176,10 +176,7 @@ class MBPO(Algorithm):
             )
         config = self.config
         self.model = self._make_model()
-        self.buffer = ReplayBuffer(
-            self.observation_space, self.action_space, config.buffer_size,
-            device=self.model.device, n_envs=self.n_envs,
-        )
+        self.buffer = self._make_buffer()
         #: Imagined transitions; allocated at the first refit, resized with ``k``.
         self.model_buffer: ReplayBuffer | None = None
         # The agent never steps an env; one dream episode gives it its spaces. Its own
@@ -335,15 +332,3 @@ class MBPO(Algorithm):
         self.logger.record("time/epoch", self.epoch)
         self.logger.record("train/agent_updates", self.agent_updates)
         super()._dump_logs()
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """The agent's ``predict``."""
-        return self.agent.predict(
-            observation, state=state, episode_start=episode_start, deterministic=deterministic
-        )

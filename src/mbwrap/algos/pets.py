@@ -13,13 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.config import AlgoConfig, setting
-from mbwrap.buffers import ReplayBuffer
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
@@ -154,13 +152,7 @@ class PETS(Algorithm):
         # The checkpoint names every planner setting, its defaults included.
         config.planner_kwargs = {**self.planner.get_config(), **config.planner_kwargs}
         config.planner_kwargs.pop("seed", None)
-        self.buffer = ReplayBuffer(
-            self.observation_space,
-            self.action_space,
-            config.buffer_size,
-            device=self.model.device,
-            n_envs=self.n_envs,
-        )
+        self.buffer = self._make_buffer()
         #: Real episodes finished over every ``learn`` call.
         self.real_episodes = 0
         #: Model refits done.
@@ -228,15 +220,3 @@ class PETS(Algorithm):
         super()._refit()
         self.refits += 1
         self.logger.record("model/refits", self.refits)
-
-    def predict(
-        self,
-        observation: Any,
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """The planner's ``predict`` (model-predictive control)."""
-        return self.planner.predict(
-            observation, state=state, episode_start=episode_start, deterministic=deterministic
-        )
