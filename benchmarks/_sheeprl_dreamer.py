@@ -3,7 +3,7 @@
 Runs INSIDE sheeprl's own virtual environment (benchmarks/setup_sheeprl_venv.sh), never in
 mbwrap's: it imports sheeprl, torch and gymnasium only.
 
-    /work/sheeprl-venv/bin/python benchmarks/_sheeprl_dreamer.py --steps 2000 --learning-starts 256
+    .peers/sheeprl-venv/bin/python benchmarks/_sheeprl_dreamer.py --steps 2000 --learning-starts 256
 
 sheeprl is driven through its own Hydra entry point, `sheeprl.cli.run` (what
 `python -m sheeprl exp=dreamer_v3 ...` calls), with the overrides built by `overrides()`

@@ -55,7 +55,7 @@ class PeriodicEval(BaseCallback):
         self.history.append((self.num_timesteps, float(mean)))
         print(
             f"  seed {self.seed} step {self.num_timesteps}: eval {mean:.1f} +- {std:.1f} "
-            f"({self.model.gradient_steps} gradient steps)",
+            f"({self.model.n_updates} gradient steps)",
             flush=True,
         )
         if mean >= self.target and self.first_at_target is None:
@@ -85,7 +85,7 @@ def run(
         "first_at_target": callback.first_at_target,
         "history": callback.history,
         "real_steps": algo.num_timesteps,
-        "gradient_steps": algo.gradient_steps,
+        "gradient_steps": algo.n_updates,
         "train_seconds": total - callback.eval_seconds,
         "eval_seconds": callback.eval_seconds,
     }

@@ -3,10 +3,11 @@
 Both train on CartPole-v1 from vector observations, one env, on the CPU with one torch
 thread, for ``--steps`` env steps of which ``--learning-starts`` are random, with the
 same model sizes, batch, sequence length, imagination horizon and number of gradient
-steps (sheeprl's ``replay_ratio`` = gradient steps per env step; mbwrap's ``train_ratio``
-= replayed steps per env step = ``replay_ratio * batch * sequence length``). sheeprl runs
-in its own virtual environment (``benchmarks/setup_sheeprl_venv.sh``), driven by
-``benchmarks/_sheeprl_dreamer.py``; mbwrap runs in this process. Both report the time of
+steps (sheeprl's ``replay_ratio`` = gradient steps per env step = mbwrap's
+``gradient_steps / train_freq``). sheeprl runs in its own virtual environment
+(``benchmarks/setup_sheeprl_venv.sh``: ``$SHEEPRL_VENV``, else
+``$MBWRAP_PEERS_DIR/sheeprl-venv``, else the repository's ignored ``.peers/sheeprl-venv``),
+driven by ``benchmarks/_sheeprl_dreamer.py``; mbwrap runs in this process. Both report the time of
 the training loop alone (env steps, acting, gradient steps), without imports and setup.
 
 Configurations (``--config``):
@@ -39,7 +40,11 @@ import torch
 from mbwrap.algos.dreamer import Dreamer
 
 HERE = Path(__file__).resolve().parent
-SHEEPRL_PYTHON = Path(os.environ.get("SHEEPRL_VENV", "/work/sheeprl-venv")) / "bin" / "python"
+# Peer libraries run in venvs of their own under $MBWRAP_PEERS_DIR, by default the
+# repository's ignored .peers/ folder (benchmarks/setup_sheeprl_venv.sh builds sheeprl's there).
+PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or HERE.parent / ".peers")
+SHEEPRL_VENV = Path(os.environ.get("SHEEPRL_VENV") or PEERS_DIR / "sheeprl-venv")
+SHEEPRL_PYTHON = SHEEPRL_VENV / "bin" / "python"
 
 CONFIGS = {
     "tiny": {
@@ -50,7 +55,7 @@ CONFIGS = {
         "layers": 1,
         "batch": 16,
         "sequence": 32,
-        "replay_ratio": 1 / 8,
+        "train_freq": 8,
     },
     "xs": {
         "recurrent": 256,
@@ -60,7 +65,7 @@ CONFIGS = {
         "layers": 2,
         "batch": 16,
         "sequence": 64,
-        "replay_ratio": 1 / 32,
+        "train_freq": 32,
     },
 }
 HORIZON = 15
@@ -83,8 +88,9 @@ def run_mbwrap(cfg: dict, steps: int, learning_starts: int, seed: int) -> dict:
         },
         hidden=cfg["units"],
         layers=cfg["layers"],
-        horizon=HORIZON,
-        train_ratio=cfg["replay_ratio"] * cfg["batch"] * cfg["sequence"],
+        imagination_horizon=HORIZON,
+        train_freq=cfg["train_freq"],
+        gradient_steps=1,
         learning_starts=learning_starts,
     )
     start = time.perf_counter()
@@ -92,7 +98,7 @@ def run_mbwrap(cfg: dict, steps: int, learning_starts: int, seed: int) -> dict:
     wall = time.perf_counter() - start
     return {
         "env_steps": algo.num_timesteps,
-        "gradient_steps": algo.gradient_steps,
+        "gradient_steps": algo.n_updates,
         "wall_seconds": wall,
     }
 
@@ -110,7 +116,7 @@ def run_sheeprl(cfg: dict, steps: int, learning_starts: int, seed: int) -> dict:
         "--learning-starts",
         str(learning_starts),
         "--replay-ratio",
-        str(cfg["replay_ratio"]),
+        str(1 / cfg["train_freq"]),
         "--threads",
         "1",
         "--seed",

@@ -8,7 +8,8 @@ features), for 3 seeds.
 Per seed, a Dyna-style loop over real rounds:
 
 1. collect real steps (uniformly random at first, then with the current agent acting
-   through ``LatentFilterWrapper``) into a :class:`~mbwrap.ReplayBuffer`;
+   on the latent features of the real observations, through
+   ``LatentFilterPolicy``) into a :class:`~mbwrap.ReplayBuffer`;
 2. fit the RSSM on sequences replayed from the buffer;
 3. train PPO in ``mbwrap.sb3.as_vec_env(DreamVecEnv(rssm, ...))``: imagined episodes
    that start from posterior states of replayed real steps;
@@ -33,7 +34,6 @@ import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -44,6 +44,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import mbwrap
 from mbwrap import DreamVecEnv, LatentFilterWrapper, ReplayBuffer
+from mbwrap.envs.latent_filter import LatentFilterPolicy
 
 ENV_ID = "CartPole-v1"
 TARGET = 195.0
@@ -88,38 +89,18 @@ class RunResult:
     wall_s: float = 0.0
 
 
-class _RawObservation(gym.Wrapper):
-    """Keeps the real observation in ``info["raw_obs"]`` under a LatentFilterWrapper."""
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        return obs, {**info, "raw_obs": obs}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, {**info, "raw_obs": obs}
-
-
 def _collect(
-    env: LatentFilterWrapper,
+    env: gym.Env,
     buffer: ReplayBuffer,
     steps: int,
     agent: PPO | None,
-    rng: np.random.Generator,
+    rssm: mbwrap.RSSM,
+    seed: int,
 ) -> None:
-    """``steps`` real transitions into ``buffer``; the agent acts on latent features."""
-    features, info = env.reset(seed=int(rng.integers(2**31)))
-    obs = info["raw_obs"]
-    for _ in range(steps):
-        if agent is None:
-            action = int(rng.integers(env.action_space.n))
-        else:
-            action = int(agent.predict(features, deterministic=False)[0])
-        features, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, reward, info["raw_obs"], terminated, truncated)
-        if terminated or truncated:
-            features, info = env.reset()
-        obs = info["raw_obs"]
+    """``steps`` real transitions into ``buffer``, from a reset; the agent (or chance) acts
+    on the latent features of the real observations (``LatentFilterPolicy``)."""
+    policy = None if agent is None else LatentFilterPolicy(agent, rssm, seed=seed)
+    mbwrap.collect(env, buffer, steps, policy=policy, seed=seed)
     buffer.end_episodes()
 
 
@@ -151,8 +132,7 @@ def run_latent_ppo(config: Config, log: bool = True) -> RunResult:
         start_context=config.start_context,
     )
     buffer = ReplayBuffer(real.observation_space, real.action_space, config.real_steps, "cpu")
-    env = LatentFilterWrapper(_RawObservation(real), rssm, seed=config.seed)
-    _collect(env, buffer, config.random_steps, None, rng)
+    _collect(real, buffer, config.random_steps, None, rssm, int(rng.integers(2**31)))
     dream = DreamVecEnv(rssm, config.num_envs, start_states=buffer, horizon=config.horizon)
     dream.reset(seed=config.seed)
     agent = PPO(
@@ -193,7 +173,8 @@ def run_latent_ppo(config: Config, log: bool = True) -> RunResult:
             confirm -= 1
         if len(buffer) >= config.real_steps or (result.steps_to_target and confirm == 0):
             break
-        _collect(env, buffer, min(config.round_steps, config.real_steps - len(buffer)), agent, rng)
+        steps = min(config.round_steps, config.real_steps - len(buffer))
+        _collect(real, buffer, steps, agent, rssm, int(rng.integers(2**31)))
         fit_steps = config.fit_steps
     result.wall_s = time.perf_counter() - start
     return result

@@ -6,7 +6,7 @@ acts by CEM planning from the filtered latent state with the model's own reward 
 deter 64 / hidden 64 / stoch 16 (paper: 200 / 200 / 30) and a CEM of 150 candidates,
 15 elites, 5 iterations (paper: 1000, 100, 10), horizon 12 with action repeat 2.
 
-Per seed: ``--steps`` real env steps of learning (the first ``seed_episodes`` episodes
+Per seed: ``--steps`` real env steps of learning (the first ``learning_starts`` steps
 random), the return of every real episode, then the mean return of ``--eval-episodes``
 deterministic episodes on the real env; a uniformly random policy is evaluated in the
 same process on the same evaluation seeds.
@@ -39,7 +39,7 @@ from mbwrap.algos.planet import PlaNet
 class Settings:
     """PlaNet's keywords for this benchmark (CPU-sized; paper values in the docstring)."""
 
-    seed_episodes: int = 2
+    learning_starts: int = 400  # two random episodes of Pendulum-v1
     gradient_steps: int = 50
     batch_size: int = 16
     sequence_length: int = 50

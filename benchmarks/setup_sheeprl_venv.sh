@@ -3,7 +3,8 @@
 # DreamerV3 on CartPole-v1, timed beside mbwrap's Dreamer), kept apart from mbwrap's.
 #
 # Usage: bash benchmarks/setup_sheeprl_venv.sh [VENV_DIR]
-#        (default: $SHEEPRL_VENV, else /work/sheeprl-venv)
+#        (default $SHEEPRL_VENV, else $MBWRAP_PEERS_DIR/sheeprl-venv, else the repository's
+#        ignored .peers/sheeprl-venv, where benchmarks/dreamer_speed.py looks for it)
 #
 # What is installed, and why no pin needed loosening:
 # * sheeprl 0.8.4 (the newest on PyPI when this was written) requires torch>=2.6,
@@ -21,9 +22,10 @@
 # * SHEEPRL_VERSION overrides the sheeprl version (e.g. to rebuild with an older one).
 set -euo pipefail
 
-VENV="${1:-${SHEEPRL_VENV:-/work/sheeprl-venv}}"
-SHEEPRL_VERSION="${SHEEPRL_VERSION:-0.8.4}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-${SHEEPRL_VENV:-${MBWRAP_PEERS_DIR:-$REPO/.peers}/sheeprl-venv}}"
+SHEEPRL_VERSION="${SHEEPRL_VERSION:-0.8.4}"
+mkdir -p "$(dirname "$VENV")"
 
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip

@@ -39,13 +39,13 @@ def main() -> None:
     env = make_vec_env("CartPole-v1", n_envs=1, seed=args.seed)
     agent = Dreamer(env, seed=args.seed, verbose=0, **PRESETS[("dreamer", "CartPole-v1")])
     print(
-        f"train ratio {agent.settings['train_ratio']}: "
-        f"{agent.gradient_steps_per_env_step():.3f} gradient steps per env step"
+        f"{agent.config.gradient_steps} gradient step(s) every {agent.config.train_freq} "
+        f"env steps: {agent.gradient_steps_per_env_step():.3f} per env step"
     )
     start = time.perf_counter()
     agent.learn(args.steps, progress_bar=args.progress_bar)
     print(
-        f"{agent.num_timesteps} real steps, {agent.gradient_steps} gradient steps in "
+        f"{agent.num_timesteps} real steps, {agent.n_updates} gradient steps in "
         f"{time.perf_counter() - start:.0f} s"
     )
 
@@ -56,7 +56,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "dreamer_cartpole.mbwrap"
         agent.save(path)
-        loaded = Dreamer.load(path, env=eval_env)  # agent, world model and replay in one line
+        # Agent, world model and replay in one line; predict() needs no env (learning
+        # would continue with one like the training env: one copy, as the replay's streams).
+        loaded = Dreamer.load(path)
         mean, _ = evaluate_policy(loaded, eval_env, n_eval_episodes=10, deterministic=True)
         print(f"loaded back from {path.name}: {mean:.1f}")
 

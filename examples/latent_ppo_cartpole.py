@@ -7,8 +7,9 @@ The RSSM (DreamerV3's world model at a CPU size) is a Gymnasium env twice over:
 - ``LatentFilterWrapper(real_env, rssm)``: the real env seen through the model's
   posterior, which emits the same features; the agent acts here unchanged.
 
-Each round collects real steps with the current agent, refits the model and trains the
-agent in imagination; then the agent is evaluated on the real env.
+Each round collects real steps with the current agent (``LatentFilterPolicy`` filters
+the real observations for it, so the buffer keeps the real ones), refits the model and
+trains the agent in imagination; then the agent is evaluated on the real env.
 
     python examples/latent_ppo_cartpole.py
 """
@@ -16,15 +17,14 @@ agent in imagination; then the agent is evaluated on the real env.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import mbwrap
+from mbwrap.envs.latent_filter import LatentFilterPolicy
 
 
 @dataclass
@@ -50,44 +50,9 @@ class Config:
     seed: int = 0
 
 
-class RawObservation(gym.Wrapper):
-    """Passes the real observation up in ``info["raw_obs"]``, past LatentFilterWrapper."""
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        return obs, {**info, "raw_obs": obs}
-
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return obs, reward, terminated, truncated, {**info, "raw_obs": obs}
-
-
-def collect(
-    env: mbwrap.LatentFilterWrapper,
-    buffer: mbwrap.ReplayBuffer,
-    steps: int,
-    agent: PPO | None,
-    rng: np.random.Generator,
-) -> None:
-    """Real transitions into ``buffer``; the agent (or chance) acts on latent features."""
-    features, info = env.reset(seed=int(rng.integers(2**31)))
-    for _ in range(steps):
-        obs = info["raw_obs"]
-        if agent is None:
-            action = int(rng.integers(env.action_space.n))
-        else:
-            action = int(agent.predict(features, deterministic=False)[0])
-        features, reward, terminated, truncated, info = env.step(action)
-        buffer.add(obs, action, reward, info["raw_obs"], terminated, truncated)
-        if terminated or truncated:
-            features, info = env.reset()
-    buffer.end_episodes()  # the last episode is cut here, not ended
-
-
 def main(config: Config | None = None) -> list[float]:
     config = config or Config()
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     real = gym.make(config.env_id)
     total = config.random_steps + config.rounds * config.round_steps
     buffer = mbwrap.ReplayBuffer(real.observation_space, real.action_space, total, device="cpu")
@@ -105,8 +70,9 @@ def main(config: Config | None = None) -> list[float]:
         sequence_length=config.sequence_length,
         start_context=8,
     )
-    collector = mbwrap.LatentFilterWrapper(RawObservation(real), rssm, seed=config.seed)
-    collect(collector, buffer, config.random_steps, None, rng)
+    # Keeps the real env's episode between rounds; the first steps act at random.
+    collector = mbwrap.Collector(real, buffer, seed=config.seed)
+    collector.collect(config.random_steps)
 
     dream = mbwrap.DreamVecEnv(rssm, config.num_envs, start_states=buffer, horizon=config.horizon)
     agent = PPO(
@@ -122,7 +88,8 @@ def main(config: Config | None = None) -> list[float]:
     returns = []
     for round_ in range(config.rounds):
         if round_:
-            collect(collector, buffer, config.round_steps, agent, rng)
+            acting = LatentFilterPolicy(agent, rssm, seed=config.seed + round_)
+            collector.collect(config.round_steps, policy=acting)
         fit = rssm.fit(buffer, steps=config.first_fit_steps if round_ == 0 else config.fit_steps)
         agent.learn(config.imagined_steps)
         mean, _ = evaluate_policy(

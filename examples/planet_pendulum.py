@@ -43,7 +43,7 @@ def main(config: Config) -> dict[str, float]:
         env,
         seed=config.seed,
         device="cpu",
-        seed_episodes=2,
+        learning_starts=400,  # the first 2 episodes act at random
         gradient_steps=50,
         batch_size=16,
         action_repeat=config.action_repeat,
@@ -55,7 +55,8 @@ def main(config: Config) -> dict[str, float]:
         },
         verbose=1,
     )
-    algo.learn(200 * config.episodes, progress_bar=True)
+    # One decision per iteration of the loop: 100 iterations are one episode of 200 steps.
+    algo.learn(200 * config.episodes, progress_bar=True, log_interval=100)
 
     eval_env = Monitor(gym.make("Pendulum-v1"))
     eval_env.reset(seed=config.seed + 1000)

@@ -30,6 +30,7 @@ from mbwrap.envs import (
     DreamVecEnv,
     DynaMazeEnv,
     EnvFns,
+    LatentFilterPolicy,
     LatentFilterWrapper,
     ModelLearningWrapper,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "EnvFns",
     "EpisodeStatsCallback",
     "GaussianEnsemble",
+    "LatentFilterPolicy",
     "LatentFilterWrapper",
     "MDNModel",
     "MLPModel",

@@ -35,6 +35,9 @@ CONCEPTS: dict[str, set[str]] = {
     "planner_kwargs": {"planner_config", "planner_params"},
     "num_imagined_envs": {"imagined_envs", "num_dream_envs", "dream_envs"},
     "fit_kwargs": {"model_fit_kwargs", "fit_config"},
+    "max_grad_norm": {"grad_clip", "clip_grad_norm", "gradient_clip"},
+    "ent_coef": {"entropy_coef", "entropy_coefficient", "entropy_scale"},
+    "gae_lambda": {"lambda_", "td_lambda", "return_lambda"},
 }
 #: Planner settings an algorithm with a planner takes through ``planner_kwargs``, never on
 #: its own (a planning horizon named twice would be two names for one thing).

@@ -14,6 +14,7 @@ from mbwrap.algos.dreamer import Dreamer
 from mbwrap.algos.presets import DREAMER_CARTPOLE
 from mbwrap.device import make_generator
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 TINY = {
     "model_kwargs": {
@@ -28,8 +29,9 @@ TINY = {
     },
     "hidden": 16,
     "layers": 1,
-    "horizon": 5,
-    "train_ratio": 32,
+    "imagination_horizon": 5,
+    "train_freq": 1,
+    "gradient_steps": 1,
     "learning_starts": 40,
 }
 
@@ -45,19 +47,21 @@ def _changed(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
 def test_registered_and_gradient_steps_per_env_step() -> None:
     algo = mbwrap.make_algo("dreamer", gym.make("CartPole-v1"), device="cpu", **TINY)
     assert isinstance(algo, Dreamer)
-    # train_ratio replayed steps per env step over batches of 4 x 8 replayed steps.
+    # DreamerV3's train ratio 32 replayed steps per env step over batches of 4 x 8
+    # replayed steps.
     assert algo.gradient_steps_per_env_step() == pytest.approx(32 / (4 * 8))
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"discount": 0.0}, "discount"),
-        ({"lambda_": 1.5}, "lambda_"),
-        ({"entropy_coef": -1.0}, "entropy_coef"),
+        ({"gamma": 0.0}, "gamma"),
+        ({"gae_lambda": 1.5}, "gae_lambda"),
+        ({"ent_coef": -1.0}, "ent_coef"),
         ({"learning_starts": -1}, "learning_starts"),
-        ({"horizon": 0}, "horizon"),
-        ({"train_ratio": 0}, "train_ratio"),
+        ({"imagination_horizon": 0}, "imagination_horizon"),
+        ({"train_freq": 0}, "train_freq"),
+        ({"gradient_steps": 0}, "gradient_steps"),
     ],
 )
 def test_bad_settings_are_named(kwargs: dict, match: str) -> None:
@@ -79,7 +83,7 @@ def test_learn_counts_real_steps_and_trains() -> None:
     algo.learn(100)
     assert algo.num_timesteps == 100
     # 60 steps after learning_starts at one gradient step per env step.
-    assert algo.gradient_steps == 60
+    assert algo.n_updates == 60
     assert algo.model.gradient_steps == 60
     assert len(algo.buffer) == 100
 
@@ -102,7 +106,7 @@ def test_reinforce_leaves_the_world_model_alone_and_moves_the_actor() -> None:
 def test_continuous_actions_learn_through_the_dynamics() -> None:
     # With no entropy term, a Box actor's only gradient is the return's, which reaches it
     # through the imagined states (dynamics backpropagation).
-    algo = Dreamer(gym.make("Pendulum-v1"), seed=0, device="cpu", **{**TINY, "entropy_coef": 0.0})
+    algo = Dreamer(gym.make("Pendulum-v1"), seed=0, device="cpu", **{**TINY, "ent_coef": 0.0})
     algo.learn(80)
     before = _params(algo.actor)
     algo._imagine_and_learn(algo.model.initial_state(8) + 0.1)
@@ -122,11 +126,11 @@ def test_predict_keeps_latent_state_and_restarts_on_episode_start() -> None:
     other = (np.random.default_rng(0).normal(size=latent.shape).astype(np.float32), prev_action)
     outputs = []
     for given in (state, other):
-        algo._generator = make_generator("cpu", 3)
+        algo.filter.generator = make_generator("cpu", 3)
         outputs.append(algo.predict(obs, given, episode_start=np.array([True, True]))[1][0])
     np.testing.assert_array_equal(outputs[0], outputs[1])
     # Elsewhere it does.
-    algo._generator = make_generator("cpu", 3)
+    algo.filter.generator = make_generator("cpu", 3)
     kept = algo.predict(obs, other, episode_start=np.array([False, False]))[1][0]
     assert not np.array_equal(kept, outputs[0])
     single, _ = algo.predict(np.zeros(4, np.float32))
@@ -149,13 +153,43 @@ def test_save_load_round_trip(tmp_path) -> None:
     obs = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
     out = []
     for agent in (algo, loaded):
-        agent._generator = make_generator("cpu", 7)
+        agent.filter.generator = make_generator("cpu", 7)
         out.append(agent.predict(obs, deterministic=True))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_allclose(out[0][1][0], out[1][1][0], atol=1e-6)
     assert float(loaded.return_scale) == pytest.approx(float(algo.return_scale))
     with pytest.raises(CheckpointError):
         mbwrap.algos.MuZero.load(path)
+
+
+# ---------------------------------------------------------------------- resume
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small_dreamer() -> Dreamer:
+    return Dreamer(_pendulum(), seed=0, device="cpu", **{**TINY, "train_freq": 5})
+
+
+def test_load_restores_the_whole_run(tmp_path) -> None:
+    algo = _small_dreamer()
+    algo.learn(75)  # mid-episode: the filter's state is kept too
+    assert algo.n_updates == 7 and algo.filter.state is not None
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert loaded.n_updates == 7 and len(loaded.buffer) == 75
+    assert float(loaded.return_scale) == float(algo.return_scale) != 0.0
+    torch.testing.assert_close(loaded.filter.state, algo.filter.state, rtol=0, atol=0)
+    slow = zip(algo.critic.slow.parameters(), loaded.critic.slow.parameters(), strict=True)
+    assert all(torch.equal(mine, theirs) for mine, theirs in slow)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(Dreamer.load(small, device="cpu").buffer) == 0
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path) -> None:
+    # 50 random steps, then 50 acting and training, saved where the second episode ends.
+    assert_resume_is_exact(_small_dreamer, _pendulum, 100, 50, tmp_path)
 
 
 def test_dreamer_learns_cartpole_over_random() -> None:
@@ -188,9 +222,9 @@ def _cartpole_pixels() -> gym.Env:
 def test_learns_from_pixels(make_env) -> None:
     env = make_env()
     kwargs = {**TINY, "model_kwargs": {**TINY["model_kwargs"], "cnn_depth": 4}}
-    algo = Dreamer(env, seed=0, device="cpu", buffer_capacity=500, **kwargs)
+    algo = Dreamer(env, seed=0, device="cpu", buffer_size=500, **kwargs)
     algo.learn(48)
-    assert algo.gradient_steps == 8
+    assert algo.n_updates == 8
     frames = algo.model.decode(algo.model.initial_state(2))
     assert frames.shape == (2, *env.observation_space.shape) and frames.dtype == torch.uint8
     action, _ = algo.predict(env.observation_space.sample())

@@ -22,6 +22,7 @@ from mbwrap.algos.planet import PLANET_CEM_KWARGS, PLANET_MODEL_KWARGS, PlaNet
 from mbwrap.errors import CheckpointError
 from mbwrap.models import RSSM, WorldModel
 from mbwrap.planners import CEM
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 from mbwrap.types import ModelStep
 
 
@@ -88,7 +89,7 @@ TINY: dict[str, Any] = {
     "batch_size": 4,
     "sequence_length": 5,
     "gradient_steps": 2,
-    "seed_episodes": 1,
+    "learning_starts": 20,  # one episode of Reach
 }
 
 
@@ -147,8 +148,11 @@ def test_paper_defaults_reach_the_model_and_the_planner():
     assert config["latent"] == "gaussian" and config["stoch"] == 30 and config["deter"] == 200
     planner = algo.planner.get_config()
     assert {k: planner[k] for k in PLANET_CEM_KWARGS} == PLANET_CEM_KWARGS
-    assert (algo.seed_episodes, algo.gradient_steps, algo.batch_size) == (5, 100, 50)
-    assert (algo.sequence_length, algo.action_repeat, algo.exploration_noise) == (50, 1, 0.3)
+    config = algo.config
+    # The paper's S = 5 seed episodes of 1000 env steps.
+    assert (config.learning_starts, config.gradient_steps, config.batch_size) == (5000, 100, 50)
+    assert (config.sequence_length, config.action_repeat, config.exploration_noise) == (50, 1, 0.3)
+    assert algo.model.config["batch_size"] == 50 and algo.model.config["sequence_length"] == 50
     # The latent model's heads give reward and termination, never functions of observations.
     assert algo.planner.reward_fn is None and algo.planner.termination_fn is None
 
@@ -214,7 +218,7 @@ def test_predict_works_in_evaluate_policy_on_a_vector_env():
 
 # ---------------------------------------------------------------------- collecting
 def test_action_repeat_sums_rewards_and_cuts_transitions_at_episode_ends():
-    algo = PlaNet(Clock(), seed=0, device="cpu", action_repeat=2, seed_episodes=100)
+    algo = PlaNet(Clock(), seed=0, device="cpu", action_repeat=2, learning_starts=100)
     algo.learn(10)
     data = algo.buffer.transitions()
     # Episodes of 5 steps, 2 steps per decision: 0 -> 2 -> 4 -> 5 (end), twice.
@@ -228,7 +232,7 @@ def test_action_repeat_sums_rewards_and_cuts_transitions_at_episode_ends():
 
 def test_vector_envs_decide_together_when_an_episode_ends_within_a_repeat():
     venv = DummyVecEnv([lambda: Clock(5), lambda: Clock(4)])
-    algo = PlaNet(venv, seed=0, device="cpu", action_repeat=2, seed_episodes=100)
+    algo = PlaNet(venv, seed=0, device="cpu", action_repeat=2, learning_starts=100)
     algo.learn(16)
     data = algo.buffer.transitions()  # rows of (env 0, env 1)
     assert algo.num_timesteps == 16 and len(algo.buffer) == 8 and algo.real_episodes == 3
@@ -242,18 +246,19 @@ def test_vector_envs_decide_together_when_an_episode_ends_within_a_repeat():
 
 def test_plans_for_every_env_of_a_vector_env_at_once(monkeypatch):
     venv = DummyVecEnv([Reach for _ in range(3)])
-    algo = PlaNet(venv, seed=0, device="cpu", **TINY)
+    algo = PlaNet(venv, seed=0, device="cpu", **{**TINY, "learning_starts": 60})
     batches = []
-    planner = algo._collect.planner
+    planner = algo._collecting.planner
     plan_states = planner.plan_states
     monkeypatch.setattr(planner, "plan_states", lambda s: batches.append(len(s)) or plan_states(s))
     algo.learn(90)  # 3 random episodes at once, then 10 planned steps of 3 envs
     assert algo.real_episodes == 3 and algo.train_rounds == 1
     assert batches == [3] * 10 and len(algo.buffer) == 90
-    assert algo._collect.state is not None and algo._collect.state.shape[0] == 3
+    beliefs = algo._collecting.filter.state
+    assert beliefs is not None and beliefs.shape[0] == 3
 
 
-def test_trains_after_the_seed_episodes_then_after_every_episode():
+def test_trains_after_the_random_steps_then_before_each_episode():
     algo = PlaNet(Reach(), seed=0, device="cpu", **TINY)
     algo.learn(20)
     assert algo.train_rounds == 0 and algo.real_episodes == 1  # the random seed episode
@@ -264,7 +269,7 @@ def test_trains_after_the_seed_episodes_then_after_every_episode():
 
 
 def test_train_every_counts_real_steps():
-    algo = PlaNet(Reach(), seed=0, device="cpu", train_every=15, **TINY)
+    algo = PlaNet(Reach(), seed=0, device="cpu", train_freq=15, **TINY)
     algo.learn(80)
     # Random first episode (20 steps), then updates at 20, 35, 50, 65.
     assert algo.train_rounds == 4
@@ -365,21 +370,52 @@ def test_load_refuses_other_algorithms(tmp_path):
         PlaNet.load(tmp_path / "pets.mbw")
 
 
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small_planet() -> PlaNet:
+    return PlaNet(
+        _pendulum(), seed=0, device="cpu", action_repeat=2, **{**TINY, "learning_starts": 50}
+    )
+
+
+def test_load_restores_the_whole_run(tmp_path):
+    algo = _small_planet()
+    algo.learn(70)  # mid-episode: the collecting beliefs are kept too
+    assert algo.train_rounds == 1 and algo.collect_filter.state is not None
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert (loaded.real_episodes, loaded.train_rounds, len(loaded.buffer)) == (1, 1, 35)
+    torch.testing.assert_close(loaded.collect_filter.state, algo.collect_filter.state)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    assert len(PlaNet.load(small, device="cpu").buffer) == 0
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
+    # One random episode, one planned (a round before it), saved where it ends, then two
+    # more planned episodes with a round before each.
+    assert_resume_is_exact(_small_planet, _pendulum, 100, 100, tmp_path)
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"seed_episodes": -1}, "seed_episodes: expected an int >= 0, got -1"),
-        ({"action_repeat": 0}, "action_repeat: expected an int >= 1, got 0"),
-        ({"gradient_steps": 2.5}, "gradient_steps: expected an int >= 1, got 2.5"),
-        ({"train_every": 0}, "train_every: expected an int >= 1, got 0"),
-        ({"sequence_length": True}, "sequence_length: expected an int >= 1, got True"),
+        ({"learning_starts": -1}, "learning_starts: expected a value >= 0, got -1"),
+        ({"action_repeat": 0}, "action_repeat: expected a value >= 1, got 0"),
+        ({"gradient_steps": 2.5}, "gradient_steps: expected an int, got 2.5"),
+        ({"train_freq": 0}, "train_freq: expected an int >= 1 or None, got 0"),
+        ({"sequence_length": True}, "sequence_length: expected an int, got True"),
         ({"exploration_noise": -0.1}, "exploration_noise: expected a finite float >= 0"),
         ({"exploration_noise": float("nan")}, "exploration_noise: expected a finite float"),
         ({"planner_kwargs": {"reward_fn": abs}}, "planner_kwargs: PlaNet plans with the model"),
         ({"model": "gaussian-ensemble"}, "model: PlaNet filters .* lacks embed"),
         ({"planner": CEM}, "planner: expected a registered planner name"),
-        ({"model_kwargs": [1]}, "model_kwargs: expected a dict or None"),
+        ({"model_kwargs": [1]}, "model_kwargs: expected a dict, got \\[1\\]"),
+        ({"model_kwargs": {"batch_size": 8}}, "model_kwargs: set batch_size as PlaNet's own"),
+        ({"horizon": 5}, "horizon: not a setting of 'planet'"),
     ],
 )
 def test_bad_arguments_name_themselves(kwargs, message):
@@ -414,7 +450,7 @@ def test_learns_to_reach_the_origin_with_its_own_reward_model():
         Reach(),
         seed=0,
         device="cpu",
-        seed_episodes=2,
+        learning_starts=40,  # two episodes
         gradient_steps=60,
         batch_size=16,
         sequence_length=10,
@@ -441,7 +477,7 @@ def test_swings_up_pendulum_from_its_own_latent_model(seed):
         env,
         seed=seed,
         device="cpu",
-        seed_episodes=2,
+        learning_starts=400,  # two episodes
         gradient_steps=50,
         batch_size=16,
         action_repeat=2,

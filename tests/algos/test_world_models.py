@@ -136,7 +136,7 @@ def test_wrong_spaces_are_refused_by_name():
         WorldModels(gym.make("CartPole-v1"), device="cpu")
     with pytest.raises(ValueError, match="population: expected a value >= 2, got 0"):
         WorldModels(cartpole_pixels(), population=0, device="cpu")
-    with pytest.raises(ValueError, match="sigma0: expected a value > 0, got 0.0"):
+    with pytest.raises(ValueError, match=r"sigma0: expected a value > 0, got 0\.0"):
         WorldModels(cartpole_pixels(), sigma0=0.0, device="cpu")
     algo = WorldModels(cartpole_pixels(), device="cpu", **SMALL)
     with pytest.raises(SpaceMismatchError, match="observation: expected uint8"):

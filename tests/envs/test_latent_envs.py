@@ -16,6 +16,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import mbwrap
 from mbwrap import DreamEnv, DreamVecEnv, LatentFilterWrapper, ReplayBuffer
+from mbwrap.envs.latent_filter import LatentFilterPolicy
 from mbwrap.errors import SpaceMismatchError
 from mbwrap.models import RSSM
 from mbwrap.types import Sequence
@@ -158,6 +159,52 @@ def test_ppo_learns_in_imagination_and_acts_through_the_filter(cartpole):
     )
     assert len(returns) == 2 and all(1 <= r <= 30 for r in returns)
     assert returns == [float(n) for n in lengths]
+
+
+class _SignAgent:
+    """Pushes toward the sign of the first latent feature; remembers what it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def predict(self, features, state=None, episode_start=None, deterministic=False):
+        self.seen.append(np.array(features, copy=True))
+        return (np.asarray(features)[..., 0] > 0).astype(np.int64), state
+
+
+def test_latent_filter_policy_collects_real_data_as_the_agent_acts_through_the_wrapper(cartpole):
+    # The agent sees the same features through the policy as through the wrapper, and the
+    # buffer holds the real observations: no wrapper of the user's is needed to collect.
+    model, _ = cartpole
+    through_wrapper = _SignAgent()
+    env = LatentFilterWrapper(gym.make("CartPole-v1"), model, sample=False)
+    features, _ = env.reset(seed=4)
+    real = gym.make("CartPole-v1")
+    observations = [real.reset(seed=4)[0]]
+    for _ in range(12):
+        action = int(through_wrapper.predict(features[None])[0][0])
+        features, _, terminated, truncated, _ = env.step(action)
+        observations.append(real.step(action)[0])
+        assert not (terminated or truncated)
+    through_policy = _SignAgent()
+    buffer = ReplayBuffer(real.observation_space, real.action_space, 100, device="cpu")
+    policy = LatentFilterPolicy(through_policy, model, sample=False)
+    mbwrap.collect(gym.make("CartPole-v1"), buffer, 12, policy=policy, seed=4)
+    np.testing.assert_allclose(
+        np.concatenate(through_policy.seen), np.concatenate(through_wrapper.seen), atol=1e-6
+    )
+    data = buffer.transitions()
+    np.testing.assert_array_equal(data.obs.numpy(), np.stack(observations[:-1]))
+    np.testing.assert_array_equal(data.next_obs.numpy(), np.stack(observations[1:]))
+    # A batch of envs filters each on its own and restarts where an episode starts.
+    obs = np.stack(observations[:2])
+    policy.predict(obs, episode_start=np.array([True, True]))
+    before = policy.filter.state.clone()
+    policy.predict(obs, episode_start=np.array([True, False]))
+    torch.testing.assert_close(policy.filter.state[0], before[0])
+    assert not torch.allclose(policy.filter.state[1], before[1])
+    with pytest.raises(TypeError, match="agent: expected an object with predict"):
+        LatentFilterPolicy(object(), model)
 
 
 def test_latent_filter_rejects_other_spaces_and_non_latent_models(cartpole):

@@ -7,7 +7,7 @@ from mbwrap.algos.base import Algorithm, wrap_env
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.config import AlgoConfig, setting, settings_table
 from mbwrap.algos.core import AlgorithmCore
-from mbwrap.algos.dreamer import Dreamer
+from mbwrap.algos.dreamer import Dreamer, DreamerConfig
 from mbwrap.algos.dyna import Dyna, DynaConfig
 from mbwrap.algos.dyna_q import DynaQ
 from mbwrap.algos.mb_mf import MBMF, imitation_loss
@@ -17,6 +17,7 @@ from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.muzero_config import MuZeroConfig
 from mbwrap.algos.pets import PETS, PETSConfig
 from mbwrap.algos.planet import PlaNet
+from mbwrap.algos.planet_config import PlaNetConfig
 from mbwrap.algos.self_play import SelfPlayAlgorithm
 from mbwrap.algos.world_models import WorldModels, WorldModelsConfig
 
@@ -31,6 +32,7 @@ __all__ = [
     "AlphaZero",
     "AlphaZeroConfig",
     "Dreamer",
+    "DreamerConfig",
     "Dyna",
     "DynaConfig",
     "DynaQ",
@@ -40,6 +42,7 @@ __all__ = [
     "MuZeroConfig",
     "PETSConfig",
     "PlaNet",
+    "PlaNetConfig",
     "SelfPlayAlgorithm",
     "WorldModels",
     "WorldModelsConfig",

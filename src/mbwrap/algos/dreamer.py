@@ -2,197 +2,189 @@
 through World Models").
 
 Each real step the agent filters its latent state with the RSSM's posterior and samples
-an action from the actor. Every so often (``train_ratio``) it takes a gradient step:
+an action from the actor. Every ``train_freq`` real steps it takes ``gradient_steps``
+gradient steps, each:
 
 1. **World model**: a batch of replayed sequences (across episode boundaries), the RSSM
    loss (reconstruction, symlog two-hot reward, continuation, balanced KL with free
    bits); the posterior states become imagination starts.
-2. **Imagination**: ``horizon`` (15) steps of the prior from every posterior state with
-   actions from the actor.
-3. **Critic**: two-hot symlog regression on lambda-returns (lambda 0.95, discount 0.997),
-   regularised towards its slow EMA copy.
+2. **Imagination**: ``imagination_horizon`` (15) steps of the prior from every posterior
+   state with actions from the actor.
+3. **Critic**: two-hot symlog regression on lambda-returns (``gae_lambda`` 0.95,
+   ``gamma`` 0.997), regularised towards its slow EMA copy.
 4. **Actor**: advantages ``(R - v) / max(1, S)`` with ``S`` the EMA of the 5th-95th
-   percentile range of the returns, entropy bonus 3e-4; REINFORCE for Discrete actions,
-   backpropagation through the model's dynamics for Box actions.
+   percentile range of the returns, entropy bonus ``ent_coef``; REINFORCE for Discrete
+   actions, backpropagation through the model's dynamics for Box actions.
 
-``train_ratio`` is DreamerV3's: replayed steps per env step. One gradient step replays
-``batch_size x sequence_length`` steps, so the agent takes
-``train_ratio / (batch_size * sequence_length)`` gradient steps per env step (e.g. 512 /
-(16 x 64) = one every two env steps).
+DreamerV3's *train ratio* (replayed steps per env step) is ``gradient_steps / train_freq
+x batch_size x sequence_length``: its 512 over batches of 16 x 64 is one gradient step
+every two env steps.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
-from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.vec_env import VecEnv
 
-from mbwrap.algos.base import Algorithm, buffer_tensors, env_id, restore_buffer
+from mbwrap.algos.base import Algorithm, env_id
+from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
 from mbwrap.errors import ModelOutputError
 from mbwrap.models.actor_critic import LatentActor, LatentCritic
+from mbwrap.models.latent_filter import LatentFilter, observation_batch
 from mbwrap.models.rssm import RSSM
 from mbwrap.returns import lambda_returns, percentile_range
-from mbwrap.spaces import as_batch
 from mbwrap.transforms import scalar_to_two_hot, symlog
 
+_V3 = "Hafner et al. 2023 (DreamerV3), Appendix, hyperparameter table"
 
-def _positive(value: Any, name: str, kind: type = int) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or value <= 0:
-        raise ValueError(f"{name}: expected a positive {kind.__name__}, got {value!r}")
-    return kind(value)
+
+@dataclass(kw_only=True)
+class DreamerConfig(AlgoConfig):
+    """Settings of :class:`Dreamer`: DreamerV3's defaults (model size S). Smaller
+    settings for small budgets are in :data:`mbwrap.algos.presets.PRESETS`."""
+
+    algo_name: ClassVar[str] = "dreamer"
+
+    model_kwargs: dict[str, Any] = setting(
+        {},
+        "keywords of the RSSM world model (sizes, learning_rate, batch_size, "
+        "sequence_length...); its own defaults are DreamerV3's size S",
+        source="Hafner et al. 2023, Table B.1",
+    )
+    hidden: int = setting(512, "width of the actor's and critic's hidden layers", source=_V3, low=1)
+    layers: int = setting(2, "hidden layers of the actor and the critic", source=_V3, low=1)
+    imagination_horizon: int = setting(
+        15, "imagined steps from each replayed posterior state", source=_V3, low=1
+    )
+    gamma: float = setting(0.997, "discount of the imagined returns", source=_V3, low=0, high=1)
+    gae_lambda: float = setting(0.95, "lambda of the lambda-returns", source=_V3, low=0, high=1)
+    actor_learning_rate: float = setting(
+        3e-5, "actor's Adam learning rate (epsilon 1e-5)", source=_V3, low=0
+    )
+    critic_learning_rate: float = setting(
+        3e-5, "critic's Adam learning rate (epsilon 1e-5)", source=_V3, low=0
+    )
+    ent_coef: float = setting(3e-4, "entropy bonus of the actor (eta)", source=_V3, low=0)
+    train_freq: int = setting(
+        2,
+        "real steps between rounds of gradient_steps updates (world model, actor, critic)",
+        source="DreamerV3's train ratio 512 over batches of 16 x 64 replayed steps",
+        low=1,
+    )
+    gradient_steps: int = setting(1, "gradient steps every train_freq real steps", low=1)
+    learning_starts: int = setting(
+        1024,
+        "real steps of uniformly random actions before training",
+        source="one batch of DreamerV3's 16 x 64 replayed steps",
+        low=0,
+    )
+    buffer_size: int = setting(
+        100_000,
+        "real transitions kept; preallocated, so smaller than DreamerV3's",
+        source="DreamerV3 keeps 10^6",
+        low=1,
+    )
+    max_grad_norm: float = setting(
+        100.0, "global gradient norm clip of the actor and the critic", source=_V3, low=0
+    )
+    return_decay: float = setting(
+        0.99, "EMA decay of the return scale S", source=_V3, low=0, high=1
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        if self.gamma <= 0:
+            raise ValueError(f"gamma: expected a value in (0, 1], got {self.gamma!r}")
+        for name in ("actor_learning_rate", "critic_learning_rate", "max_grad_norm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: expected a value > 0, got {getattr(self, name)!r}")
 
 
 class Dreamer(Algorithm):
     """DreamerV3-style agent: an RSSM world model and an actor-critic trained in it.
 
-    Defaults are DreamerV3's (Appendix, Table of hyperparameters): imagination horizon
-    15, discount 0.997, lambda 0.95, actor and critic learning rate 3e-5 (Adam, epsilon
-    1e-5, gradient norm clipped at 100), entropy 3e-4, return normalisation decay 0.99,
-    slow critic fraction 0.02, batches of 16 sequences of 64 steps, train ratio 512, and
-    the RSSM's size S. Smaller settings for small budgets live in
-    :data:`mbwrap.algos.presets.PRESETS`.
+    The loop is :class:`~mbwrap.algos.Algorithm`'s: ``learning_starts`` uniformly random
+    real steps, then rounds of ``train_freq`` real steps acting with the actor on the
+    filtered latent state, each followed by ``gradient_steps`` updates of the world
+    model, actor and critic (as SB3, training starts once more than ``learning_starts``
+    real steps are in).
 
-    :param env: the real env (``gymnasium.Env`` or SB3 ``VecEnv``).
-    :param model_kwargs: keywords of :class:`~mbwrap.models.RSSM` (sizes, learning rate,
-        ``batch_size``, ``sequence_length``...).
-    :param hidden: width of the actor's and critic's hidden layers.
-    :param layers: their hidden layers.
-    :param horizon: imagination horizon.
-    :param discount: ``gamma``.
-    :param lambda_: of the lambda-returns.
-    :param actor_lr: actor learning rate.
-    :param critic_lr: critic learning rate.
-    :param entropy_coef: ``eta``, the entropy bonus.
-    :param train_ratio: replayed steps per env step (see the module docstring).
-    :param learning_starts: real steps of uniformly random actions before training.
-    :param buffer_capacity: real transitions kept (DreamerV3 keeps 10^6; the buffer is
-        preallocated, so the default is smaller).
-    :param grad_clip: the actor's and critic's global gradient norm clip.
+    Checkpoints hold the world model and its optimizer, the actor, the critic with its
+    slow copy, their optimizers, the return scale, the replay, the generators and the
+    filter's state: a run saved where its episodes end resumes exactly.
+
+    Settings: :class:`DreamerConfig`.
     """
 
     registry_name: ClassVar[str | None] = "dreamer"
+    Config = DreamerConfig
+    saved_state = (
+        "model",
+        "actor",
+        "critic",
+        "actor_optimizer",
+        "critic_optimizer",
+        "return_scale",
+        "n_updates",
+        "generator",
+        "data_generator",
+        "filter",
+    )
+    saved_buffers = ("buffer",)
+    config: DreamerConfig
 
-    def __init__(
-        self,
-        env: gym.Env | VecEnv | None,
-        *,
-        model_kwargs: dict[str, Any] | None = None,
-        hidden: int = 512,
-        layers: int = 2,
-        horizon: int = 15,
-        discount: float = 0.997,
-        lambda_: float = 0.95,
-        actor_lr: float = 3e-5,
-        critic_lr: float = 3e-5,
-        entropy_coef: float = 3e-4,
-        train_ratio: float = 512.0,
-        learning_starts: int = 1024,
-        buffer_capacity: int = 100_000,
-        grad_clip: float = 100.0,
-        return_decay: float = 0.99,
-        seed: int | None = None,
-        device: str | torch.device = "auto",
-        verbose: int = 0,
-        tensorboard_log: str | None = None,
-        stats_window_size: int = 100,
-        observation_space: gym.Space | None = None,
-        action_space: gym.Space | None = None,
-    ) -> None:
-        super().__init__(
-            env,
-            seed=seed,
-            device=device,
-            verbose=verbose,
-            tensorboard_log=tensorboard_log,
-            stats_window_size=stats_window_size,
-            observation_space=observation_space,
-            action_space=action_space,
-        )
-        if not 0.0 < discount <= 1.0:
-            raise ValueError(f"discount: expected a value in (0, 1], got {discount!r}")
-        if not 0.0 <= lambda_ <= 1.0:
-            raise ValueError(f"lambda_: expected a value in [0, 1], got {lambda_!r}")
-        if entropy_coef < 0:
-            raise ValueError(f"entropy_coef: expected a value >= 0, got {entropy_coef!r}")
-        if not isinstance(learning_starts, (int, np.integer)) or learning_starts < 0:
-            raise ValueError(f"learning_starts: expected an int >= 0, got {learning_starts!r}")
-        self.model_kwargs = dict(model_kwargs or {})
+    def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        config = self.config
         self.model = RSSM(
             self.observation_space,
             self.action_space,
             env_id=env_id(self.env),
             device=self.device,
-            **self.model_kwargs,
+            **config.model_kwargs,
         )
-        hidden, layers = _positive(hidden, "hidden"), _positive(layers, "layers")
-        self.actor = LatentActor(self.model.feature_size, self.action_space, hidden, layers).to(
-            self.device
-        )
-        self.critic = LatentCritic(self.model.feature_size, hidden, layers).to(self.device)
-        self.settings = {
-            "hidden": hidden,
-            "layers": layers,
-            "horizon": _positive(horizon, "horizon"),
-            "discount": float(discount),
-            "lambda_": float(lambda_),
-            "actor_lr": _positive(actor_lr, "actor_lr", float),
-            "critic_lr": _positive(critic_lr, "critic_lr", float),
-            "entropy_coef": float(entropy_coef),
-            "train_ratio": _positive(train_ratio, "train_ratio", float),
-            "learning_starts": int(learning_starts),
-            "buffer_capacity": _positive(buffer_capacity, "buffer_capacity"),
-            "grad_clip": _positive(grad_clip, "grad_clip", float),
-            "return_decay": float(return_decay),
-        }
+        config.model_kwargs = self.model.get_config()
+        features = self.model.feature_size
+        self.actor = LatentActor(features, self.action_space, config.hidden, config.layers)
+        self.actor.to(self.device)
+        self.critic = LatentCritic(features, config.hidden, config.layers).to(self.device)
         # DreamerV3: Adam with epsilon 1e-5 for the actor and critic.
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=1e-5)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=1e-5)
+        self.actor_optimizer = torch.optim.Adam(
+            self.actor.parameters(), lr=config.actor_learning_rate, eps=1e-5
+        )
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), lr=config.critic_learning_rate, eps=1e-5
+        )
         self.buffer = ReplayBuffer(
             self.observation_space,
             self.action_space,
-            self.settings["buffer_capacity"],
+            config.buffer_size,
             device=self.device,
             n_envs=self.n_envs,
         )
         self.return_scale = torch.zeros((), device=self.device)
-        self.gradient_steps = 0
-        self._update_credit = 0.0
-        self._generator = make_generator(self.device, seed)
-        self._data_generator = make_generator(
-            self.buffer.device, None if seed is None else seed + 1
-        )
+        #: Gradient steps taken (world model, actor and critic together).
+        self.n_updates = 0
+        seed = config.seed
+        self.generator = make_generator(self.device, seed)
+        self.data_generator = make_generator(self.buffer.device, None if seed is None else seed + 1)
+        #: The posterior states :meth:`predict` acts from.
+        self.filter = LatentFilter(self.model, seed=None if seed is None else seed + 2)
+
+    def gradient_steps_per_env_step(self) -> float:
+        """``gradient_steps / train_freq`` (times ``batch_size x sequence_length``:
+        DreamerV3's train ratio)."""
+        return self.config.gradient_steps / self.config.train_freq
+
+    def _after_restore(self) -> None:
+        self.return_scale = self.return_scale.to(self.device)
 
     # ------------------------------------------------------------------ acting
-    def _filter(
-        self, obs: Any, state: tuple[np.ndarray, ...] | None, episode_start: np.ndarray | None
-    ) -> tuple[torch.Tensor, bool]:
-        """The posterior states ``[n, F]`` after ``obs``, continuing ``state`` where no
-        episode starts."""
-        if isinstance(self.observation_space, spaces.Dict):
-            raise NotImplementedError("Dreamer.predict: Dict observations are not supported yet")
-        tensor, batched = as_batch(
-            obs, self.observation_space, name="observation", device=self.device
-        )
-        n = tensor.shape[0]
-        embed = self.model.embed(tensor)
-        fresh = self.model.first_posterior(embed, self._generator)
-        if state is None or len(state) != 2 or state[0].shape[0] != n:
-            return fresh, batched
-        latent = torch.as_tensor(state[0], device=self.device)
-        action = torch.as_tensor(state[1], device=self.device)
-        filtered, _, _ = self.model.obs_step(latent, action, embed, self._generator)
-        if episode_start is None:
-            return filtered, batched
-        starts = torch.as_tensor(np.asarray(episode_start, dtype=bool), device=self.device)
-        return torch.where(starts.reshape(n, 1), fresh, filtered), batched
-
     @torch.no_grad()
     def predict(
         self,
@@ -209,16 +201,52 @@ class Dreamer(Algorithm):
         :param episode_start: ``[n]`` bool, envs whose observation starts an episode.
         :return: ``(actions, next state)``.
         """
-        latent, batched = self._filter(observation, state, episode_start)
+        obs, batched = observation_batch(observation, self.observation_space, self.device)
+        action = None
+        if state is not None and len(state) == 2:
+            self.filter.state = torch.as_tensor(state[0], device=self.device)
+            action = torch.as_tensor(state[1], device=self.device)
+        latent = self.filter.observe(obs, action, episode_start)
         raw, vector, _ = self.actor.sample(latent, deterministic)
         actions = self.actor.env_action(raw).cpu().numpy()
         next_state = (latent.cpu().numpy(), vector.cpu().numpy())
         return (actions if batched else actions[0]), next_state
 
+    # ------------------------------------------------------------------ the loop's hooks
+    def _refit_due(self) -> bool:
+        # The world model learns in _train, one replayed batch per gradient step.
+        return False
+
+    def _train(self) -> None:
+        """``gradient_steps`` updates, once more than ``learning_starts`` real steps are in
+        and the replay holds a whole sequence."""
+        if self.real_steps <= self.config.learning_starts:
+            return
+        if self.buffer.stored_rows < self.model.config["sequence_length"]:
+            return
+        metrics: dict[str, float] = {}
+        for _ in range(self.config.gradient_steps):
+            metrics = self.train_step()
+        self._record_metrics("train", {**metrics, "n_updates": self.n_updates})
+
     # ------------------------------------------------------------------ training
+    def train_step(self) -> dict[str, float]:
+        """One world-model step and one actor-critic step on a replayed batch."""
+        cfg = self.model.config
+        sequence = self.buffer.sample_sequences(
+            cfg["batch_size"],
+            cfg["sequence_length"],
+            generator=self.data_generator,
+            cross_episodes=True,
+        )
+        metrics, posterior = self.model.train_step(sequence, self.generator)
+        metrics.update(self._imagine_and_learn(posterior.reshape(-1, posterior.shape[-1])))
+        self.n_updates += 1
+        return metrics
+
     def _imagine_and_learn(self, starts: torch.Tensor) -> dict[str, float]:
         """Actor and critic updates on imagined rollouts from ``starts [N, F]``."""
-        cfg = self.settings
+        cfg = self.config
         model, critic = self.model, self.critic
         dists: list[torch.distributions.Distribution] = []
         raws: list[torch.Tensor] = []
@@ -235,7 +263,9 @@ class Dreamer(Algorithm):
         # no gradient is computed for them.
         model.requires_grad_(False)
         try:
-            states, _ = model.imagine(policy, starts.detach(), cfg["horizon"], self._generator)
+            states, _ = model.imagine(
+                policy, starts.detach(), cfg.imagination_horizon, self.generator
+            )
             reward = model.predict_reward(states[1:])  # [H, N]
             continues = model.continue_prob(states[1:])  # [H, N]
         finally:
@@ -257,17 +287,16 @@ class Dreamer(Algorithm):
             finally:
                 critic.net.requires_grad_(True)
         returns = lambda_returns(
-            reward, value, continues, discount=cfg["discount"], lambda_=cfg["lambda_"]
+            reward, value, continues, discount=cfg.gamma, lambda_=cfg.gae_lambda
         )
         # The chance of still being in the episode at each step (DreamerV3 weights every
         # loss term of step t by it).
         alive = torch.cumprod(
-            torch.cat([torch.ones_like(continues[:1]), cfg["discount"] * continues[:-1]]), 0
+            torch.cat([torch.ones_like(continues[:1]), cfg.gamma * continues[:-1]]), 0
         ).detach()
-        decay = cfg["return_decay"]
+        decay = cfg.return_decay
         self.return_scale = decay * self.return_scale + (1 - decay) * percentile_range(returns)
-        scale = torch.clamp(self.return_scale, min=1.0)
-        advantage = (returns - value[:-1]) / scale
+        advantage = (returns - value[:-1]) / torch.clamp(self.return_scale, min=1.0)
         entropy = torch.stack([self.actor.entropy(d) for d in dists])  # [H, N]
         if self.actor.discrete:
             log_prob = torch.stack(
@@ -276,11 +305,8 @@ class Dreamer(Algorithm):
             objective = log_prob * advantage.detach()
         else:
             objective = advantage
-        actor_loss = -(alive * (objective + cfg["entropy_coef"] * entropy)).mean()
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg["grad_clip"])
-        self.actor_optimizer.step()
+        actor_loss = -(alive * (objective + cfg.ent_coef * entropy)).mean()
+        self._step(self.actor_optimizer, self.actor, actor_loss)
 
         features = states[:-1].detach()
         if critic_logits is None:
@@ -291,10 +317,7 @@ class Dreamer(Algorithm):
         # DreamerV3: regularise towards the slow critic's predictions (weight 1).
         critic_loss = critic_loss - (critic.slow_probs(features) * logits).sum(-1)
         critic_loss = (alive * critic_loss).mean()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg["grad_clip"])
-        self.critic_optimizer.step()
+        self._step(self.critic_optimizer, critic, critic_loss)
         critic.update_slow()
         if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
             raise ModelOutputError(
@@ -309,91 +332,10 @@ class Dreamer(Algorithm):
             "entropy": float(entropy.mean().detach()),
         }
 
-    def train_step(self) -> dict[str, float]:
-        """One world-model step and one actor-critic step on a replayed batch."""
-        cfg = self.model.config
-        sequence = self.buffer.sample_sequences(
-            cfg["batch_size"],
-            cfg["sequence_length"],
-            generator=self._data_generator,
-            cross_episodes=True,
-        )
-        metrics, posterior = self.model.train_step(sequence, self._generator)
-        metrics.update(self._imagine_and_learn(posterior.reshape(-1, posterior.shape[-1])))
-        self.gradient_steps += 1
-        return metrics
-
-    def gradient_steps_per_env_step(self) -> float:
-        """``train_ratio / (batch_size * sequence_length)``."""
-        cfg = self.model.config
-        return self.settings["train_ratio"] / (cfg["batch_size"] * cfg["sequence_length"])
-
-    def learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 4,
-        tb_log_name: str = "Dreamer",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> Dreamer:
-        """Act and train for ``total_timesteps`` real env steps.
-
-        :param log_interval: finished episodes between log dumps (0: never).
-        """
-        total_timesteps, callback = self._setup_learn(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
-        callback.on_training_start(locals(), globals())
-        per_step = self.gradient_steps_per_env_step()
-        episodes_logged, metrics = self._episode_num, {}
-        while self.num_timesteps < total_timesteps:
-            random = self.num_timesteps < self.settings["learning_starts"]
-            if not self._collect_real_steps(
-                self.buffer, self.n_envs, callback, policy=None if random else self
-            ):
-                break
-            if random:
-                # The random phase keeps no latent state; filtering starts afresh.
-                self._policy_state = None
-                continue
-            ready = self.buffer.stored_rows >= self.model.config["sequence_length"]
-            if ready:
-                self._update_credit += per_step * self.n_envs
-                while self._update_credit >= 1.0:
-                    metrics = self.train_step()
-                    self._update_credit -= 1.0
-            if log_interval and self._episode_num - episodes_logged >= log_interval:
-                episodes_logged = self._episode_num
-                self._record_metrics("train", {**metrics, "gradient_steps": self.gradient_steps})
-                self._dump_logs()
-        callback.on_training_end()
-        return self
-
-    # ------------------------------------------------------------------ persistence
-    def get_config(self) -> dict[str, Any]:
-        return {"model_kwargs": self.model.get_config(), **self.settings}
-
-    def get_tensors(self) -> dict[str, torch.Tensor]:
-        """World model, actor, critic (with its slow copy), return scale and the buffer."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        tensors.update({f"actor.{k}": v for k, v in self.actor.state_dict().items()})
-        tensors.update({f"critic.{k}": v for k, v in self.critic.state_dict().items()})
-        tensors["return_scale"] = self.return_scale.detach().clone()
-        tensors.update(buffer_tensors(self.buffer, "buffer"))
-        return tensors
-
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        for prefix, module in (
-            ("model.", self.model),
-            ("actor.", self.actor),
-            ("critic.", self.critic),
-        ):
-            part = {
-                k[len(prefix) :]: v.to(self.device)
-                for k, v in tensors.items()
-                if k.startswith(prefix)
-            }
-            module.load_state_dict(part)
-        self.return_scale = tensors["return_scale"].to(self.device)
-        restore_buffer(self.buffer, tensors, "buffer")
+    def _step(
+        self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor
+    ) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
+        optimizer.step()

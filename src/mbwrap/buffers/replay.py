@@ -333,10 +333,16 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output into a buffer of the same spaces, capacity
-        and ``n_envs``.
+        and ``n_envs``. From a buffer of another ``n_envs``, the stored transitions are
+        added oldest first as independent ones (see :meth:`extend`; the oldest few are
+        dropped to fill whole rows), as when a run continues with another number of envs.
 
         :raises ValueError: naming the field whose shape or dtype does not fit.
         """
+        stored = state["obs"]
+        if stored.dim() >= 2 and stored.shape[1] != self.n_envs and stored.shape[0]:
+            self._load_other_layout(state)
+            return
         for key in _FIELDS:
             value, expected = state[key], self._data[key]
             if (
@@ -353,6 +359,15 @@ class ReplayBuffer:
             expected[: value.shape[0]] = value.to(self.device)
         self._pos, self._full = int(state["pos"]), bool(state["full"])
         self._version += 1
+
+    def _load_other_layout(self, state: dict[str, Any]) -> None:
+        rows = state["obs"].shape[0]
+        first = int(state["pos"]) if bool(state["full"]) else 0
+        order = (first + torch.arange(rows)) % rows
+        flat = {k: state[k][order].flatten(0, 1).to(self.device) for k in _FIELDS[:-1]}
+        keep = (len(flat["obs"]) // self.n_envs) * self.n_envs
+        if keep:
+            self.extend(*(flat[k][-keep:] for k in _FIELDS[:-1]))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the stored transitions to ``path`` atomically (tensors + JSON, no pickle)."""

@@ -24,7 +24,7 @@ from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
 from mbwrap.envs.fns import EnvFns
 from mbwrap.envs.game_batch import FinishedGames, GameBatch, outcome_targets
-from mbwrap.envs.latent_filter import LatentFilterWrapper
+from mbwrap.envs.latent_filter import LatentFilterPolicy, LatentFilterWrapper
 from mbwrap.envs.model_learning import ModelLearningWrapper
 from mbwrap.envs.observations import action_mask, stack_observations
 from mbwrap.envs.opponents import (
@@ -57,6 +57,7 @@ __all__ = [
     "FinishedGames",
     "GameBatch",
     "GameState",
+    "LatentFilterPolicy",
     "LatentFilterWrapper",
     "MatchResult",
     "MinimaxTicTacToe",

@@ -3,6 +3,7 @@
 from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.base import WorldModel
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
+from mbwrap.models.latent_filter import LatentFilter
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP, ResidualBlock
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
 from mbwrap.models.mdn import MDNModel
@@ -27,6 +28,7 @@ __all__ = [
     "GaussianEnsemble",
     "LatentActor",
     "LatentCritic",
+    "LatentFilter",
     "MDNModel",
     "MLPModel",
     "MuZeroNetworks",

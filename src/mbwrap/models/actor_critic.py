@@ -22,6 +22,7 @@ from torch import nn
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models.encoders import mlp
 from mbwrap.models.stochastic import UNIMIX, unimix_logits
+from mbwrap.spaces import unscale_action
 from mbwrap.transforms import symexp, symlog_bins, two_hot_to_scalar
 
 #: DreamerV3's bounds of the actor's standard deviation.
@@ -90,8 +91,7 @@ class LatentActor(nn.Module):
 
     def to_env(self, raw: torch.Tensor) -> torch.Tensor:
         """Box samples on ``[-1, 1]`` (clipped) -> actions within the bounds ``[N, A]``."""
-        unit = raw.clamp(-1.0, 1.0)
-        return self.low + (unit + 1.0) * 0.5 * (self.high - self.low)
+        return unscale_action(raw.clamp(-1.0, 1.0), self.low, self.high)
 
     def env_action(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw samples -> elements of the action space (indices or bounded vectors)."""

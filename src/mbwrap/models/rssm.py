@@ -97,7 +97,7 @@ class RSSM(WorldModel):
     :param dynamics_scale: weight of ``KL(sg(post) || prior)``.
     :param representation_scale: weight of ``KL(post || sg(prior))``.
     :param learning_rate: Adam's.
-    :param grad_clip: global gradient norm clip.
+    :param max_grad_norm: global gradient norm clip.
     :param batch_size: sequences per gradient step in :meth:`fit`.
     :param sequence_length: steps per sequence in :meth:`fit`.
     :param start_context: real steps filtered to get an imagination start state
@@ -127,7 +127,7 @@ class RSSM(WorldModel):
         dynamics_scale: float = 0.5,
         representation_scale: float = 0.1,
         learning_rate: float = 1e-4,
-        grad_clip: float = 1000.0,
+        max_grad_norm: float = 1000.0,
         batch_size: int = 16,
         sequence_length: int = 64,
         start_context: int = 16,
@@ -172,7 +172,7 @@ class RSSM(WorldModel):
             "dynamics_scale": float(dynamics_scale),
             "representation_scale": float(representation_scale),
             "learning_rate": float(learning_rate),
-            "grad_clip": float(grad_clip),
+            "max_grad_norm": float(max_grad_norm),
             "batch_size": int(batch_size),
             "sequence_length": int(sequence_length),
             "start_context": int(start_context),
@@ -547,7 +547,7 @@ class RSSM(WorldModel):
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.parameters(), self.config["grad_clip"])
+        norm = nn.utils.clip_grad_norm_(self.parameters(), self.config["max_grad_norm"])
         self.optimizer.step()
         self.gradient_steps += 1
         metrics["grad_norm"] = float(norm)
