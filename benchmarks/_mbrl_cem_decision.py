@@ -31,8 +31,10 @@ own shifted last solution), which is what a user of mbrl-lib would have to do.
 
 Prints one line of JSON. Usage::
 
-    /work/mbrl-venv/bin/python benchmarks/_mbrl_cem_decision.py                # HalfCheetah-sized
-    /work/mbrl-venv/bin/python benchmarks/_mbrl_cem_decision.py --obs-dim 3 --act-dim 1
+    .peers/mbrl-venv/bin/python benchmarks/_mbrl_cem_decision.py               # HalfCheetah-sized
+    .peers/mbrl-venv/bin/python benchmarks/_mbrl_cem_decision.py --obs-dim 3 --act-dim 1
+
+(``$MBWRAP_PEERS_DIR/mbrl-venv`` when that variable is set; see setup_mbrl_venv.sh.)
 """
 
 from __future__ import annotations

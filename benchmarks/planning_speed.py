@@ -34,6 +34,9 @@ from gymnasium import spaces
 import mbwrap
 
 HERE = Path(__file__).resolve().parent
+# Peer libraries run in venvs of their own under $MBWRAP_PEERS_DIR, by default the
+# repository's ignored .peers/ folder (benchmarks/setup_mbrl_venv.sh builds mbrl-lib's there).
+PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or HERE.parent / ".peers")
 
 
 def reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
@@ -117,7 +120,12 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mbrl-repeats", type=int, default=3)
-    parser.add_argument("--mbrl-python", default="/work/mbrl-venv/bin/python")
+    parser.add_argument(
+        "--mbrl-python",
+        default=str(PEERS_DIR / "mbrl-venv" / "bin" / "python"),
+        help="python of mbrl-lib's venv (default: $MBWRAP_PEERS_DIR/mbrl-venv, else "
+        ".peers/mbrl-venv); 'none' skips mbrl-lib",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)

@@ -69,6 +69,9 @@ from mbwrap.planners.mcts import (
 )
 
 HERE = Path(__file__).resolve().parent
+# Peer libraries run in venvs of their own under $MBWRAP_PEERS_DIR, by default the
+# repository's ignored .peers/ folder (benchmarks/setup_mctx_venv.sh builds mctx's there).
+PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or HERE.parent / ".peers")
 POLICIES = ("muzero", "gumbel")
 
 
@@ -478,8 +481,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="pin the run (mctx's process too) to --threads CPUs (Linux)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda")
-    parser.add_argument("--mctx-python", default="/work/mctx-venv/bin/python",
-                        help="python of mctx's venv; 'none' skips mctx")
+    parser.add_argument("--mctx-python", default=str(PEERS_DIR / "mctx-venv" / "bin" / "python"),
+                        help="python of mctx's venv (default: $MBWRAP_PEERS_DIR/mctx-venv, "
+                        "else .peers/mctx-venv); 'none' skips mctx")
     parser.add_argument("--embed", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--actions", type=int, default=16)

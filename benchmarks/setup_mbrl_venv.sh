@@ -2,7 +2,9 @@
 # Builds mbrl-lib's own virtual environment for benchmarks/_mbrl_cem_decision.py, kept apart
 # from mbwrap's (mbrl-lib pins Gymnasium 0.26.3, which mbwrap does not run on).
 #
-# Usage: bash benchmarks/setup_mbrl_venv.sh [VENV_DIR]     (default /work/mbrl-venv)
+# Usage: bash benchmarks/setup_mbrl_venv.sh [VENV_DIR]
+#        (default $MBWRAP_PEERS_DIR/mbrl-venv, else the repository's ignored .peers/mbrl-venv,
+#        where benchmarks/planning_speed.py looks for it)
 #
 # Why mbrl is installed with --no-deps and its requirements listed by hand:
 # * mbrl 0.2.0 pins hydra-core==1.0.3 and omegaconf<2.1. hydra-core 1.0.3 does not import on
@@ -18,8 +20,9 @@
 #   any other version pulls gigabytes of CUDA packages.
 set -euo pipefail
 
-VENV="${1:-/work/mbrl-venv}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-${MBWRAP_PEERS_DIR:-$REPO/.peers}/mbrl-venv}"
+mkdir -p "$(dirname "$VENV")"
 
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --upgrade pip

@@ -7,7 +7,7 @@ Learns with n planning steps per real step and prints how many steps each episod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
@@ -18,26 +18,18 @@ import mbwrap
 @dataclass
 class Config:
     env_id: str = "mbwrap/DynaMaze-v0"
-    planning_steps: int = 50  # n; the book compares 0, 5 and 50
-    learning_rate: float = 0.1  # Sutton & Barto 2018, Figure 8.2
-    gamma: float = 0.95
-    exploration_rate: float = 0.1
     episodes: int = 30
-    seed: int = 0
+    # Dyna-Q's own settings: the book's alpha, gamma and epsilon (its defaults) with n = 50
+    # planning steps per real step (the book compares 0, 5 and 50).
+    dyna_q: mbwrap.DynaQ.Config = field(
+        default_factory=lambda: mbwrap.DynaQ.Config(planning_steps=50, seed=0)
+    )
 
 
 def main(config: Config | None = None) -> list[int]:
     config = config or Config()
     env = gym.make(config.env_id)
-    algo = mbwrap.make_algo(
-        "dyna-q",
-        env,
-        planning_steps=config.planning_steps,
-        learning_rate=config.learning_rate,
-        gamma=config.gamma,
-        exploration_rate=config.exploration_rate,
-        seed=config.seed,
-    )
+    algo = mbwrap.make_algo("dyna-q", env, config=config.dyna_q)
     stats = mbwrap.EpisodeStatsCallback()
     algo.learn(10**7, callback=[stats, StopTrainingOnMaxEpisodes(config.episodes)])
     for episode, length in enumerate(stats.episode_lengths, start=1):

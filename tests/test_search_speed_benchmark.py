@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "search_speed.py"
-MCTX_PYTHON = Path("/work/mctx-venv/bin/python")
+# Where benchmarks/setup_mctx_venv.sh puts mctx's venv: $MBWRAP_PEERS_DIR, else .peers/.
+PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or BENCHMARK.parents[1] / ".peers")
+MCTX_PYTHON = PEERS_DIR / "mctx-venv" / "bin" / "python"
 ROW = re.compile(r"^\| (muzero|gumbel) \| (\d+) \| (\d+) \|(.*)\|$")
 NUMBER = r"[\d,]+"
 

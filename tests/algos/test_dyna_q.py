@@ -5,14 +5,16 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import mbwrap
-from mbwrap.algos import DynaQ, EpisodeStatsCallback
-from mbwrap.algos.dyna_q import epsilon_greedy, q_learning_target
+from mbwrap.algos import DynaQ, EpisodeStatsCallback, settings_table
+from mbwrap.algos.dyna_q import DynaQConfig, epsilon_greedy, flat_index, q_learning_target
 from mbwrap.cli.demo import dyna_maze_curves, first_episode_below
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
 def test_q_learning_target_by_hand():
@@ -21,6 +23,13 @@ def test_q_learning_target_by_hand():
     terminated = np.array([0.0, 0.0, 1.0])
     # 1 + 0.9 * 2 = 2.8; 0 + 0.9 * 4 = 3.6; terminal: no bootstrap.
     np.testing.assert_allclose(q_learning_target(reward, next_q, terminated, 0.9), [2.8, 3.6, 0.5])
+
+
+def test_flat_index_numbers_discrete_and_multidiscrete_elements_by_hand():
+    np.testing.assert_array_equal(flat_index([3, 5], gym.spaces.Discrete(4, start=2)), [1, 3])
+    space = gym.spaces.MultiDiscrete([2, 3], start=[1, 0])
+    # (row - 1) * 3 + col: (1, 0) -> 0, (1, 2) -> 2, (2, 1) -> 4.
+    np.testing.assert_array_equal(flat_index([[1, 0], [1, 2], [2, 1]], space), [0, 2, 4])
 
 
 def test_epsilon_greedy_breaks_ties_uniformly_and_explores():
@@ -37,7 +46,8 @@ def test_epsilon_greedy_breaks_ties_uniformly_and_explores():
 
 def test_defaults_are_the_books():
     algo = DynaQ(gym.make("mbwrap/DynaMaze-v0"))
-    assert (algo.learning_rate, algo.gamma, algo.exploration_rate) == (0.1, 0.95, 0.1)
+    config = algo.config
+    assert (config.learning_rate, config.gamma, config.exploration_rate) == (0.1, 0.95, 0.1)
 
 
 def test_made_through_the_registry_and_acts_in_the_given_env():
@@ -139,7 +149,7 @@ def test_save_load_round_trip(tmp_path):
     algo.save(path)
     loaded = DynaQ.load(path, env=gym.make("mbwrap/DynaMaze-v0"))
     np.testing.assert_array_equal(loaded.q_table, algo.q_table)
-    assert loaded.planning_steps == 50 and loaded.num_timesteps == 2000
+    assert loaded.config.planning_steps == 50 and loaded.num_timesteps == 2000
     assert (loaded.model.counts == algo.model.counts).all()
     obs = np.arange(54)
     unique = (algo.q_table == algo.q_table.max(1, keepdims=True)).sum(1) == 1
@@ -226,3 +236,74 @@ def test_episode_stats_callback_records_every_episode():
     assert len(stats.episode_lengths) == 5
     assert all(r == 1.0 for r in stats.episode_returns)
     assert min(stats.episode_lengths) >= 14
+
+
+# ---------------------------------------------------------------------- config
+def test_settings_are_keywords_of_one_config():
+    env = gym.make("mbwrap/DynaMaze-v0")
+    with pytest.raises(TypeError, match=r"at most 0 positional settings"):
+        DynaQ(env, 5)
+    with pytest.raises(TypeError, match=r"planing_steps: not a setting of 'dyna-q'\. Did you "
+                                        r"mean 'planning_steps'\?"):
+        DynaQ(env, planing_steps=5)
+    config = DynaQConfig(planning_steps=50, seed=0)
+    algo = DynaQ(env, config=config, exploration_rate=0.2)
+    assert (algo.config.planning_steps, algo.config.exploration_rate) == (50, 0.2)
+    # The config names the model as a checkpoint rebuilds it.
+    assert algo.config.model == "tabular"
+    assert algo.config.model_kwargs["env_id"] == "mbwrap/DynaMaze-v0"
+    assert [row["name"] for row in settings_table(DynaQConfig)][-6:] == [
+        "planning_steps", "learning_rate", "gamma", "exploration_rate", "model", "model_kwargs"
+    ]
+
+
+def test_the_model_is_a_table_given_by_name_keywords_or_instance():
+    env = gym.make("mbwrap/DynaMaze-v0")
+    algo = DynaQ(env, model_kwargs={"mode": "most-likely"}, device="cpu")
+    assert algo.model.mode == "most-likely"
+    model = mbwrap.TabularModel(env.observation_space, env.action_space, device="cpu")
+    assert DynaQ(env, model=model).model is model
+    with pytest.raises(UnsupportedSpaceError, match="use TabularModel"):
+        DynaQ(env, model="mlp", device="cpu")
+
+
+# ---------------------------------------------------------------------- resume
+def _maze() -> gym.Env:
+    return gym.make("mbwrap/DynaMaze-v0")
+
+
+def _small_dyna_q() -> DynaQ:
+    return DynaQ(_maze(), planning_steps=5, seed=0, device="cpu")
+
+
+def test_load_restores_the_whole_run(tmp_path):
+    algo = _small_dyna_q().learn(3_000)
+    assert algo.q_table.max() > 0  # the goal was reached: values were learned
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_maze(), device="cpu")
+    np.testing.assert_array_equal(loaded.q_table, algo.q_table)
+    np.testing.assert_array_equal(loaded.visited, algo.visited)
+    np.testing.assert_array_equal(loaded._visited_mask, algo._visited_mask)
+    assert loaded.rng.bit_generator.state == algo.rng.bit_generator.state
+    assert torch.equal(loaded.model_rng.get_state(), algo.model_rng.get_state())
+    assert torch.equal(loaded.model.counts, algo.model.counts)
+    assert (loaded.real_steps, loaded.num_timesteps) == (3_000, 3_000)
+
+
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
+    # The maze's episodes end only at the goal: save where the first one (a seeded random
+    # walk) ended, so that the straight run's next step is a fresh episode too.
+    stats = EpisodeStatsCallback()
+    _small_dyna_q().learn(10**6, callback=[stats, StopTrainingOnMaxEpisodes(1)])
+    first = stats.episode_lengths[0]
+    assert_resume_is_exact(_small_dyna_q, _maze, first, 300, tmp_path)
+    resumed = DynaQ.load(tmp_path / "resumed.pt", device="cpu")
+    assert resumed.num_timesteps == first + 300 and resumed.q_table.max() > 0
+
+
+def test_a_q_table_of_another_shape_is_refused():
+    algo = DynaQ(_maze(), seed=0, device="cpu")
+    tensors = algo.get_tensors()
+    key = next(k for k in tensors if k.startswith("state.parts.q_table"))
+    tensors[key] = tensors[key][:10]
+    with pytest.raises(ValueError, match=r"q_table: has shape \(10, 4\), expected \(54, 4\)"):
+        algo.set_tensors(tensors)

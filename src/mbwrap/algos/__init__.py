@@ -9,7 +9,7 @@ from mbwrap.algos.config import AlgoConfig, setting, settings_table
 from mbwrap.algos.core import AlgorithmCore
 from mbwrap.algos.dreamer import Dreamer, DreamerConfig
 from mbwrap.algos.dyna import Dyna, DynaConfig
-from mbwrap.algos.dyna_q import DynaQ
+from mbwrap.algos.dyna_q import DynaQ, DynaQConfig
 from mbwrap.algos.mb_mf import MBMF, imitation_loss
 from mbwrap.algos.mbpo import MBPO, MBPOConfig, model_buffer_capacity, rollout_length
 from mbwrap.algos.me_trpo import METRPO
@@ -36,6 +36,7 @@ __all__ = [
     "Dyna",
     "DynaConfig",
     "DynaQ",
+    "DynaQConfig",
     "EpisodeStatsCallback",
     "MBPOConfig",
     "MuZero",

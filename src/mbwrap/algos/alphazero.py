@@ -85,6 +85,7 @@ class AlphaZero(SelfPlayAlgorithm):
 
     :param env: a PettingZoo AEC game (``tictactoe_v3.env()``), an
         :class:`~mbwrap.envs.aec.AECGame`, or a classic game's name.
+
     Settings: :class:`AlphaZeroConfig`; those left ``None`` come from the game's preset
     (:data:`~mbwrap.algos.presets.PRESETS`), else from the paper.
     """

@@ -57,6 +57,7 @@ class MuZero(SelfPlayAlgorithm):
     :param env: the real env, with ``Discrete`` actions and ``Box`` observations; pass a
         ``VecEnv`` of several envs so that searches batch over them; ``None`` only when
         loading for prediction, with ``observation_space`` and ``action_space``.
+
     Settings: :class:`MuZeroConfig`.
     """
 

@@ -32,6 +32,7 @@ class DreamVecEnv(VectorEnv):
 
     :param num_envs: number of imagined episodes run in parallel.
     :param autoreset_mode: see above; declared in ``metadata["autoreset_mode"]``.
+
     Other parameters as :class:`~mbwrap.DreamEnv`.
     """
 

@@ -61,6 +61,7 @@ class GaussianEnsemble(NeuralWorldModel):
     :param weight_decay: L2 coefficient, one for all layers or one per layer; ``None``:
         MBPO's per-layer values (:func:`mbpo_weight_decay`).
     :param logvar_bound_coef: weight of the log-variance bound regulariser.
+
     Other parameters as :class:`~mbwrap.models.neural.NeuralWorldModel`.
     """
 

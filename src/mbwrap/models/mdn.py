@@ -37,6 +37,7 @@ class MDNModel(NeuralWorldModel):
 
     :param num_components: mixture components ``K``.
     :param temperature: ``τ >= 0`` of sampling.
+
     Other parameters as :class:`~mbwrap.models.neural.NeuralWorldModel`.
     """
 

@@ -32,6 +32,7 @@ class MLPModel(NeuralWorldModel):
     :param propagation: ``"ts1"``, ``"ts-inf"`` or ``"mean"`` (see
         :data:`~mbwrap.models.neural.Propagation`); irrelevant with one network.
     :param bootstrap: train each member on a resample of the data.
+
     Other parameters as :class:`~mbwrap.models.neural.NeuralWorldModel`.
     """
 
