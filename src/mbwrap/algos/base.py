@@ -125,22 +125,12 @@ class Algorithm(AlgorithmCore):
         check_same_space(self.action_space, wrapped.action_space, name="env.action_space")
         self.env, self.n_envs, self._last_obs = wrapped, wrapped.num_envs, None
 
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback,
-        reset_num_timesteps: bool,
-        tb_log_name: str,
-        progress_bar: bool,
-    ) -> tuple[int, BaseCallback]:
+    def _prepare_learning(self, reset_num_timesteps: bool) -> None:
+        """Before the loop: the env must exist; a new count (or a first call) resets it."""
         if self.env is None:
             raise ValueError("env: this algorithm has no env; pass one to load() or call set_env()")
-        total_timesteps, callback = self._start_learning(
-            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
-        )
         if reset_num_timesteps or self._last_obs is None:
             self._last_obs = self.env.reset()
-        return total_timesteps, callback
 
     def _collect_real_steps(
         self,
@@ -166,7 +156,7 @@ class Algorithm(AlgorithmCore):
         :return: ``False`` when a callback asked to stop training.
         :raises ValueError: when the env returns NaN or infinite observations or rewards.
         """
-        assert self.env is not None and self._last_obs is not None, "call _setup_learn() first"
+        assert self.env is not None and self._last_obs is not None, "call _start_learning() first"
         n_envs = self.env.num_envs
         if self._last_obs is not self._collected_obs:
             # learn() reset the env: the stored pieces end here, a recurrent state restarts.
@@ -236,7 +226,7 @@ class Algorithm(AlgorithmCore):
         :param progress_bar: show SB3's progress bar over real steps.
         :return: ``self``.
         """
-        total_timesteps, callback = self._setup_learn(
+        total_timesteps, callback = self._start_learning(
             total_timesteps,
             callback,
             reset_num_timesteps,

@@ -141,8 +141,8 @@ class AlgorithmCore(abc.ABC):
         tb_log_name: str,
         progress_bar: bool,
     ) -> tuple[int, BaseCallback]:
-        """Counters, logger and callbacks for a ``learn`` call: ``(total steps to reach,
-        callback)``."""
+        """Counters, logger and callbacks for a ``learn`` call, then
+        :meth:`_prepare_learning`: ``(total steps to reach, callback)``."""
         self._start_time = time.time_ns() / 1e9
         if reset_num_timesteps:
             self.num_timesteps = 0
@@ -163,7 +163,11 @@ class AlgorithmCore(abc.ABC):
         if progress_bar:
             callback = CallbackList([callback, ProgressBarCallback()])
         callback.init_callback(self)  # type: ignore[arg-type]
+        self._prepare_learning(reset_num_timesteps)
         return total_timesteps, callback
+
+    def _prepare_learning(self, reset_num_timesteps: bool) -> None:  # noqa: B027 (a hook)
+        """Called at the end of :meth:`_start_learning` (e.g. to reset the env)."""
 
     def _update_info_buffer(self, infos: list[dict[str, Any]]) -> None:
         for info in infos:
