@@ -77,3 +77,38 @@ def test_env_fns_is_a_frozen_pair_of_optional_functions():
     assert fns.reward is None and fns.termination is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         fns.reward = DYNA_MAZE_FNS.reward
+
+
+# ---------------------------------------------------------------------- one resolver
+class _Spaces:
+    """A stand-in with what resolve_fns reads from a world model."""
+
+    def __init__(self, env_id, latent=False):
+        import gymnasium as gym
+
+        box = gym.spaces.Box(-1.0, 1.0, (4,))
+        self.env_id = env_id
+        self.observation_space = box
+        self.dream_observation_space = gym.spaces.Box(-1.0, 1.0, (8,)) if latent else box
+
+
+def test_resolve_fns_prefers_given_then_registered_then_the_model():
+    from mbwrap.envs.fns import resolve_fns
+    from mbwrap.registry import get_fn
+
+    def given(obs, action, next_obs):
+        return obs[:, 0]
+
+    registered = get_fn("CartPole-v1")
+    fns = resolve_fns(_Spaces("CartPole-v1"))
+    assert fns.reward_fn is registered.reward and fns.termination_fn is registered.termination
+    assert (fns.reward_source, fns.termination_source) == ("registered", "registered")
+    fns = resolve_fns(_Spaces("CartPole-v1"), reward_fn=given)
+    assert fns.reward_fn is given and fns.reward_source == "given"
+    assert fns.termination_source == "registered"
+    fns = resolve_fns(_Spaces(None))
+    assert fns == (None, None, "model", "model")
+    # A latent model imagines its own features: registered functions of real
+    # observations never apply, a given one does.
+    fns = resolve_fns(_Spaces("CartPole-v1", latent=True), termination_fn=given)
+    assert fns == (None, given, "model", "given")

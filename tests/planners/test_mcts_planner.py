@@ -144,3 +144,19 @@ def test_random_rollouts_value_new_nodes_and_stop_at_termination():
     assert values.max().item() == 0.0 and values.min().item() == -3.0
     with pytest.raises(ValueError, match="rollout_horizon"):
         WorldModelSearch(model, rollout_horizon=-1)
+
+
+def test_tree_search_over_a_latent_model_ignores_registered_functions():
+    import gymnasium as gym
+
+    import mbwrap
+
+    env = gym.make("CartPole-v1")
+    rssm = mbwrap.make_model("rssm", env.observation_space, env.action_space,
+                             env_id="CartPole-v1", deter=16, hidden=16, layers=1, stoch=4,
+                             classes=4, device="cpu")
+    mlp = mbwrap.make_model("mlp", env.observation_space, env.action_space,
+                            env_id="CartPole-v1", device="cpu")
+    assert WorldModelSearch(mlp).reward_fn is not None  # CartPole's registered reward
+    search = WorldModelSearch(rssm)
+    assert search.reward_fn is None and search.termination_fn is None  # the RSSM's heads

@@ -19,9 +19,9 @@ from gymnasium import spaces
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
 from mbwrap.envs.fns.base import BatchedFn
+from mbwrap.envs.fns.resolve import resolve_fns
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
 from mbwrap.models import WorldModel
-from mbwrap.registry import get_fn
 from mbwrap.spaces import as_batch
 
 #: ``(n, generator) -> obs: [n, *obs_shape]``
@@ -124,18 +124,11 @@ class ImaginationCore:
         self.batch_size = batch_size
         self.on_nonfinite = on_nonfinite
         self._sample_starts, self._start_device = _start_sampler(start_states, model)
-        # Registered functions read real observations; a latent model's imagined
-        # observations are its features, so only its own heads apply.
-        latent = model.dream_observation_space != model.observation_space
-        registered = None if latent else get_fn(model.env_id)
-        self.reward_fn = reward_fn or getattr(registered, "reward", None)
-        self.termination_fn = termination_fn or getattr(registered, "termination", None)
+        fns = resolve_fns(model, reward_fn, termination_fn)
+        self.reward_fn, self.termination_fn = fns.reward_fn, fns.termination_fn
         #: Where reward and termination come from: ``"given"``, ``"registered"``,
         #: ``"model"`` (the model's head; a model without a termination head never terminates).
-        self.reward_source = "given" if reward_fn else ("registered" if self.reward_fn else "model")
-        self.termination_source = (
-            "given" if termination_fn else ("registered" if self.termination_fn else "model")
-        )
+        self.reward_source, self.termination_source = fns.reward_source, fns.termination_source
         self.seed(None)
         self.state: torch.Tensor | None = None
         self.obs: torch.Tensor | None = None

@@ -16,11 +16,11 @@ from stable_baselines3.common.policies import BasePolicy
 
 from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.device import make_generator, resolve_device
-from mbwrap.envs.fns import BatchedFn
+from mbwrap.envs.fns import BatchedFn, resolve_fns
 from mbwrap.errors import CheckpointError, ModelOutputError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
 from mbwrap.planners.objective import NONFINITE_RETURN, predicted_returns
-from mbwrap.registry import checkpoint_class, get_fn
+from mbwrap.registry import checkpoint_class
 from mbwrap.spaces import action_bounds, as_batch
 
 _CHECKPOINT_KIND = "mbwrap.planner"
@@ -136,14 +136,10 @@ class Planner(BasePolicy, abc.ABC):
         self.gamma = _unit_float(gamma, "gamma")
         self.warm_start = bool(warm_start)
         self.seed = None if seed is None else int(seed)
-        # Registered functions read real observations; a latent model's states are not
-        # those, so only its own heads apply.
-        latent = model.dream_observation_space != model.observation_space
-        registered = None if latent else get_fn(model.env_id)
         self._given_reward_fn = reward_fn is not None
         self._given_termination_fn = termination_fn is not None
-        self.reward_fn = reward_fn or getattr(registered, "reward", None)
-        self.termination_fn = termination_fn or getattr(registered, "termination", None)
+        fns = resolve_fns(model, reward_fn, termination_fn)
+        self.reward_fn, self.termination_fn = fns.reward_fn, fns.termination_fn
         self.discrete = isinstance(space, spaces.Discrete)
         self.action_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
         if self.discrete:

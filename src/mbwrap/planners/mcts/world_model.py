@@ -8,11 +8,10 @@ from typing import Any
 import torch
 from gymnasium import spaces
 
-from mbwrap.envs.fns import BatchedFn
+from mbwrap.envs.fns import BatchedFn, resolve_fns
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models import WorldModel
 from mbwrap.planners.mcts.types import Embedding, RecurrentFnOutput, RootFnOutput
-from mbwrap.registry import get_fn
 from mbwrap.spaces import as_batch
 
 #: ``states [B, *state_shape] -> values [B]``.
@@ -60,9 +59,8 @@ class WorldModelSearch:
         self.value_fn = value_fn
         self.rollout_horizon = int(rollout_horizon)
         self.generator = generator
-        registered = get_fn(model.env_id)
-        self.reward_fn = reward_fn or getattr(registered, "reward", None)
-        self.termination_fn = termination_fn or getattr(registered, "termination", None)
+        fns = resolve_fns(model, reward_fn, termination_fn)
+        self.reward_fn, self.termination_fn = fns.reward_fn, fns.termination_fn
         self.observation_space = model.observation_space
         self.action_space = model.action_space
         self.device = model.device
