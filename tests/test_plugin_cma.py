@@ -217,7 +217,7 @@ def test_save_load_round_trip_through_the_registry(point_model, tmp_path):
         population=6,
         iterations=2,
         sigma0=0.3,
-        discount=0.9,
+        gamma=0.9,
         seed=7,
     )
     path = tmp_path / "cma.mbw"
