@@ -36,8 +36,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
+from mbwrap.algos import MBMF
 from mbwrap.algos.agents import agent_class
-from mbwrap.algos.mb_mf import MBMF
 from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 
 ENV_ID = "Pendulum-v1"

@@ -23,7 +23,7 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 
-from mbwrap.algos.mb_mf import MBMF
+from mbwrap.algos import MBMF
 from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 
 

@@ -17,13 +17,11 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
-from mbwrap.algos.mb_mf import (
-    MBMF,
-    imitation_loss,
-    scale_actions,
-)
+from mbwrap.algos.mb_mf import MBMF, MBMFConfig, imitation_loss
 from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
+from mbwrap.spaces import action_bounds, scale_action
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +42,9 @@ def pendulum() -> gym.Env:
 TINY = {
     "model_kwargs": {"hidden_sizes": [32, 32], "max_epochs": 5},
     "planner_kwargs": {"population": 64, "horizon": 5},
-    "initial_random_steps": 50,
+    "learning_starts": 50,
     "model_based_steps": 150,
-    "mpc_steps_per_iteration": 50,
+    "model_train_freq": 50,
     "dagger_iterations": 2,
     "dagger_steps": 30,
     "bc_epochs": 5,
@@ -135,9 +133,10 @@ def test_imitation_loss_against_hand_computed_values():
             layer.bias.zero_()
     nll = imitation_loss(sac, obs, torch.zeros(4, 1), loss="nll").item()
     assert nll == pytest.approx(0.5 * math.log(2 * math.pi), rel=1e-5)
+    # The one action scaling pair (spaces.scale_action) maps the Box's bounds to [-1, 1].
     assert torch.allclose(
-        scale_actions(torch.tensor([[-2.0], [2.0]]), sac.action_space).flatten(),
-        torch.tensor([-1.0, 1.0]),
+        scale_action(torch.tensor([[-2.0], [2.0]]), *action_bounds(sac.action_space, "cpu")),
+        torch.tensor([[-1.0], [1.0]]),
     )
 
 
@@ -194,8 +193,16 @@ def test_defaults_are_the_papers():
     assert isinstance(algo.agent, PPO) and algo.agent.get_env() is algo.env
     assert algo.model.hidden_sizes == [500, 500] and algo.model.batch_size == 512
     assert (algo.planner.population, algo.planner.horizon) == (1000, 20)
-    assert algo.bc_loss == "mse" and algo.dagger_iterations == 3
+    assert algo.config.bc_loss == "mse" and algo.config.dagger_iterations == 3
     assert algo.phase == "model-based"
+    defaults = MBMFConfig()
+    assert (defaults.learning_starts, defaults.model_based_steps) == (10_000, 80_000)
+    assert defaults.model_train_freq == 10_000 and defaults.dagger_steps == 2_000
+    assert (defaults.bc_epochs, defaults.bc_batch_size, defaults.bc_learning_rate) == (
+        300,
+        512,
+        1e-3,
+    )
 
 
 def test_predict_is_the_expert_then_the_agent():
@@ -411,24 +418,28 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="bc_loss: expected one of"):
         tiny("PPO", bc_loss="l1")
     for name, value in [
-        ("initial_random_steps", 0),
+        ("learning_starts", 0),
         ("model_based_steps", -1),
         ("model_based_steps", 20),  # fewer than the random steps
-        ("mpc_steps_per_iteration", 0),
+        ("model_train_freq", 0),
         ("dagger_iterations", -1),
         ("dagger_steps", 0),
         ("bc_epochs", 0),
         ("label_batch_size", 0),
         ("critic_warmup_steps", -5),
     ]:
-        with pytest.raises(ValueError, match=f"{name}: expected an int >= "):
+        with pytest.raises(ValueError, match=f"{name}: expected a value >= "):
             tiny("SAC", **{name: value})
+    with pytest.raises(TypeError, match=r"bc_epochs: expected an int, got 2\.5"):
+        tiny("PPO", bc_epochs=2.5)
     with pytest.raises(ValueError, match="bc_learning_rate"):
         tiny("PPO", bc_learning_rate=-1e-3)
     with pytest.raises(ValueError, match="critic_warmup_steps: only off-policy"):
         tiny("PPO", critic_warmup_steps=10)
-    with pytest.raises(ValueError, match="buffer_capacity: 100 cannot hold the 150"):
-        tiny("PPO", buffer_capacity=100)
+    with pytest.raises(ValueError, match="buffer_size: 100 cannot hold the 150"):
+        tiny("PPO", buffer_size=100)
+    with pytest.raises(TypeError, match=r"mpc_steps_per_iteration: not a setting of 'mb-mf'"):
+        tiny("PPO", mpc_steps_per_iteration=50)
     with pytest.raises(TypeError, match="planner: expected a registered planner name"):
         tiny("PPO", planner=object())
     cartpole_agent = PPO("MlpPolicy", gym.make("CartPole-v1"), n_steps=16)
@@ -471,3 +482,54 @@ def test_pendulum_distilled_policy_matches_its_expert_then_finetuning_improves_i
     finetuned = evaluate(algo)
     assert distilled >= 1.1 * expert, (expert, distilled)
     assert finetuned > distilled, (distilled, finetuned)
+
+
+# ---------------------------------------------------------------------- resume
+def _pendulum50() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small(agent: str) -> MBMF:
+    # 150 model-based steps (50 random, 2 MPC iterations of 50), 2 DAgger iterations of
+    # 50, then fine-tuning: every phase and iteration ends where an episode ends.
+    return MBMF(
+        _pendulum50(),
+        agent,
+        agent_kwargs={"PPO": PPO_KWARGS, "SAC": SAC_KWARGS}[agent],
+        **{**TINY, "dagger_steps": 50},
+    )
+
+
+@pytest.mark.parametrize(("agent", "steps"), [("PPO", 120), ("PPO", 300), ("SAC", 300)])
+def test_load_restores_the_whole_run(tmp_path, agent, steps):
+    # In the model-based phase (mid-iteration), and while fine-tuning.
+    algo = _small(agent)
+    algo.learn(steps)
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum50(), device="cpu")
+    assert (loaded.phase, loaded.phase_steps) == (algo.phase, algo.phase_steps)
+    assert len(loaded.buffer) == len(algo.buffer) and len(loaded.demo_obs) == len(algo.demo_obs)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    bare = MBMF.load(small, device="cpu")
+    assert len(bare.buffer) == 0 and len(bare.demo_obs) == 0 and bare.phase == algo.phase
+    obs = np.zeros((4, 3), dtype=np.float32)
+    if algo.phase != "model-based":  # the planner's candidates are random
+        np.testing.assert_array_equal(
+            bare.predict(obs, deterministic=True)[0], algo.predict(obs, deterministic=True)[0]
+        )
+
+
+@pytest.mark.parametrize(
+    ("agent", "first_steps", "more_steps"),
+    [
+        ("PPO", 100, 200),  # stopped in the model-based phase, resumed through DAgger
+        ("PPO", 200, 100),  # stopped in DAgger, resumed into fine-tuning
+        ("PPO", 300, 100),  # stopped while fine-tuning
+        ("SAC", 200, 150),
+    ],
+)
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(
+    tmp_path, agent, first_steps, more_steps
+):
+    assert_resume_is_exact(lambda: _small(agent), _pendulum50, first_steps, more_steps, tmp_path)

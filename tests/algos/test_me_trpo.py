@@ -18,16 +18,19 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import mbwrap
 from mbwrap.algos import me_trpo
-from mbwrap.algos.me_trpo import (
-    METRPO,
+from mbwrap.algos.me_trpo import METRPO, METRPOConfig
+from mbwrap.algos.me_trpo_validation import (
     ensemble_members,
     episode_starts,
+    first_observations,
     improvement_ratio,
+    member_returns,
     should_stop,
 )
 from mbwrap.errors import SpaceMismatchError
 from mbwrap.models import WorldModel
-from mbwrap.types import ModelStep
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
+from mbwrap.types import ModelStep, Transition
 
 
 @pytest.fixture(autouse=True)
@@ -96,9 +99,10 @@ def _drift_algo(env=None, gains=(1.0,) * 5, **kwargs: Any) -> METRPO:
     env = env if env is not None else DriftEnv()
     model = DriftEnsemble(DriftEnv.observation_space, DriftEnv.action_space, gains=gains)
     settings = {
-        "real_steps_per_iteration": 100,
+        "learning_starts": 100,
+        "train_freq": 100,
         "num_imagined_envs": 16,
-        "imagined_horizon": 20,
+        "imagination_horizon": 20,
         "validation_episodes": 8,
         "max_policy_iterations": 20,
         "agent_kwargs": {"n_steps": 20, "batch_size": 160},
@@ -142,12 +146,13 @@ def test_should_stop_by_hand():
 
 
 def test_defaults_are_the_papers():
-    defaults = METRPO.__init__.__kwdefaults__
-    assert (defaults["validation_interval"], defaults["improvement_threshold"]) == (5, 0.7)
-    assert (defaults["patience"], defaults["max_policy_iterations"]) == (25, 400)
-    assert defaults["real_steps_per_iteration"] == 3000
+    defaults = METRPOConfig()
+    assert (defaults.validation_interval, defaults.improvement_threshold) == (5, 0.7)
+    assert (defaults.patience, defaults.max_policy_iterations) == (25, 400)
+    # Algorithm 1: the first iteration's samples are random, then sample_size per iteration.
+    assert defaults.train_freq == defaults.learning_starts == 3000
     agent = METRPO.default_agent_kwargs()
-    assert defaults["num_imagined_envs"] * agent["n_steps"] == 50_000  # one TRPO batch
+    assert defaults.num_imagined_envs * agent["n_steps"] == 50_000  # one TRPO batch
     assert agent["policy_kwargs"]["net_arch"]["pi"] == [32, 32]
 
 
@@ -156,6 +161,20 @@ def test_episode_starts_by_hand():
     done = torch.tensor([[False, False], [False, True], [True, False], [False, False]])
     expected = [[True, False], [False, False], [False, True], [True, False]]
     assert episode_starts(first, done).tolist() == expected
+
+
+def test_first_observations_by_hand():
+    # Two envs, three vector steps: env 0 starts an episode at step 0 (first) and after
+    # its step 1 ended; env 1 after its step 0 ended.
+    obs = torch.arange(6.0).reshape(6, 1)
+    done = torch.tensor([False, True, True, False, False, False])
+    never = torch.zeros(6, dtype=torch.bool)
+    data = Transition(obs, torch.zeros(6, 1), torch.zeros(6), obs, done, never)
+    starts = first_observations(data, torch.tensor([True, False]), 3)
+    assert starts[:, 0].tolist() == [0.0, 3.0, 4.0]
+    # Only the newest steps count, from the envs that had just begun an episode before them.
+    assert first_observations(data, torch.tensor([True, False]), 1)[:, 0].tolist() == [4.0]
+    assert first_observations(data, torch.tensor([False, False]), 1).shape == (0, 1)
 
 
 def test_validation_follows_the_elites():
@@ -174,7 +193,7 @@ def test_member_returns_by_hand():
             return -np.ones_like(obs), None
 
     starts = torch.tensor([[2.0], [1.0]])
-    returns = me_trpo.member_returns(PushLeft(), model, starts, 3, members=[0, 1], seed=0)
+    returns = member_returns(PushLeft(), model, starts, 3, members=[0, 1], seed=0)
     # Member 0: 2 -> 1, 0, -1 gives -(1 + 0 + 1); 1 -> 0, -1, -2 gives -(0 + 1 + 4).
     # Member 1 never moves: -(3 * 4) and -(3 * 1).
     np.testing.assert_allclose(returns, [(-2.0 - 5.0) / 2, (-12.0 - 3.0) / 2])
@@ -197,7 +216,7 @@ def test_scripted_validation_drives_the_policy_loop(monkeypatch):
         snapshots.append({k: v.clone() for k, v in policy.state_dict().items()})
         return next(script)
 
-    monkeypatch.setattr(me_trpo, "member_returns", scripted)
+    monkeypatch.setattr(me_trpo, "member_returns", scripted)  # as me_trpo calls it
     algo.learn(100)
     assert len(snapshots) == 1 + 40 // 5
     assert algo.agent.num_timesteps == 40 * 16 * 20  # TRPO iterations x imagined batch
@@ -375,9 +394,10 @@ def test_save_load_round_trip(tmp_path):
     algo = METRPO(
         env,
         "linear",
-        real_steps_per_iteration=200,
+        learning_starts=200,
+        train_freq=200,
         num_imagined_envs=8,
-        imagined_horizon=20,
+        imagination_horizon=20,
         validation_episodes=4,
         max_policy_iterations=5,
         agent_kwargs={
@@ -449,18 +469,26 @@ def test_rejects_a_model_of_other_spaces():
 
 
 @pytest.mark.parametrize(
-    ("name", "value", "match"),
+    ("name", "value", "error", "match"),
     [
-        ("improvement_threshold", 0.0, "improvement_threshold"),
-        ("validation_interval", 0, "validation_interval"),
-        ("patience", 2.5, "patience"),
-        ("start_states", "random", "start_states"),
-        ("imagined_horizon", 0, "imagined_horizon"),
+        ("improvement_threshold", 0.0, ValueError, "improvement_threshold"),
+        ("validation_interval", 0, ValueError, "validation_interval"),
+        # A wrong type is a TypeError, as everywhere in the typed configs.
+        ("patience", 2.5, TypeError, "patience"),
+        ("start_states", "random", ValueError, "start_states"),
+        ("imagination_horizon", 0, ValueError, "imagination_horizon"),
+        ("learning_starts", -1, ValueError, "learning_starts"),
     ],
 )
-def test_rejects_bad_settings(name, value, match):
-    with pytest.raises(ValueError, match=match):
+def test_rejects_bad_settings(name, value, error, match):
+    with pytest.raises(error, match=match):
         _drift_algo(**{name: value})
+
+
+def test_an_unknown_setting_names_the_nearest():
+    with pytest.raises(TypeError, match=r"imagined_horizon: not a setting of 'me-trpo'\. Did "
+                                        r"you mean 'imagination_horizon'"):
+        _drift_algo(imagined_horizon=20)
 
 
 def test_made_through_the_registry():
@@ -473,7 +501,7 @@ def test_made_through_the_registry():
         device="cpu",
     )
     assert isinstance(algo, METRPO)
-    assert algo.imagined_horizon == 1000  # the env's time limit
+    assert algo.config.imagination_horizon == 1000  # the env's time limit
     assert algo.model.env_id == "InvertedPendulum-v5"
 
 
@@ -499,9 +527,10 @@ def test_learns_inverted_pendulum_from_imagination():
     algo = METRPO(
         env,
         "linear",  # near upright the dynamics are linear
-        real_steps_per_iteration=500,
+        learning_starts=500,
+        train_freq=500,
         num_imagined_envs=32,
-        imagined_horizon=100,
+        imagination_horizon=100,
         validation_episodes=16,
         patience=10,
         max_policy_iterations=30,
@@ -528,7 +557,8 @@ def test_learns_pendulum_with_the_papers_model():
         env,
         "mlp",
         model_kwargs={"ensemble_size": 5, "hidden_sizes": [200, 200]},
-        real_steps_per_iteration=1000,
+        learning_starts=1000,
+        train_freq=1000,
         num_imagined_envs=50,
         validation_episodes=20,
         max_policy_iterations=50,
@@ -545,3 +575,61 @@ def test_learns_pendulum_with_the_papers_model():
     )
     assert random_return < -900
     assert learned > -400
+
+
+# ---------------------------------------------------------------------------- resume
+def _pendulum() -> gym.Env:
+    return gym.make("Pendulum-v1", max_episode_steps=50)
+
+
+def _small_metrpo(model: str = "linear", **model_kwargs: Any) -> METRPO:
+    return METRPO(
+        _pendulum(),
+        model,
+        model_kwargs=model_kwargs,
+        learning_starts=50,
+        train_freq=50,
+        num_imagined_envs=4,
+        imagination_horizon=20,
+        validation_episodes=4,
+        validation_interval=1,
+        patience=2,
+        max_policy_iterations=3,
+        agent_kwargs={"n_steps": 10, "batch_size": 20, "policy_kwargs": {"net_arch": [16]}},
+        seed=0,
+        device="cpu",
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "model_kwargs"),
+    [("linear", {}), ("mlp", {"ensemble_size": 2, "hidden_sizes": [16], "max_epochs": 2})],
+)
+def test_load_restores_the_whole_run(tmp_path, model, model_kwargs):
+    algo = _small_metrpo(model, **model_kwargs)
+    algo.learn(100)
+    loaded = assert_load_restores_everything(algo, tmp_path, env=_pendulum(), device="cpu")
+    assert len(loaded.buffer) == 100 and loaded.iterations == algo.iterations == 2
+    assert loaded.agent.num_timesteps == algo.agent.num_timesteps > 0
+    torch.testing.assert_close(loaded.initial_obs, algo.initial_obs)
+    small = tmp_path / "small.pt"
+    algo.save(small, include_buffer=False)
+    assert small.stat().st_size < (tmp_path / "saved.pt").stat().st_size
+    bare = METRPO.load(small, device="cpu")
+    assert len(bare.buffer) == 0 and bare.initial_obs.shape[0] == 0
+    obs = np.zeros((3, 3), dtype=np.float32)
+    np.testing.assert_array_equal(
+        bare.predict(obs, deterministic=True)[0], algo.predict(obs, deterministic=True)[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "model_kwargs"),
+    [("linear", {}), ("mlp", {"ensemble_size": 2, "hidden_sizes": [16], "max_epochs": 2})],
+)
+def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(
+    tmp_path, model, model_kwargs
+):
+    assert_resume_is_exact(
+        lambda: _small_metrpo(model, **model_kwargs), _pendulum, 100, 100, tmp_path
+    )

@@ -3,16 +3,16 @@
 from mbwrap.algos.agents import available_agents, register_agent
 from mbwrap.algos.alphazero import AlphaZero, alphazero_loss
 from mbwrap.algos.alphazero_config import AlphaZeroConfig
-from mbwrap.algos.base import Algorithm, wrap_env
+from mbwrap.algos.base import Algorithm
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.config import AlgoConfig, setting, settings_table
 from mbwrap.algos.core import AlgorithmCore
 from mbwrap.algos.dreamer import Dreamer, DreamerConfig
 from mbwrap.algos.dyna import Dyna, DynaConfig
 from mbwrap.algos.dyna_q import DynaQ, DynaQConfig
-from mbwrap.algos.mb_mf import MBMF, imitation_loss
+from mbwrap.algos.mb_mf import MBMF, MBMFConfig, imitation_loss
 from mbwrap.algos.mbpo import MBPO, MBPOConfig, model_buffer_capacity, rollout_length
-from mbwrap.algos.me_trpo import METRPO
+from mbwrap.algos.me_trpo import METRPO, METRPOConfig
 from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.muzero_config import MuZeroConfig
 from mbwrap.algos.pets import PETS, PETSConfig
@@ -20,6 +20,7 @@ from mbwrap.algos.planet import PlaNet
 from mbwrap.algos.planet_config import PlaNetConfig
 from mbwrap.algos.self_play import SelfPlayAlgorithm
 from mbwrap.algos.world_models import WorldModels, WorldModelsConfig
+from mbwrap.envs.sb3_vec_env import wrap_env
 
 __all__ = [
     "MBMF",
@@ -38,7 +39,9 @@ __all__ = [
     "DynaQ",
     "DynaQConfig",
     "EpisodeStatsCallback",
+    "MBMFConfig",
     "MBPOConfig",
+    "METRPOConfig",
     "MuZero",
     "MuZeroConfig",
     "PETSConfig",

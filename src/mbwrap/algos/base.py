@@ -6,7 +6,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
 from stable_baselines3.common.vec_env import VecEnv
@@ -19,31 +18,6 @@ from mbwrap.envs.sb3_vec_env import env_id, wrap_env
 from mbwrap.models import WorldModel
 from mbwrap.models.build import model_config, resolve_model
 from mbwrap.spaces import check_same_space
-from mbwrap.types import Transition
-
-# Until every algorithm imports them from their layers.
-_check_finite = check_finite_step
-__all__ = ["Algorithm", "env_id", "model_config", "resolve_model", "wrap_env"]
-
-
-_TRANSITION_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
-
-
-def buffer_tensors(buffer: ReplayBuffer, prefix: str) -> dict[str, torch.Tensor]:
-    """Every transition of ``buffer``, oldest first, as ``{prefix.field: tensor}``."""
-    data = buffer.transitions()
-    return {f"{prefix}.{name}": getattr(data, name) for name in _TRANSITION_FIELDS}
-
-
-def restore_buffer(buffer: ReplayBuffer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
-    """Add the transitions :func:`buffer_tensors` stored to ``buffer`` (the oldest few are
-    dropped to fill whole rows of ``buffer.n_envs``); missing entries add nothing."""
-    if f"{prefix}.obs" not in tensors:
-        return
-    data = Transition(**{name: tensors[f"{prefix}.{name}"] for name in _TRANSITION_FIELDS})
-    keep = len(data) - len(data) % buffer.n_envs
-    if keep:
-        buffer.extend(*(getattr(data, name)[-keep:] for name in _TRANSITION_FIELDS))
 
 
 class Algorithm(AlgorithmCore):
@@ -85,13 +59,8 @@ class Algorithm(AlgorithmCore):
             action_space = self.env.action_space
         elif observation_space is None or action_space is None:
             raise ValueError("env: pass a real env, or observation_space and action_space")
-        super().__init__(
-            args,
-            kwargs,
-            config=config,
-            observation_space=observation_space,
-            action_space=action_space,
-        )
+        spaces = {"observation_space": observation_space, "action_space": action_space}
+        super().__init__(args, kwargs, config=config, **spaces)
         self.n_envs = self.env.num_envs if self.env is not None else 1
         #: Real env steps over the algorithm's whole life (never reset; schedules use it).
         self.real_steps = 0
@@ -192,13 +161,8 @@ class Algorithm(AlgorithmCore):
             self._episode_starts = dones
             self._update_info_buffer(infos)
             callback.update_locals(
-                {
-                    "new_obs": new_obs,
-                    "rewards": rewards,
-                    "dones": dones,
-                    "infos": infos,
-                    "actions": actions,
-                }
+                {"new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
+                 "actions": actions}
             )
             if not callback.on_step():
                 continue_training = False
@@ -226,12 +190,9 @@ class Algorithm(AlgorithmCore):
         :param progress_bar: show SB3's progress bar over real steps.
         :return: ``self``.
         """
+        name = tb_log_name or type(self).__name__
         total_timesteps, callback = self._start_learning(
-            total_timesteps,
-            callback,
-            reset_num_timesteps,
-            tb_log_name or type(self).__name__,
-            progress_bar,
+            total_timesteps, callback, reset_num_timesteps, name, progress_bar
         )
         callback.on_training_start(locals(), globals())
         self._on_training_start()
@@ -291,13 +252,9 @@ class Algorithm(AlgorithmCore):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """SB3's ``predict``, by what the algorithm trains to act: its ``agent`` (an SB3
         algorithm), else its ``planner`` (model-predictive control)."""
-        for name in ("agent", "planner"):
-            actor = getattr(self, name, None)
-            if actor is not None:
-                return actor.predict(
-                    observation, state=state, episode_start=episode_start,
-                    deterministic=deterministic,
-                )
+        actor = getattr(self, "agent", None) or getattr(self, "planner", None)
+        if actor is not None:
+            return actor.predict(observation, state, episode_start, deterministic)
         raise NotImplementedError(f"{type(self).__name__} has no agent or planner to act")
 
     def _behaviour_policy(self) -> PolicyPredictor | None:
@@ -391,7 +348,3 @@ class Algorithm(AlgorithmCore):
         return cls(
             env, observation_space=observation_space, action_space=action_space, **config
         )
-
-
-# Until every algorithm imports it from mbwrap.algos.state.
-_env_rngs = saved.env_generators

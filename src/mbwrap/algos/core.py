@@ -8,9 +8,6 @@ training loop) and :class:`~mbwrap.algos.SelfPlayAlgorithm` (a batch of games).
 from __future__ import annotations
 
 import abc
-import dataclasses
-import json
-import os
 import time
 from collections import deque
 from typing import Any, ClassVar
@@ -29,20 +26,16 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.type_aliases import MaybeCallback
 
-from mbwrap.algos import state as saved
 from mbwrap.algos.agents import agent_name
+from mbwrap.algos.checkpointing import Checkpointed
 from mbwrap.algos.config import AlgoConfig
-from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.device import resolve_device
-from mbwrap.errors import CheckpointError
 from mbwrap.models import WorldModel
 from mbwrap.models.build import model_config
-from mbwrap.spaces import check_space, space_from_json, space_to_json
-
-CHECKPOINT_KIND = "mbwrap.algo"
+from mbwrap.spaces import check_space
 
 
-class AlgorithmCore(abc.ABC):
+class AlgorithmCore(Checkpointed, abc.ABC):
     """The surface every algorithm has: its :attr:`Config`, spaces, device, SB3 logger,
     callbacks, ``predict`` and declared checkpoints.
 
@@ -62,10 +55,6 @@ class AlgorithmCore(abc.ABC):
     #: Settings that may also be passed positionally after ``env`` (SB3 passes its
     #: policy so), e.g. ``("agent", "model")``.
     positional_settings: ClassVar[tuple[str, ...]] = ()
-    #: Attributes a checkpoint holds: modules, optimizers, agents, generators, counters.
-    saved_state: ClassVar[tuple[str, ...]] = ()
-    #: Replay attributes a checkpoint holds unless ``save(include_buffer=False)``.
-    saved_buffers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -166,7 +155,7 @@ class AlgorithmCore(abc.ABC):
         self._prepare_learning(reset_num_timesteps)
         return total_timesteps, callback
 
-    def _prepare_learning(self, reset_num_timesteps: bool) -> None:  # noqa: B027 (a hook)
+    def _prepare_learning(self, reset_num_timesteps: bool) -> None:
         """Called at the end of :meth:`_start_learning` (e.g. to reset the env)."""
 
     def _update_info_buffer(self, infos: list[dict[str, Any]]) -> None:
@@ -232,128 +221,3 @@ class AlgorithmCore(abc.ABC):
             elif isinstance(value, WorldModel):
                 model_config(value)
         return self.config.to_json()
-
-    # ------------------------------------------------------------------ checkpoints
-    def _run_state(self) -> dict[str, Any]:
-        """Counters and random states of the run (subclasses add theirs)."""
-        return {
-            "num_timesteps": self.num_timesteps,
-            "episode_num": self._episode_num,
-            # Return and length; Monitor's wall-clock time "t" is not part of the run.
-            "ep_info_buffer": [
-                {"r": float(episode["r"]), "l": int(episode["l"])}
-                for episode in self.ep_info_buffer
-            ],
-            "rng": saved.global_rng_state(),
-            "action_space_rng": self.action_space.np_random.bit_generator.state,
-        }
-
-    def _set_run_state(self, state: dict[str, Any]) -> None:
-        self.num_timesteps = int(state["num_timesteps"])
-        self._episode_num = int(state["episode_num"])
-        self.ep_info_buffer.clear()
-        self.ep_info_buffer.extend(state["ep_info_buffer"])
-        saved.set_global_rng_state(state["rng"])
-        self.action_space.np_random.bit_generator.state = state["action_space_rng"]
-
-    def get_tensors(self, include_buffer: bool = True) -> dict[str, torch.Tensor]:
-        """Learned state for checkpoints: the declared :attr:`saved_state` (and
-        :attr:`saved_buffers` when ``include_buffer``), with the run's counters and random
-        states. Tensors go in the result; their JSON skeleton under ``"__tree__"`` as a
-        byte tensor."""
-        names = self.saved_state + (self.saved_buffers if include_buffer else ())
-        parts = {
-            name: saved.capture(getattr(self, name), include_buffer=include_buffer)
-            for name in names
-        }
-        tensors: dict[str, torch.Tensor] = {}
-        tree = saved.split_tree({"parts": parts, "run": self._run_state()}, "state", tensors)
-        tensors["__tree__"] = torch.frombuffer(
-            bytearray(json.dumps(tree).encode()), dtype=torch.uint8
-        )
-        return tensors
-
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`get_tensors`'s output."""
-        tree = json.loads(bytes(tensors["__tree__"].tolist()).decode())
-        state = saved.join_tree(tree, tensors)
-        for name, part in state["parts"].items():
-            saved.restore(self, name, part)
-        self._set_run_state(state["run"])
-        self._after_restore()
-
-    def _after_restore(self) -> None:  # noqa: B027 (a hook, empty by default)
-        """Called after :meth:`set_tensors`: e.g. to keep a freshly built imagination env
-        from reseeding over the random state just restored."""
-
-    def save(self, path: str | os.PathLike, include_buffer: bool = True) -> None:
-        """Write settings (JSON) and state (tensors) atomically; never pickle.
-
-        :param include_buffer: ``False`` leaves replay out: a small checkpoint for
-            inference (or for continuing with an empty buffer).
-        """
-        cls = type(self)
-        metadata = {
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "registry_name": cls.registry_name,
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "num_timesteps": self.num_timesteps,
-            "include_buffer": include_buffer,
-            "config": self.get_config(),
-        }
-        if self.saved_state or self.saved_buffers:
-            tensors = self.get_tensors(include_buffer=include_buffer)
-        else:
-            tensors = self.get_tensors()
-        save_checkpoint(path, kind=CHECKPOINT_KIND, metadata=metadata, tensors=tensors)
-
-    @classmethod
-    def _rebuild(
-        cls,
-        env: Any,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        config: dict[str, Any],
-    ) -> AlgorithmCore:
-        """The algorithm a checkpoint describes, before its state is restored."""
-        return cls(  # type: ignore[call-arg]
-            env, observation_space=observation_space, action_space=action_space, **config
-        )
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        env: Any = None,
-        device: str | torch.device = "auto",
-    ) -> Any:
-        """Rebuild an algorithm saved by :meth:`save`; ``learn(n, reset_num_timesteps=False)``
-        then continues the run where it stopped.
-
-        :param env: what to keep learning in (optional for prediction only).
-        :raises CheckpointError: for a corrupt file or one of another algorithm.
-        """
-        metadata, tensors = load_checkpoint(path, kind=CHECKPOINT_KIND)
-        expected = f"{cls.__module__}:{cls.__qualname__}"
-        if metadata.get("class") != expected:
-            raise CheckpointError(
-                f"{str(path)!r} holds a {metadata.get('class')!r} algorithm, not {expected}"
-            )
-        try:
-            config = dict(metadata["config"])
-            in_config = "device" in {f.name for f in dataclasses.fields(cls.Config)}
-            config["device"] = str(device) if in_config else device
-            algo = cls._rebuild(
-                env,
-                space_from_json(metadata["observation_space"]),
-                space_from_json(metadata["action_space"]),
-                config,
-            )
-            algo.set_tensors(tensors)
-            algo.num_timesteps = int(metadata.get("num_timesteps", 0))
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise CheckpointError(
-                f"{str(path)!r}: algorithm checkpoint does not fit: {err}"
-            ) from err
-        return algo

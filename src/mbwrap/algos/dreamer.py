@@ -29,10 +29,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mbwrap.algos.base import Algorithm, env_id
+from mbwrap.algos.base import Algorithm
 from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
+from mbwrap.envs.sb3_vec_env import env_id
 from mbwrap.errors import ModelOutputError
 from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.latent_filter import LatentFilter, observation_batch

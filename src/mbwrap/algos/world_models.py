@@ -20,7 +20,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos import state as saved
-from mbwrap.algos.base import Algorithm, wrap_env
+from mbwrap.algos.base import Algorithm
 from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.algos.world_models_controller import (
     Fitness,
@@ -36,6 +36,7 @@ from mbwrap.device import make_generator
 from mbwrap.envs import DreamVecEnv
 from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.envs.imagination import StartStates
+from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.models.vae import check_frames_space
 
 _PAPER = "Ha & Schmidhuber 2018"
