@@ -34,7 +34,14 @@ logger = logging.getLogger(__name__)
 
 GENERATED = "algorithms"
 #: The packages with a page of their own; a name lives in the one its module is under.
-PACKAGES = ("mbwrap.buffers", "mbwrap.models", "mbwrap.envs", "mbwrap.planners", "mbwrap.algos")
+PACKAGES = (
+    "mbwrap.buffers",
+    "mbwrap.models",
+    "mbwrap.networks",
+    "mbwrap.envs",
+    "mbwrap.planners",
+    "mbwrap.algos",
+)
 #: The registered algorithm classes, filled at ``builder-inited``.
 _ALGORITHM_CLASSES: set[type] = set()
 COLUMNS = (("setting", 18), ("default", 14), ("meaning", 48), ("source", 20))

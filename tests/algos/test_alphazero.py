@@ -18,7 +18,7 @@ from mbwrap.algos.alphazero import (
 from mbwrap.buffers.self_play import SelfPlayBuffer
 from mbwrap.envs.aec import AECGame
 from mbwrap.errors import CheckpointError
-from mbwrap.models.policy_value import PolicyValueNet
+from mbwrap.networks import PolicyValueNet
 from mbwrap.testing import assert_load_restores_everything, assert_same_checkpoints
 
 # train_freq 8: one training phase per move of the 8 games.

@@ -109,8 +109,9 @@ def test_bad_layer_arguments():
 
 
 def test_residual_block_is_a_skip_around_two_convolutions():
-    from mbwrap.models import muzero_nets, policy_value
+    from mbwrap.models import muzero_nets
     from mbwrap.models.layers import ResidualBlock
+    from mbwrap.networks import policy_value
 
     # One class for AlphaZero's and MuZero's towers.
     assert policy_value.ResidualBlock is ResidualBlock is muzero_nets.ResidualBlock

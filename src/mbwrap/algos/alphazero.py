@@ -35,7 +35,7 @@ from mbwrap.device import make_generator
 from mbwrap.envs.aec import AECGame, stack_observations
 from mbwrap.envs.board_games import BoardGame, apply_symmetry, board_game
 from mbwrap.envs.game_batch import GameBatch, outcome_targets
-from mbwrap.models.policy_value import PolicyValueNet
+from mbwrap.networks import PolicyValueNet
 from mbwrap.planners.mcts import muzero_policy, reuse_subtree
 from mbwrap.planners.mcts.simulator import BoardGameSearch, SimulatorSearch
 from mbwrap.planners.mcts.tree import Tree

@@ -35,9 +35,9 @@ from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
 from mbwrap.envs.sb3_vec_env import env_id
 from mbwrap.errors import ModelOutputError
-from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.latent_filter import LatentFilter, observation_batch
 from mbwrap.models.rssm import RSSM
+from mbwrap.networks import LatentActor, LatentCritic
 from mbwrap.returns import lambda_returns, percentile_range
 from mbwrap.transforms import scalar_to_two_hot, symlog
 

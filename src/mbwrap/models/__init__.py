@@ -1,6 +1,5 @@
 """World models: the :class:`WorldModel` contract and its implementations."""
 
-from mbwrap.models.actor_critic import LatentActor, LatentCritic
 from mbwrap.models.base import WorldModel
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
 from mbwrap.models.latent_filter import LatentFilter
@@ -12,7 +11,6 @@ from mbwrap.models.mlp import MLPModel
 from mbwrap.models.muzero_nets import MuZeroNetworks
 from mbwrap.models.neural import NeuralWorldModel
 from mbwrap.models.normalizer import Normalizer
-from mbwrap.models.policy_value import PolicyValueNet
 from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
 from mbwrap.models.vae import ConvVAE, vae_loss
@@ -26,15 +24,12 @@ __all__ = [
     "EnsembleLinear",
     "EnsembleMLP",
     "GaussianEnsemble",
-    "LatentActor",
-    "LatentCritic",
     "LatentFilter",
     "MDNModel",
     "MLPModel",
     "MuZeroNetworks",
     "NeuralWorldModel",
     "Normalizer",
-    "PolicyValueNet",
     "ResidualBlock",
     "TabularModel",
     "WorldModel",

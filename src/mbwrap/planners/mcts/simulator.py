@@ -249,7 +249,7 @@ class BoardGameSearch:
 
     :param game: the rules (:class:`~mbwrap.envs.board_games.TicTacToe`, ...).
     :param policy_value_fn: ``observation [B, H, W, 2] int8 -> (logits [B, A], value [B])``,
-        e.g. a :class:`~mbwrap.models.policy_value.PolicyValueNet`.
+        e.g. a :class:`~mbwrap.networks.PolicyValueNet`.
     :param device: where states live.
     """
 
