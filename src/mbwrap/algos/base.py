@@ -345,6 +345,4 @@ class Algorithm(AlgorithmCore):
                 observation_space, wrapped.observation_space, name="env.observation_space"
             )
             check_same_space(action_space, wrapped.action_space, name="env.action_space")
-        return cls(
-            env, observation_space=observation_space, action_space=action_space, **config
-        )
+        return super()._rebuild(env, observation_space, action_space, config)

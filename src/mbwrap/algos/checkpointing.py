@@ -98,10 +98,7 @@ class Checkpointed:
             "include_buffer": include_buffer,
             "config": self.get_config(),
         }
-        if self.saved_state or self.saved_buffers:
-            tensors = self.get_tensors(include_buffer=include_buffer)
-        else:
-            tensors = self.get_tensors()
+        tensors = self.get_tensors(include_buffer=include_buffer)
         save_checkpoint(path, kind=CHECKPOINT_KIND, metadata=metadata, tensors=tensors)
 
     @classmethod
