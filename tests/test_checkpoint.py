@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from mbwrap.checkpoint import FORMAT_VERSION, atomic_write, load_checkpoint, save_checkpoint
+from mbwrap.checkpoint import (
+    FORMAT_VERSION,
+    atomic_write,
+    check_count,
+    check_index,
+    check_indices,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mbwrap.errors import CheckpointError
 
 KIND = "mbwrap.test"
@@ -295,3 +303,31 @@ def test_plain_pickle_file_is_refused_without_running(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path, kind=KIND)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------- checked fields
+
+
+@pytest.mark.parametrize("value", [0, 7, np.int64(3), torch.tensor(5)])
+def test_check_count_takes_ints_from_zero(value):
+    assert check_count(value, name="run.steps") == int(value)
+
+
+@pytest.mark.parametrize("value", [-1, 1.0, 2.5, True, "3", None, torch.tensor([1, 2])])
+def test_check_count_names_the_field(value):
+    with pytest.raises(CheckpointError, match=r"^run\.steps: expected a count \(an int >= 0\)"):
+        check_count(value, name="run.steps")
+
+
+def test_check_index_and_indices_name_the_field_and_range():
+    assert check_index(4, name="pos", size=5) == 4
+    for bad in (5, -1, 2.0):
+        with pytest.raises(CheckpointError, match=r"^pos: expected an int in \[0, 5\)"):
+            check_index(bad, name="pos", size=5)
+    indices = check_indices(np.array([0, 2], dtype=np.int32), name="elites", size=3)
+    assert indices.dtype == torch.int64 and indices.tolist() == [0, 2]
+    with pytest.raises(CheckpointError, match=r"^elites: expected indices in \[0, 3\), got 3 "
+                                              r"\(one of 2 outside\)"):
+        check_indices(torch.tensor([3, 1, -1]), name="elites", size=3)
+    with pytest.raises(CheckpointError, match=r"^elites: expected integer indices"):
+        check_indices(torch.tensor([0.0]), name="elites", size=3)

@@ -270,7 +270,10 @@ def test_flatten_box_and_multibinary_are_reshaped_floats():
 
 def test_flat_dim_rejects_unsupported():
     with pytest.raises(UnsupportedSpaceError):
-        flat_dim(spaces.Dict({"a": spaces.Discrete(2)}))
+        flat_dim(spaces.Text(3))
+    # A Dict flattens leaf by leaf; a leaf mbwrap cannot represent is still refused.
+    with pytest.raises(UnsupportedSpaceError):
+        flat_dim(spaces.Dict({"a": spaces.Text(3)}))
 
 
 # ---------------------------------------------------------------------- JSON
@@ -311,7 +314,9 @@ def test_space_json_round_trip(space):
 
 def test_space_to_json_rejects_unsupported():
     with pytest.raises(UnsupportedSpaceError, match=r"^space:"):
-        space_to_json(spaces.Tuple((spaces.Discrete(2),)))
+        space_to_json(spaces.Sequence(spaces.Discrete(2)))
+    with pytest.raises(UnsupportedSpaceError, match=r"^space:"):
+        space_to_json(spaces.Tuple((spaces.Text(2),)))
 
 
 @pytest.mark.parametrize(

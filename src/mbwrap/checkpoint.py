@@ -7,6 +7,11 @@ A checkpoint is one file written by ``torch.save`` holding only tensors and stri
 It is read back with ``torch.load(weights_only=True)``, which refuses to run code, and
 written to a temporary file in the same directory that is renamed over the target, so a
 crash never leaves a half-written checkpoint.
+
+What a checkpoint says about itself is checked before it is used: :func:`check_count`,
+:func:`check_index` and :func:`check_indices` refuse counters, positions and index
+tensors that disagree with the object being restored, with a :class:`CheckpointError`
+naming the field, instead of an ``IndexError`` (or a silent wrong row) later.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mbwrap.errors import CheckpointError
@@ -115,3 +121,52 @@ def load_checkpoint(
     if not all(isinstance(t, torch.Tensor) for t in tensors.values()):
         raise CheckpointError(f"{str(path)!r}: checkpoint tensors are corrupt")
     return metadata, tensors
+
+
+# ---------------------------------------------------------------------- checked fields
+def _is_int(value: Any) -> bool:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_count(value: Any, *, name: str) -> int:
+    """A counter read from a checkpoint (steps, updates, episodes): an int ``>= 0``.
+
+    :param name: the field, as the error names it (e.g. ``"run.num_timesteps"``).
+    :raises CheckpointError: naming ``name`` for a negative number, a float, a bool or
+        anything else.
+    """
+    if not _is_int(value) or int(value) < 0:
+        raise CheckpointError(f"{name}: expected a count (an int >= 0), got {value!r}")
+    return int(value)
+
+
+def check_index(value: Any, *, name: str, size: int) -> int:
+    """A position read from a checkpoint: an int in ``[0, size)``.
+
+    :raises CheckpointError: naming ``name`` and the range.
+    """
+    if not _is_int(value) or not 0 <= int(value) < size:
+        raise CheckpointError(f"{name}: expected an int in [0, {size}), got {value!r}")
+    return int(value)
+
+
+def check_indices(tensor: Any, *, name: str, size: int) -> torch.Tensor:
+    """Indices read from a checkpoint: an integer tensor (or array) with every entry in
+    ``[0, size)``.
+
+    :return: the indices as an int64 tensor, on the device they came on.
+    :raises CheckpointError: naming ``name``, the range and the first entry outside it.
+    """
+    tensor = torch.as_tensor(tensor)
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise CheckpointError(f"{name}: expected integer indices, got dtype {tensor.dtype}")
+    outside = (tensor < 0) | (tensor >= size)
+    if bool(outside.any()):
+        first = tensor[outside].reshape(-1)[0].item()
+        raise CheckpointError(
+            f"{name}: expected indices in [0, {size}), got {first} (one of "
+            f"{int(outside.sum())} outside)"
+        )
+    return tensor.long()

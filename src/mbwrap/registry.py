@@ -6,8 +6,9 @@ Four entry-point groups, one per kind of component::
     [project.entry-points."mbwrap.planners"]   # name -> SB3 policy class or factory
     [project.entry-points."mbwrap.algos"]      # name -> Algorithm subclass or factory
     [project.entry-points."mbwrap.fns"]        # Gymnasium env id -> object with batched
-                                               # reward(obs, action, next_obs) and/or
+                                               # reward(obs, action, next_obs),
                                                # termination(obs, action, next_obs)
+                                               # and/or action_mask(obs)
 
 mbwrap registers its built-ins the same way, so they are listed, chosen and disabled
 exactly like third-party ones. Discovery reads package metadata only; a plugin's code is
@@ -29,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
+
+import gymnasium as gym
 
 from mbwrap.errors import (
     AmbiguousPluginError,
@@ -140,9 +143,15 @@ def _disabled(info: PluginInfo) -> bool:
     return False
 
 
-def plugins(kind: str) -> list[PluginInfo]:
-    """Every enabled plugin of ``kind``, duplicates across distributions included."""
-    return [info for info in _scan(_check_kind(kind)) if not _disabled(info)]
+def plugins(kind: str, *, dist: str | None = None) -> list[PluginInfo]:
+    """Every enabled plugin of ``kind``, duplicates across distributions included.
+
+    :param dist: only those of this distribution (e.g. ``"mbwrap"``: the built-ins).
+    """
+    found = [info for info in _scan(_check_kind(kind)) if not _disabled(info)]
+    if dist is not None:
+        found = [info for info in found if _normalise(info.dist) == _normalise(dist)]
+    return found
 
 
 def available(kind: str) -> dict[str, PluginInfo]:
@@ -237,10 +246,12 @@ def get_fn(env_id: str | None) -> Any | None:
 def _check_fn(fns: Any, name: str) -> None:
     reward = getattr(fns, "reward", None)
     termination = getattr(fns, "termination", None)
-    if not (callable(reward) or callable(termination)):
+    action_mask = getattr(fns, "action_mask", None)
+    if not (callable(reward) or callable(termination) or callable(action_mask)):
         raise PluginTypeError(
-            f"fn plugin {name!r} resolved to {fns!r}, which has neither a callable "
-            "'reward(obs, action, next_obs)' nor 'termination(obs, action, next_obs)'"
+            f"fn plugin {name!r} resolved to {fns!r}, which has none of a callable "
+            "'reward(obs, action, next_obs)', 'termination(obs, action, next_obs)' or "
+            "'action_mask(obs)'"
         )
 
 
@@ -251,6 +262,8 @@ def _make(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
         raise PluginTypeError(
             f"{kind} plugin {name!r} from {info.dist!r} ({info.target}) is not callable"
         )
+    if kind == "algo":
+        _check_env_spaces(factory, args[0])
     result = factory(*args, **kwargs)
     module, attr = _EXPECTED[kind]
     expected = getattr(importlib.import_module(module), attr)
@@ -261,6 +274,21 @@ def _make(kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
             f"{module}.{attr}"
         )
     return result
+
+
+def _check_env_spaces(factory: Any, env: Any) -> None:
+    """Hold a real env's spaces against the algorithm's declared ones
+    (``AlgorithmCore.check_spaces``) before the algorithm is built, so that no algorithm,
+    one that wraps the env first included, meets an unsupported space inside SB3's
+    wrappers."""
+    check = getattr(factory, "check_spaces", None)
+    observation_space = getattr(env, "observation_space", None)
+    action_space = getattr(env, "action_space", None)
+    # Games (PettingZoo) have per-agent space methods: their algorithm checks them itself.
+    if callable(check) and isinstance(observation_space, gym.Space) and (
+        isinstance(action_space, gym.Space)
+    ):
+        check(observation_space, action_space)
 
 
 def make_model(name: str, observation_space: Any, action_space: Any, **kwargs: Any) -> Any:
@@ -286,6 +314,9 @@ def make_algo(name: str, env: Any, **kwargs: Any) -> Any:
     """Build the algorithm registered as ``name`` on the real env ``env``.
 
     :return: a :class:`mbwrap.algos.Algorithm` with the SB3-style surface.
+    :raises UnsupportedSpaceError: naming ``env.observation_space`` or
+        ``env.action_space`` when the algorithm's declared ``space_support`` does not
+        take it, before anything wraps the env.
     """
     return _make("algo", name, env, **kwargs)
 

@@ -6,12 +6,14 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from mbwrap.tree import tree_to
+
 
 @dataclass(frozen=True)
 class Transition:
     """A batch of real or imagined transitions.
 
-    :ivar obs: ``[B, *obs_shape]``
+    :ivar obs: ``[B, *obs_shape]`` (a flat dict of leaves for a Dict/Tuple space)
     :ivar action: ``[B, *act_shape]``
     :ivar reward: ``[B]`` float32
     :ivar next_obs: ``[B, *obs_shape]``
@@ -31,7 +33,7 @@ class Transition:
 
     def to(self, device: torch.device | str) -> Transition:
         """The same batch on ``device``."""
-        return type(self)(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return type(self)(**{f.name: tree_to(getattr(self, f.name), device) for f in fields(self)})
 
 
 @dataclass(frozen=True)

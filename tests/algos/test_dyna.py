@@ -6,6 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import sb3_contrib
 import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.callbacks import (
@@ -19,7 +20,7 @@ from stable_baselines3.common.logger import configure
 
 import mbwrap
 from mbwrap.algos import Dyna, available_agents, register_agent
-from mbwrap.algos.agents import agent_class, decode_kwargs, encode_kwargs
+from mbwrap.algos.agents import agent_class, decode_kwargs, default_policy, encode_kwargs
 from mbwrap.errors import CheckpointError, SpaceMismatchError
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
@@ -70,6 +71,11 @@ class RecordSteps(BaseCallback):
 # ---------------------------------------------------------------------- agents by name
 def test_agent_whitelist():
     assert {"A2C", "DDPG", "DQN", "PPO", "SAC", "TD3"} <= set(available_agents())
+    # Every sb3-contrib algorithm, by its own name.
+    contrib = {"ARS", "CrossQ", "MaskablePPO", "QRDQN", "RecurrentPPO", "TQC", "TRPO"}
+    assert contrib <= set(available_agents())
+    assert agent_class("MaskablePPO") is sb3_contrib.MaskablePPO
+    assert agent_class("CrossQ") is sb3_contrib.CrossQ
     assert agent_class("PPO") is PPO
     with pytest.raises(ValueError, match=r"no SB3 algorithm named 'Nope'.*PPO"):
         agent_class("Nope")
@@ -88,6 +94,25 @@ def test_policy_kwargs_classes_round_trip_through_json_only_from_allowed_modules
         decode_kwargs({"activation_fn": {"class": "torch.nn.functional"}})
     with pytest.raises(TypeError, match=r"agent_kwargs\['noise'\]"):
         encode_kwargs({"noise": object()}, name="agent_kwargs")
+
+
+def test_the_default_policy_is_the_one_the_agent_and_the_observations_need():
+    box = gym.spaces.Box(-1.0, 1.0, (4,))
+    image = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    small_image = gym.spaces.Box(0, 255, (3, 16, 16), np.uint8)
+    goal = gym.spaces.Dict({"observation": box, "desired_goal": box})
+    recurrent = sb3_contrib.RecurrentPPO
+    assert default_policy(PPO, box) == "MlpPolicy"
+    assert default_policy(recurrent, box) == "MlpLstmPolicy"
+    assert default_policy(PPO, goal) == "MultiInputPolicy"
+    assert default_policy(recurrent, goal) == "MultiInputLstmPolicy"
+    assert default_policy(sb3_contrib.QRDQN, goal) == "MultiInputPolicy"
+    assert default_policy(DQN, image) == "CnnPolicy"
+    assert default_policy(recurrent, image) == "CnnLstmPolicy"
+    # NatureCNN needs 36 pixels a side; agents without a CNN policy flatten images.
+    assert default_policy(PPO, small_image) == "MlpPolicy"
+    assert default_policy(sb3_contrib.CrossQ, image) == "MlpPolicy"
+    assert default_policy(sb3_contrib.ARS, gym.spaces.Discrete(5)) == "MlpPolicy"
 
 
 # ---------------------------------------------------------------------- construction
@@ -259,6 +284,62 @@ def test_any_sb3_agent_trains_in_imagination(env_id, agent, kwargs):
     assert algo.agent.num_timesteps >= 200  # two iterations in imagination
     after = algo.agent.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def _forbid_action_0(obs: torch.Tensor) -> torch.Tensor:
+    """``[B, 2]``: only CartPole's action 1 (push right) is valid."""
+    return torch.tensor([False, True], device=obs.device).expand(obs.shape[0], 2)
+
+
+def _maskable_dyna(env: gym.Env, **kwargs) -> Dyna:
+    return Dyna(
+        env,
+        "MaskablePPO",
+        "linear",
+        agent_kwargs={"n_steps": 16, "batch_size": 32, "policy_kwargs": {"net_arch": [16]}},
+        num_imagined_envs=2,
+        imagination_horizon=20,
+        train_freq=50,
+        imagined_steps=64,
+        learning_starts=50,
+        seed=0,
+        device="cpu",
+        **kwargs,
+    )
+
+
+def test_maskable_ppo_trains_in_imagination_and_acts_by_the_masks():
+    algo = _maskable_dyna(gym.make("CartPole-v1"), action_mask_fn=_forbid_action_0)
+    assert isinstance(algo.agent, sb3_contrib.MaskablePPO)
+    assert algo.action_mask_fn is _forbid_action_0
+    algo.learn(150)
+    assert algo.num_timesteps == 150
+    assert algo.agent.num_timesteps >= 128  # two iterations of 64 imagined steps
+    # The last imagined rollout: every action taken was the valid one, as were the masks.
+    assert (algo.agent.rollout_buffer.actions == 1).all()
+    assert not algo.agent.rollout_buffer.action_masks[..., 0].any()
+    # In the real env the agent acts by the same masks of the real observations once the
+    # uniformly random steps are over.
+    actions = algo.buffer.transitions().action
+    assert (actions[50:] == 1).all() and (actions[:50] == 0).any()
+    # Without a mask every action is valid again.
+    algo.action_mask_fn = None
+    assert algo.dream.action_masker.source == "all"
+    assert algo.dream.action_masks().all()
+
+
+class OnlyLeftCartPole(gym.Wrapper):
+    """CartPole with its own action masks: only action 0."""
+
+    def action_masks(self) -> np.ndarray:
+        return np.array([True, False])
+
+
+def test_the_real_envs_own_masks_come_first_in_the_real_env():
+    algo = _maskable_dyna(OnlyLeftCartPole(gym.make("CartPole-v1")))
+    assert algo.dream.action_masker.source == "all"
+    algo.learn(100)
+    assert (algo.buffer.transitions().action[50:] == 0).all()
 
 
 def test_ppo_on_cartpole_save_load_round_trip(tmp_path):

@@ -263,8 +263,37 @@ def test_the_model_is_a_table_given_by_name_keywords_or_instance():
     assert algo.model.mode == "most-likely"
     model = mbwrap.TabularModel(env.observation_space, env.action_space, device="cpu")
     assert DynaQ(env, model=model).model is model
+    # The feed-forward models take Discrete states too, but Dyna-Q's planning needs a table.
     with pytest.raises(UnsupportedSpaceError, match="use TabularModel"):
         DynaQ(env, model="mlp", device="cpu")
+
+
+class _OffsetCorridor(gym.Env):
+    """States 10..14 (``Discrete(5, start=10)``), actions -1 (left) and 0 (right)
+    (``Discrete(2, start=-1)``); reaching 14 ends the episode with reward 1."""
+
+    observation_space = gym.spaces.Discrete(5, start=10)
+    action_space = gym.spaces.Discrete(2, start=-1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 10
+        return np.int64(self.state), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.state = int(np.clip(self.state + (1 if action == 0 else -1), 10, 14))
+        return np.int64(self.state), float(self.state == 14), self.state == 14, False, {}
+
+
+def test_learns_with_start_offset_spaces():
+    algo = DynaQ(_OffsetCorridor(), planning_steps=10, seed=0)
+    algo.learn(300)
+    assert algo.model.counts.sum() == 300
+    # Rows and columns are the values minus start: state 13 is row 3, action 0 column 1.
+    assert algo.q_table[3, 1] > algo.q_table[3, 0]
+    actions, _ = algo.predict(np.array([10, 11, 12, 13]), deterministic=True)
+    assert actions.tolist() == [0, 0, 0, 0]  # right, toward the goal
 
 
 # ---------------------------------------------------------------------- resume

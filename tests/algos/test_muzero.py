@@ -343,3 +343,79 @@ def test_a_config_object_and_unknown_settings():
         MuZero(_cartpole(1), buffer_capacity=10)
     with pytest.raises(ValueError, match="segment_length: expected at most buffer_size - 1"):
         MuZero(_cartpole(1), buffer_size=100, segment_length=100)
+
+
+# ---------------------------------------------------------------------- any image, offset actions
+class _FrameChase(gym.Env):
+    """Random uint8 frames of an odd size, channels last; ``Discrete(3, start=-1)``
+    actions (checked); reward 1 for action 1; 8 steps an episode."""
+
+    observation_space = gym.spaces.Box(0, 255, (37, 53, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3, start=-1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert self.action_space.contains(np.int64(action)), action
+        self.t += 1
+        return self.observation_space.sample(), float(action == 1), False, self.t >= 8, {}
+
+
+class _OffsetActions(gym.ActionWrapper):
+    """CartPole's actions renamed ``start`` and ``start + 1``."""
+
+    def __init__(self, env: gym.Env, start: int) -> None:
+        super().__init__(env)
+        self.start = start
+        self.action_space = gym.spaces.Discrete(2, start=start)
+
+    def action(self, action):
+        assert self.action_space.contains(np.int64(action)), action
+        return int(action) - self.start
+
+
+def test_resnet_reads_channels_last_images_of_any_size_as_channels_first():
+    torch.manual_seed(0)
+    hwc = MuZeroNetworks((37, 53, 3), 3, hidden_size=4, layers=1, support_size=2,
+                         channels_last=True)
+    torch.manual_seed(0)
+    chw = MuZeroNetworks((3, 37, 53), 3, hidden_size=4, layers=1, support_size=2)
+    assert hwc.plane_shape == chw.plane_shape == (3, 4)  # 37 x 53 halved four times
+    x = torch.rand(2, 37, 53, 3)
+    torch.testing.assert_close(hwc.represent(x), chw.represent(x.permute(0, 3, 1, 2)))
+    assert hwc.get_config()["channels_last"] is True
+    with pytest.raises(ValueError, match="channels_last"):
+        MuZeroNetworks((4,), 2, channels_last=True)
+
+
+def test_muzero_on_odd_sized_channels_last_frames_with_offset_actions():
+    algo = MuZero(_FrameChase(), seed=0, **{**TINY, "learning_starts": 8, "batch_size": 4,
+                                            "segment_length": 8,
+                                            "network_kwargs": {"hidden_size": 4, "layers": 1,
+                                                               "support_size": 2}})
+    assert algo.networks.kind == "resnet" and algo.networks.channels_last
+    algo.learn(24)  # _FrameChase asserts every action is -1, 0 or 1
+    assert algo.n_updates > 0
+    # Stored actions are the networks' indices 0..2, not the env's values.
+    stored = algo.buffer.action[: len(algo.buffer)]
+    assert stored.min() >= 0 and stored.max() <= 2
+    actions, _ = algo.predict(np.stack([_FrameChase.observation_space.sample()] * 2))
+    assert set(actions.tolist()) <= {-1, 0, 1}
+
+
+@pytest.mark.parametrize("eval_num_simulations", [None, 0])
+def test_muzero_acts_with_the_values_of_an_offset_discrete_space(eval_num_simulations):
+    env = make_vec_env(lambda: _OffsetActions(gym.make("CartPole-v1"), 5), n_envs=2, seed=0)
+    algo = MuZero(env, seed=0, eval_num_simulations=eval_num_simulations,
+                  **{**TINY, "learning_starts": 20})
+    algo.learn(40)  # _OffsetActions asserts every action is 5 or 6
+    assert algo.n_updates > 0
+    obs = np.zeros((3, 4), dtype=np.float32)
+    actions, _ = algo.predict(obs, deterministic=True)
+    assert actions.shape == (3,) and set(actions.tolist()) <= {5, 6}
+    eval_env = _OffsetActions(gym.make("CartPole-v1", max_episode_steps=10), 5)
+    mean, _ = evaluate_policy(algo, eval_env, n_eval_episodes=1, warn=False)
+    assert mean > 0

@@ -285,6 +285,30 @@ def test_discrete_actions_plan_and_explore():
     assert action.shape == (2,) and set(action.tolist()) <= {0, 1, 2}
 
 
+class OffsetReach(Reach):
+    """:class:`Reach` with moves ``-1, 0, +1`` as the actions themselves:
+    ``Discrete(3, start=-1)``, checked."""
+
+    action_space = spaces.Discrete(3, start=-1)
+
+    def step(self, action):
+        assert self.action_space.contains(np.int64(action)), action
+        return super().step(np.array([float(action)], np.float32))
+
+
+def test_offset_discrete_actions_plan_explore_and_train():
+    algo = PlaNet(OffsetReach(), seed=0, device="cpu", exploration_noise=0.5, **TINY)
+    algo.learn(30)  # OffsetReach asserts every action is -1, 0 or 1
+    assert algo.train_rounds == 1
+    assert set(algo.buffer.transitions().action.tolist()) <= {-1, 0, 1}
+    action, _ = algo.predict(np.array([[3.0], [-3.0]], np.float32), deterministic=True)
+    assert set(action.tolist()) <= {-1, 0, 1}
+    noisy = algo._explore(torch.zeros(30_000, dtype=torch.int64), torch.Generator())
+    # Half become uniform over the values -1, 0, 1: a third of those change.
+    assert set(noisy.unique().tolist()) == {-1, 0, 1}
+    assert abs(float((noisy != 0).float().mean()) - 1 / 3) < 0.01
+
+
 def test_exploration_noise_follows_the_action_range():
     algo = PlaNet(Reach(), seed=0, device="cpu", exploration_noise=0.3, **TINY)
     planned = torch.zeros(20_000, 1)

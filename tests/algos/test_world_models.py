@@ -16,7 +16,7 @@ from mbwrap.algos.pets import PETS
 from mbwrap.algos.world_models import WorldModels, controller_size, linear_controller
 from mbwrap.algos.world_models_controller import dream_returns, real_returns
 from mbwrap.envs.pixels import PixelObservation
-from mbwrap.errors import CheckpointError, SpaceMismatchError
+from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -132,7 +132,8 @@ def test_a_reward_function_replaces_the_reward_head():
 
 
 def test_wrong_spaces_are_refused_by_name():
-    with pytest.raises(SpaceMismatchError, match=r"env\.observation_space: .*PixelObservation"):
+    # Refused by the algorithm's declared spaces, before the env is wrapped.
+    with pytest.raises(UnsupportedSpaceError, match=r"env\.observation_space: .*PixelObservation"):
         WorldModels(gym.make("CartPole-v1"), device="cpu")
     with pytest.raises(ValueError, match="population: expected a value >= 2, got 0"):
         WorldModels(cartpole_pixels(), population=0, device="cpu")
@@ -141,6 +142,28 @@ def test_wrong_spaces_are_refused_by_name():
     algo = WorldModels(cartpole_pixels(), device="cpu", **SMALL)
     with pytest.raises(SpaceMismatchError, match="observation: expected uint8"):
         algo.predict(np.zeros((64, 64, 3), dtype=np.float32))
+
+
+def test_frames_of_any_size_and_offset_actions_run_end_to_end():
+    class OffsetActions(gym.ActionWrapper):
+        def __init__(self, env: gym.Env) -> None:
+            super().__init__(env)
+            self.action_space = gym.spaces.Discrete(2, start=3)
+
+        def action(self, action):
+            assert self.action_space.contains(np.int64(action)), action
+            return int(action) - 3
+
+    env = OffsetActions(PixelObservation(
+        gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=10), size=(37, 53)
+    ))
+    algo = WorldModels(env, seed=0, device="cpu", **small(learning_starts=10, generations=1))
+    algo.learn(14)  # OffsetActions asserts every action is 3 or 4
+    assert algo.model.vae.frame_size == (37, 53)
+    frame = env.observation_space.sample()
+    assert algo.model.decode(algo.model.encode(frame[None])).shape == (1, 37, 53, 3)
+    action, _ = algo.predict(frame)
+    assert int(action) in (3, 4)
 
 
 # ---------------------------------------------------------------------------- algorithm

@@ -14,7 +14,7 @@ from mbwrap.buffers.prioritized import (
     sampling_probabilities,
     trajectory_n_step_targets,
 )
-from mbwrap.errors import SpaceMismatchError
+from mbwrap.errors import CheckpointError, SpaceMismatchError
 
 torch.set_num_threads(1)
 
@@ -201,3 +201,30 @@ def test_bootstrap_fn_replaces_stored_values_except_at_terminal_states():
     torch.testing.assert_close(
         batch.target_values[0, :2], torch.tensor([1 + 0.5 * 2 + 0.25 * 200, 2 + 0.5 * 3])
     )
+
+
+def test_a_wrapped_ring_round_trips_and_a_disagreeing_state_is_refused_whole():
+    buf = _buffer(capacity=10)
+    for start in (0.0, 100.0, 200.0):  # 4 + 4 + 4 rows in a ring of 10
+        buf.add_segment(*_segment(3, start), terminated=True)
+    assert buf.added == 12
+    state = buf.state_dict()
+    other = _buffer(capacity=10)
+    other.load_state_dict(state)
+    for name in PrioritizedTrajectoryBuffer._FIELDS:
+        torch.testing.assert_close(getattr(other, name), getattr(buf, name))
+    assert other.added == 12
+    # Row 3 of the ring holds absolute index 3 (2 rows later overwrote 0 and 1 only).
+    assert state["index"].tolist()[:4] == [10, 11, 2, 3]
+    bad = {**state, "index": state["index"].clone()}
+    bad["index"][3] = 13  # in range, but 13 belongs to row 3 only after 14 rows
+    fresh = _buffer(capacity=10)
+    with pytest.raises(CheckpointError, match=r"^tensors\['index'\]: row 3 holds 13"):
+        fresh.load_state_dict(bad)
+    assert fresh.added == 0 and fresh.priority.sum() == 0  # nothing was written
+    with pytest.raises(CheckpointError, match=r"^tensors: missing \['priority'\]"):
+        fresh.load_state_dict({k: v for k, v in state.items() if k != "priority"})
+    bad = {**state, "priority": state["priority"].clone()}
+    bad["priority"][0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"^tensors\['priority'\]: expected finite"):
+        fresh.load_state_dict(bad)

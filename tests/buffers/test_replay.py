@@ -63,8 +63,11 @@ def test_bad_sizes_are_value_errors(kwargs, match):
 
 
 def test_unsupported_spaces_are_rejected_by_argument():
-    with pytest.raises(UnsupportedSpaceError, match=r"^observation_space:.*Dict"):
-        ReplayBuffer(spaces.Dict({"a": BOX}), ACT, 10, device="cpu")
+    # A Dict is stored leaf by leaf; a leaf mbwrap cannot represent is named by its key.
+    with pytest.raises(UnsupportedSpaceError, match=r"^observation_space\['a'\]:.*Text"):
+        ReplayBuffer(spaces.Dict({"a": spaces.Text(4)}), ACT, 10, device="cpu")
+    with pytest.raises(UnsupportedSpaceError, match=r"^observation_space:.*Graph"):
+        ReplayBuffer(spaces.Graph(BOX, None), ACT, 10, device="cpu")
     with pytest.raises(UnsupportedSpaceError, match=r"^action_space:.*Text"):
         ReplayBuffer(BOX, spaces.Text(4), 10, device="cpu")
 

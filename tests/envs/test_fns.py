@@ -75,6 +75,7 @@ def test_maze_fns_depend_on_the_next_cell_only():
 def test_env_fns_is_a_frozen_pair_of_optional_functions():
     fns = EnvFns()
     assert fns.reward is None and fns.termination is None
+    assert fns.action_mask is None  # every action valid
     with pytest.raises(dataclasses.FrozenInstanceError):
         fns.reward = DYNA_MAZE_FNS.reward
 
@@ -112,3 +113,13 @@ def test_resolve_fns_prefers_given_then_registered_then_the_model():
     # observations never apply, a given one does.
     fns = resolve_fns(_Spaces("CartPole-v1", latent=True), termination_fn=given)
     assert fns == (None, given, "model", "given")
+
+
+def test_registered_fns_are_the_entry_for_real_observations_only():
+    from mbwrap.envs.fns import registered_fns
+    from mbwrap.registry import get_fn
+
+    assert registered_fns(_Spaces("CartPole-v1")) is get_fn("CartPole-v1")
+    assert registered_fns(_Spaces("CartPole-v1", latent=True)) is None
+    assert registered_fns(_Spaces(None)) is None
+    assert get_fn("CartPole-v1").action_mask is None

@@ -82,12 +82,22 @@ def trajectory_buffer(n_envs: int) -> ReplayBuffer:
 
 @pytest.mark.parametrize("cls", [MLPModel, GaussianEnsemble, MDNModel])
 @pytest.mark.parametrize(
-    "space",
-    [spaces.Discrete(4), spaces.Box(0, 255, (3,), np.uint8), spaces.MultiBinary(3)],
-    ids=["discrete", "uint8-box", "multibinary"],
+    ("space", "where"),
+    [
+        (spaces.Box(0, 255, (8, 8, 3), np.uint8), "observation_space"),
+        (
+            spaces.Dict(
+                {"pos": spaces.Box(-1, 1, (2,)), "pixels": spaces.Box(0, 255, (8, 8, 1), np.uint8)}
+            ),
+            r"observation_space\['pixels'\]",
+        ),
+    ],
+    ids=["image", "dict-with-image"],
 )
-def test_observation_space_must_be_a_float_box(cls, space):
-    with pytest.raises(UnsupportedSpaceError, match=r"^observation_space: .*Box of floats"):
+def test_observation_images_are_refused_naming_the_leaf(cls, space, where):
+    # A feed-forward model of raw pixels is no world model of them; the error says which
+    # models are.
+    with pytest.raises(UnsupportedSpaceError, match=rf"^{where}: .*images.*'rssm'"):
         cls(space, ACT, device="cpu")
 
 

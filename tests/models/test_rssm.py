@@ -138,8 +138,12 @@ def test_encoder_errors_name_the_problem():
         image(torch.zeros(2, 16, 16, 3, dtype=torch.uint8))
     with pytest.raises(SpaceMismatchError, match="uint8"):
         image(torch.zeros(2, 32, 32, 3))
-    with pytest.raises(UnsupportedSpaceError, match="divisible by 16"):
-        ObservationEncoder(spaces.Box(0, 255, (40, 40, 3), np.uint8), 16, 1, 4)
+    # No end axis can be the channels: too many of them, or too few pixels beside them.
+    for shape in ((40, 40, 40), (3, 2, 3)):
+        with pytest.raises(UnsupportedSpaceError, match=r"observation_space: .*channel axis"):
+            ObservationEncoder(spaces.Box(0, 255, shape, np.uint8), 16, 1, 4)
+    with pytest.raises(UnsupportedSpaceError, match=r"observation_space\['cam'\]: .*channel"):
+        ObservationEncoder(spaces.Dict({"cam": spaces.Box(0, 255, (2, 2, 2), np.uint8)}), 8, 1, 4)
     with pytest.raises(UnsupportedSpaceError, match=r"\['flags'\]"):
         ObservationEncoder(
             spaces.Dict({"pos": spaces.Box(-1, 1, (2,)), "flags": spaces.MultiBinary(4)}), 16, 1, 4
@@ -165,6 +169,79 @@ def test_rssm_rejects_float_pixels_and_unsupported_actions():
         model.encode(np.zeros((2, 16, 16, 3), np.float32))
     with pytest.raises(UnsupportedSpaceError, match="action_space"):
         RSSM(RingEnv.observation_space, spaces.MultiBinary(3), device="cpu", **SMALL)
+
+
+# ---------------------------------------------------------------- any image size, RAM bytes
+TINY = {"deter": 8, "hidden": 8, "layers": 1, "stoch": 2, "classes": 2, "cnn_depth": 2}
+
+
+def _random_buffer(space: spaces.Box, steps: int = 6, seed: int = 0) -> ReplayBuffer:
+    """``steps`` transitions of random uint8 observations of ``space``, one episode."""
+    rng = np.random.default_rng(seed)
+    buffer = ReplayBuffer(space, spaces.Discrete(2), steps, device="cpu")
+    frames = rng.integers(0, 256, (steps + 1, *space.shape), dtype=np.uint8)
+    for t in range(steps):
+        buffer.add(frames[t], np.int64(t % 2), 1.0, frames[t + 1], False, t == steps - 1)
+    return buffer
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(210, 160, 3), (37, 53, 1), (1, 37, 53), (40, 40, 3)],
+    ids=["atari-native-hwc", "odd-hwc", "odd-chw", "not-a-multiple-of-16"],
+)
+def test_rssm_on_images_of_any_size_encodes_decodes_the_exact_shape_and_fits(shape):
+    torch.manual_seed(0)
+    space = spaces.Box(0, 255, shape, np.uint8)
+    model = RSSM(space, spaces.Discrete(2), device="cpu", batch_size=2, sequence_length=4,
+                 **TINY)
+    frames = np.random.default_rng(1).integers(0, 256, (3, *shape), dtype=np.uint8)
+    state = model.encode(frames)
+    assert state.shape == (3, model.feature_size)
+    decoded = model.decode(state)
+    assert decoded.shape == (3, *shape) and decoded.dtype == torch.uint8
+    metrics = model.fit(_random_buffer(space), steps=1)
+    assert np.isfinite(metrics["loss"]) and model.gradient_steps == 1
+
+
+def test_image_reconstruction_loss_counts_only_the_real_pixels():
+    space = spaces.Box(0, 255, (37, 53, 1), np.uint8)
+    decoder = ObservationDecoder(space, 6, 8, 1, 2)
+    features = torch.randn(4, 6)
+    pred = decoder(features)[""]
+    assert pred.shape == (4, 37, 53, 1)
+    target = torch.randint(0, 256, (4, 37, 53, 1), dtype=torch.uint8)
+    expected = (pred - (target.float() / 255 - 0.5)).square().flatten(1).sum(-1)
+    torch.testing.assert_close(decoder.loss(features, {"": target}), expected)
+
+
+def test_uint8_vectors_are_bytes_features_not_images():
+    ram = spaces.Box(0, 255, (128,), np.uint8)
+    encoder = ObservationEncoder(ram, 16, 1, 4)
+    assert encoder.kinds == {"": "bytes"} and encoder.out_features == 16
+    # Scaled to [0, 1]: the MLP sees x / 255.
+    x = torch.randint(0, 256, (5, 128), dtype=torch.uint8)
+    torch.testing.assert_close(encoder(x), encoder.nets["_"](x.float() / 255.0))
+    with pytest.raises(SpaceMismatchError, match=r"obs: expected uint8 values"):
+        encoder(x.float())
+
+    torch.manual_seed(0)
+    model = RSSM(ram, spaces.Discrete(2), device="cpu", batch_size=2, sequence_length=4, **TINY)
+    state = model.encode(x.numpy())
+    assert state.shape == (5, model.feature_size)
+    decoded = model.decode(state)
+    assert decoded.shape == (5, 128) and decoded.dtype == torch.uint8
+    metrics = model.fit(_random_buffer(ram), steps=1)
+    assert np.isfinite(metrics["loss"]) and model.gradient_steps == 1
+
+
+def test_decoded_bytes_stay_within_the_space_bounds():
+    space = spaces.Box(np.array([0, 10], np.uint8), np.array([5, 200], np.uint8), dtype=np.uint8)
+    decoder = ObservationDecoder(space, 4, 8, 1, 2)
+    with torch.no_grad():
+        decoder.nets["_"][-1].bias.copy_(torch.tensor([3.0, -3.0]))  # far above, far below
+    out = decoder.decode(torch.zeros(2, 4))
+    assert out.tolist() == [[5, 10], [5, 10]]
 
 
 # ---------------------------------------------------------------- the model

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
+import mbwrap
 from mbwrap import ReplayBuffer, TabularModel, WorldModel
 from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
@@ -466,3 +468,53 @@ def test_registry_builds_a_tabular_model():
     assert isinstance(model, TabularModel)
     assert model.mode == "most-likely"
     assert model.counts.shape == (3, 2, 3)
+
+
+# ---------------------------------------------------------------------- start offsets
+class OffsetChain(gym.Env):
+    """A chain of states 10..14 (``Discrete(5, start=10)``) walked with actions -1 (left)
+    and 0 (right) (``Discrete(2, start=-1)``); reaching 14 ends the episode with reward 1."""
+
+    observation_space = spaces.Discrete(5, start=10)
+    action_space = spaces.Discrete(2, start=-1)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 10
+        return np.int64(self.state), {}
+
+    def step(self, action):
+        assert self.action_space.contains(action), action
+        self.state = int(np.clip(self.state + (1 if action == 0 else -1), 10, 14))
+        done = self.state == 14
+        return np.int64(self.state), float(done), done, False, {}
+
+
+def test_start_offsets_hold_through_fit_step_encode_and_imagination():
+    env = OffsetChain()
+    buffer = ReplayBuffer(env.observation_space, env.action_space, 500, device="cpu")
+    mbwrap.collect(env, buffer, 400, seed=0)
+    model = TabularModel(env.observation_space, env.action_space, mode="most-likely",
+                         device="cpu")
+    assert model.fit(buffer)["visited_pairs"] == 8  # both actions in states 10..13
+    states = model.encode(np.array([10, 11, 12, 13]))
+    assert states.tolist() == [10, 11, 12, 13]
+    right = model.step(states, torch.zeros(4, dtype=torch.int64))
+    assert right.next_state.tolist() == [11, 12, 13, 14]
+    assert right.reward.tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert right.terminated.tolist() == [0.0, 0.0, 0.0, 1.0]
+    left = model.step(states, torch.full((4,), -1))
+    assert left.next_state.tolist() == [10, 10, 11, 12]
+    # Imagination over the table: observations and actions are the spaces' own values.
+    dream = mbwrap.DreamEnv(model, start_states=buffer, horizon=20)
+    obs, _ = dream.reset(seed=0)
+    for _ in range(20):
+        assert dream.observation_space.contains(obs), obs
+        obs, reward, terminated, truncated, _ = dream.step(0)
+        if terminated:
+            break
+    assert terminated and obs == 14 and reward == 1.0
+    venv = mbwrap.DreamVecEnv(model, 3, start_states=buffer, horizon=20)
+    obs, _ = venv.reset(seed=0)
+    obs, reward, terminated, _, _ = venv.step(np.full(3, -1))
+    assert set(obs.tolist()) <= {10, 11, 12}

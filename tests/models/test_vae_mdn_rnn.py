@@ -94,6 +94,49 @@ def test_frames_of_the_wrong_size_or_dtype_are_refused_by_name():
         vae.encode_frames(np.zeros((2, 3, 64, 64), dtype=np.uint8))
 
 
+@pytest.mark.parametrize(
+    ("size", "grid", "padded"),
+    [((64, 64), (1, 1), (64, 64)), ((210, 160), (11, 7), (224, 160)), ((37, 53), (1, 1), (64, 64))],
+)
+def test_frames_of_any_size_are_padded_to_the_next_size_the_layers_fit(size, grid, padded):
+    # 16 m + 48 >= size for the smallest m >= 1: 210 -> m = 11 (224), 160 -> m = 7 (160).
+    vae = ConvVAE(4, (2, 2, 2, 2), image_channels=1, frame_size=size, device="cpu")
+    assert vae.grid == grid and vae.padded == padded
+    assert vae.get_config()["frame_size"] == list(size)
+    # The encoder's maps are m + 1 wide; the decoder starts from an m-wide grid.
+    assert vae.to_mean.in_features == 2 * (grid[0] + 1) * (grid[1] + 1)
+    assert vae.from_latent.out_features == 4 * 2 * grid[0] * grid[1]
+    x = torch.rand(2, 1, *size)
+    logits, mean, _ = vae(x)
+    assert logits.shape == (2, 1, *size) and mean.shape == (2, 4)
+
+
+def test_a_bad_frame_size_is_refused_by_name():
+    for bad in ((3, 64), (64,), (64.0, 64)):
+        with pytest.raises(ValueError, match="frame_size"):
+            ConvVAE(frame_size=bad, device="cpu")
+
+
+@pytest.mark.parametrize("shape", [(210, 160, 3), (37, 53, 1)], ids=["atari-native", "odd"])
+def test_world_models_v_and_m_on_frames_of_any_size(shape):
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    m = VAEMDNRNN(space, gym.spaces.Discrete(2), device="cpu", batch_size=4,
+                  **{**SMALL, "vae_channels": (2, 2, 2, 2)})
+    frames = np.random.default_rng(0).integers(0, 256, (7, *shape), dtype=np.uint8)
+    state = m.encode(frames[:2])
+    decoded = m.decode(state)
+    assert decoded.shape == (2, *shape) and decoded.dtype == torch.uint8
+    buffer = ReplayBuffer(space, m.action_space, 10, device="cpu")
+    for t in range(6):
+        buffer.add(frames[t], np.int64(t % 2), 1.0, frames[t + 1], False, t == 5)
+    metrics = m.fit(buffer, vae_epochs=1, rnn_epochs=1)
+    assert metrics["frames"] == 7 and math.isfinite(metrics["vae_loss"])
+    assert math.isfinite(metrics["rnn_loss"])
+    with pytest.raises(SpaceMismatchError, match=r"obs: expected frames of shape"):
+        m.encode(np.zeros((1, 64, 64, shape[2]), np.uint8))
+
+
 # ---------------------------------------------------------------------------- MDN-RNN
 def toy_sequences(n: int = 32, length: int = 12) -> tuple[torch.Tensor, ...]:
     """A deterministic latent walk: z rotates by a fixed angle, the action picks the sense."""

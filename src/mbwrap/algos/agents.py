@@ -14,18 +14,45 @@ import json
 from typing import Any
 
 import torch
+from gymnasium import spaces
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common import torch_layers
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
+from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.spaces import check_same_space
 
 _AGENTS: dict[str, type[BaseAlgorithm]] = {
     cls.__name__: cls for cls in (A2C, DDPG, DQN, PPO, SAC, TD3)
 }
-_CONTRIB_AGENTS = ("ARS", "CrossQ", "QRDQN", "RecurrentPPO", "TQC", "TRPO")
+_CONTRIB_AGENTS = ("ARS", "CrossQ", "MaskablePPO", "QRDQN", "RecurrentPPO", "TQC", "TRPO")
 _contrib_loaded = False
+
+_ANY_ACTIONS = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+# The action spaces each listed agent takes: the supported_action_spaces its constructor
+# passes to BaseAlgorithm (SB3 and sb3-contrib 2.9). Checked before an agent is built, so
+# the error names the agent and the space instead of SB3's assertion.
+_ACTION_SPACES: dict[str, tuple[type[spaces.Space], ...]] = {
+    "A2C": _ANY_ACTIONS,
+    "PPO": _ANY_ACTIONS,
+    "TRPO": _ANY_ACTIONS,
+    "RecurrentPPO": _ANY_ACTIONS,
+    "MaskablePPO": (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary),
+    "ARS": (spaces.Box, spaces.Discrete),
+    "DQN": (spaces.Discrete,),
+    "QRDQN": (spaces.Discrete,),
+    "SAC": (spaces.Box,),
+    "TD3": (spaces.Box,),
+    "DDPG": (spaces.Box,),
+    "TQC": (spaces.Box,),
+    "CrossQ": (spaces.Box,),
+}
+
+# The smallest image side SB3's CnnPolicy (NatureCNN: 8x8 stride 4, 4x4 stride 2, 3x3
+# stride 1) maps to at least one pixel.
+_MIN_CNN_SIDE = 36
 
 # Constructor keywords that describe where and how verbosely an agent runs, not what it
 # is: the owning algorithm passes its own.
@@ -109,6 +136,68 @@ def check_agent(agent: Any) -> type[BaseAlgorithm] | BaseAlgorithm:
         "agent: expected an SB3 algorithm name ('PPO', 'SAC'...), an SB3 BaseAlgorithm "
         f"subclass or instance, got {agent!r}"
     )
+
+
+def _kind_of_policy(observation_space: spaces.Space) -> str:
+    """``"MultiInput"`` for Dict observations, ``"Cnn"`` for images NatureCNN can read,
+    else ``"Mlp"``: the prefix of SB3's policy aliases for that space."""
+    if isinstance(observation_space, spaces.Dict):
+        return "MultiInput"
+    # SB3 takes channels first or last (the smallest side); the other two are the image's.
+    if is_image_space(observation_space) and sorted(observation_space.shape)[1] >= _MIN_CNN_SIDE:
+        return "Cnn"
+    return "Mlp"
+
+
+def default_policy(cls: type[BaseAlgorithm], observation_space: spaces.Space) -> str:
+    """The policy alias an agent of class ``cls`` needs for ``observation_space``:
+    ``"MultiInputPolicy"`` for Dict observations, ``"CnnPolicy"`` for images, else
+    ``"MlpPolicy"``, under the agent's own names (RecurrentPPO: ``"MlpLstmPolicy"``...);
+    an agent without a CNN policy reads images through its MLP one.
+
+    :raises UnsupportedSpaceError: naming ``agent`` when it has no policy for the space
+        (a Dict for ARS or CrossQ; a Tuple or nested Dict for any SB3 agent).
+    """
+    nested = isinstance(observation_space, spaces.Dict) and any(
+        isinstance(entry, (spaces.Dict, spaces.Tuple))
+        for entry in observation_space.spaces.values()
+    )
+    if isinstance(observation_space, spaces.Tuple) or nested:
+        raise UnsupportedSpaceError(
+            f"agent: SB3 agents take Box, Discrete, MultiDiscrete, MultiBinary or flat Dict "
+            f"observations, got {observation_space!r}"
+        )
+    aliases = sorted(cls.policy_aliases, key=len)
+    kind = _kind_of_policy(observation_space)
+    for prefix in (kind, "Mlp") if kind == "Cnn" else (kind,):
+        matches = [alias for alias in aliases if alias.startswith(prefix)]
+        if matches:
+            return matches[0]
+    raise UnsupportedSpaceError(
+        f"agent: {cls.__name__} has no {kind} policy for observations of "
+        f"{observation_space!r}; its policies: {', '.join(aliases)}"
+    )
+
+
+def supported_action_spaces(cls: type[BaseAlgorithm]) -> tuple[type[spaces.Space], ...] | None:
+    """The action space types an agent class takes, or ``None`` when it is not a listed
+    agent (SB3 then checks when it is built)."""
+    table = _table(contrib=cls not in _AGENTS.values())
+    for name, types in _ACTION_SPACES.items():
+        if table.get(name) is cls:
+            return types
+    return None
+
+
+def check_agent_action_space(cls: type[BaseAlgorithm], action_space: spaces.Space) -> None:
+    """Raise :class:`~mbwrap.errors.UnsupportedSpaceError` naming ``agent`` when an agent
+    of class ``cls`` cannot act in ``action_space``."""
+    types = supported_action_spaces(cls)
+    if types is not None and not isinstance(action_space, types):
+        raise UnsupportedSpaceError(
+            f"agent: {cls.__name__} takes {' or '.join(t.__name__ for t in types)} actions, "
+            f"the env's action space is {action_space!r}"
+        )
 
 
 def _is_json(value: Any) -> bool:
@@ -206,16 +295,31 @@ def build_agent(
     verbose: int = 0,
 ) -> BaseAlgorithm:
     """``cls(policy, env, seed=, device=, verbose=, **kwargs)``; ``policy`` comes from
-    ``kwargs`` (default ``"MlpPolicy"``).
+    ``kwargs``, else :func:`default_policy` picks the one the env's observations need.
 
+    :raises UnsupportedSpaceError: naming ``agent`` when it cannot act in the env's action
+        space (:func:`check_agent_action_space`) or, without a ``policy``, has none for
+        its observations (:func:`default_policy`).
+    :raises ValueError: naming ``agent_kwargs['policy']`` when the class has no such policy.
     :raises TypeError: naming ``agent_kwargs`` when the class rejects a keyword.
     """
     kwargs = dict(kwargs)
-    policy = kwargs.pop("policy", "MlpPolicy")
+    check_agent_action_space(cls, env.action_space)
+    policy = kwargs.pop("policy", None) or default_policy(cls, env.observation_space)
+    if isinstance(policy, str) and policy not in cls.policy_aliases:
+        raise ValueError(
+            f"agent_kwargs['policy']: {cls.__name__} has no policy {policy!r}; its policies: "
+            f"{', '.join(sorted(cls.policy_aliases))}"
+        )
     try:
         return cls(policy, env, seed=seed, device=device, verbose=verbose, **kwargs)
     except TypeError as err:
         raise TypeError(f"agent_kwargs: {cls.__name__} rejected them: {err}") from err
+    except AssertionError as err:
+        # SB3 asserts the action space of agents not listed in _ACTION_SPACES.
+        if "action space" not in str(err):
+            raise
+        raise UnsupportedSpaceError(f"agent: {cls.__name__} cannot act in the env: {err}") from err
 
 
 def resolve_agent(

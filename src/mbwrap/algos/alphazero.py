@@ -39,6 +39,7 @@ from mbwrap.networks import PolicyValueNet
 from mbwrap.planners.mcts import muzero_policy, reuse_subtree
 from mbwrap.planners.mcts.simulator import BoardGameSearch, SimulatorSearch
 from mbwrap.planners.mcts.tree import Tree
+from mbwrap.space_support import SpaceSupport
 
 __all__ = [
     "AlphaZero",
@@ -91,6 +92,10 @@ class AlphaZero(SelfPlayAlgorithm):
     """
 
     registry_name = "alphazero"
+    space_support = SpaceSupport(
+        observations=("Box", "image"), actions=("Discrete",),
+        observation_note="a PettingZoo AEC game: the board planes of its observations",
+    )
     Config = AlphaZeroConfig
     saved_state = ("network", "optimizer", "generator", "rng", "games_played",
                    "_legal_moves_seen", "_positions_seen")

@@ -14,6 +14,7 @@ from mbwrap.algos import state as saved
 from mbwrap.algos.config import AlgoConfig
 from mbwrap.algos.core import AlgorithmCore
 from mbwrap.buffers import ReplayBuffer, check_finite_step, step_vec_env
+from mbwrap.checkpoint import check_count
 from mbwrap.envs.sb3_vec_env import env_id, wrap_env
 from mbwrap.models import WorldModel
 from mbwrap.models.build import model_config, resolve_model
@@ -52,15 +53,18 @@ class Algorithm(AlgorithmCore):
         action_space: gym.Space | None = None,
         **kwargs: Any,
     ) -> None:
-        self.env: VecEnv | None = None
         if env is not None:
-            self.env = wrap_env(env)
-            observation_space = self.env.observation_space
-            action_space = self.env.action_space
+            if not isinstance(env, (gym.Env, VecEnv)):
+                raise TypeError(
+                    f"env: expected a gymnasium.Env or SB3 VecEnv, got {type(env).__name__}"
+                )
+            # The env's own spaces: the shared construction checks them before SB3 wraps it.
+            observation_space, action_space = env.observation_space, env.action_space
         elif observation_space is None or action_space is None:
             raise ValueError("env: pass a real env, or observation_space and action_space")
         spaces = {"observation_space": observation_space, "action_space": action_space}
         super().__init__(args, kwargs, config=config, **spaces)
+        self.env: VecEnv | None = None if env is None else wrap_env(env)
         self.n_envs = self.env.num_envs if self.env is not None else 1
         #: Real env steps over the algorithm's whole life (never reset; schedules use it).
         self.real_steps = 0
@@ -327,8 +331,11 @@ class Algorithm(AlgorithmCore):
 
     def _set_run_state(self, state: dict[str, Any]) -> None:
         super()._set_run_state(state)
-        self.real_steps = int(state["real_steps"])
-        self._steps_since_refit = state["steps_since_refit"]
+        self.real_steps = check_count(state["real_steps"], name="run.real_steps")
+        since = state["steps_since_refit"]
+        self._steps_since_refit = (
+            None if since is None else check_count(since, name="run.steps_since_refit")
+        )
         saved.set_env_rng_states(self.env, state.get("env_rngs"))
 
     @classmethod

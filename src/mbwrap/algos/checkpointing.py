@@ -13,7 +13,7 @@ import gymnasium as gym
 import torch
 
 from mbwrap.algos import state as saved
-from mbwrap.checkpoint import load_checkpoint, save_checkpoint
+from mbwrap.checkpoint import check_count, load_checkpoint, save_checkpoint
 from mbwrap.errors import CheckpointError
 from mbwrap.spaces import space_from_json, space_to_json
 
@@ -45,8 +45,12 @@ class Checkpointed:
         }
 
     def _set_run_state(self, state: dict[str, Any]) -> None:
-        self.num_timesteps = int(state["num_timesteps"])
-        self._episode_num = int(state["episode_num"])
+        """Restore :meth:`_run_state`'s output.
+
+        :raises CheckpointError: naming a counter that is negative or not an int.
+        """
+        self.num_timesteps = check_count(state["num_timesteps"], name="run.num_timesteps")
+        self._episode_num = check_count(state["episode_num"], name="run.episode_num")
         self.ep_info_buffer.clear()
         self.ep_info_buffer.extend(state["ep_info_buffer"])
         saved.set_global_rng_state(state["rng"])
@@ -125,7 +129,9 @@ class Checkpointed:
         then continues the run where it stopped.
 
         :param env: what to keep learning in (optional for prediction only).
-        :raises CheckpointError: for a corrupt file or one of another algorithm.
+        :raises CheckpointError: for a corrupt file, one of another algorithm, or state that
+            disagrees with the algorithm it rebuilds (a counter that is negative or not an
+            int, an index out of range, a capacity beyond the bound), naming the field.
         """
         metadata, tensors = load_checkpoint(path, kind=CHECKPOINT_KIND)
         expected = f"{cls.__module__}:{cls.__qualname__}"
@@ -144,7 +150,9 @@ class Checkpointed:
                 config,
             )
             algo.set_tensors(tensors)
-            algo.num_timesteps = int(metadata.get("num_timesteps", 0))
+            algo.num_timesteps = check_count(
+                metadata.get("num_timesteps", 0), name="metadata.num_timesteps"
+            )
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(
                 f"{str(path)!r}: algorithm checkpoint does not fit: {err}"

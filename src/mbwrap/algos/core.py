@@ -32,6 +32,7 @@ from mbwrap.algos.config import AlgoConfig
 from mbwrap.device import resolve_device
 from mbwrap.models import WorldModel
 from mbwrap.models.build import model_config
+from mbwrap.space_support import SpaceSupport, check_support
 from mbwrap.spaces import check_space
 
 
@@ -55,6 +56,9 @@ class AlgorithmCore(Checkpointed, abc.ABC):
     #: Settings that may also be passed positionally after ``env`` (SB3 passes its
     #: policy so), e.g. ``("agent", "model")``.
     positional_settings: ClassVar[tuple[str, ...]] = ()
+    #: The env spaces the algorithm takes (``None``: any space mbwrap represents, as
+    #: :func:`mbwrap.spaces.check_space` says); checked by :meth:`check_spaces`.
+    space_support: ClassVar[SpaceSupport | None] = None
 
     def __init__(
         self,
@@ -66,8 +70,9 @@ class AlgorithmCore(Checkpointed, abc.ABC):
         action_space: gym.Space,
     ) -> None:
         self.config = self._build_config(args, kwargs, config)
-        self.observation_space = check_space(observation_space, name="env.observation_space")
-        self.action_space = check_space(action_space, name="env.action_space")
+        self.check_spaces(observation_space, action_space)
+        self.observation_space = observation_space
+        self.action_space = action_space
         self.seed = self.config.seed
         self.device = resolve_device(self.config.device)
         self.verbose = self.config.verbose
@@ -86,6 +91,25 @@ class AlgorithmCore(Checkpointed, abc.ABC):
         if self.seed is not None:
             sb3_utils.set_random_seed(self.seed)
             self.action_space.seed(self.seed)
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Raise unless the algorithm takes the env's spaces (its :attr:`space_support`).
+
+        Called with the real env's own spaces before anything wraps the env, so that an
+        unsupported space is named here rather than failing inside SB3's wrappers.
+
+        :raises UnsupportedSpaceError: naming ``env.observation_space`` or
+            ``env.action_space``, the algorithm, what it takes and what came.
+        """
+        if cls.space_support is None:
+            check_space(observation_space, name="env.observation_space")
+            check_space(action_space, name="env.action_space")
+        else:
+            check_support(
+                cls.space_support, observation_space, action_space, owner=cls.__name__,
+                prefix="env.",
+            )
 
     @classmethod
     def _build_config(

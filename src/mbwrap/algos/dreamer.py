@@ -39,6 +39,7 @@ from mbwrap.models.latent_filter import LatentFilter, observation_batch
 from mbwrap.models.rssm import RSSM
 from mbwrap.networks import LatentActor, LatentCritic
 from mbwrap.returns import lambda_returns, percentile_range
+from mbwrap.space_support import SpaceSupport
 from mbwrap.transforms import scalar_to_two_hot, symlog
 
 _V3 = "Hafner et al. 2023 (DreamerV3), Appendix, hyperparameter table"
@@ -123,6 +124,10 @@ class Dreamer(Algorithm):
     """
 
     registry_name: ClassVar[str | None] = "dreamer"
+    space_support = SpaceSupport(
+        observations=("Box", "image", "Discrete", "Dict"), actions=("Box", "Discrete"),
+        bounded_actions=True,
+    )
     Config = DreamerConfig
     saved_state = (
         "model",

@@ -21,6 +21,10 @@ from mbwrap.algos.base import Algorithm
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.envs import DreamVecEnv, as_vec_env
+from mbwrap.envs.action_masks import ActionMasks, MaskedPredictor, accepts_action_masks
+from mbwrap.envs.fns.base import ActionMaskFn
+from mbwrap.space_support import SpaceSupport
+from mbwrap.spaces import as_batch
 
 
 @dataclass(kw_only=True)
@@ -84,28 +88,46 @@ class Dyna(Algorithm):
 
     Reward and termination in imagination come from the functions registered for the
     env's id (group ``mbwrap.fns``) when there are any, else from the model's heads.
+    An agent that masks invalid actions (sb3-contrib's ``MaskablePPO``) gets the dream's
+    :meth:`~mbwrap.DreamVecEnv.action_masks` in imagination and, in the real env, the
+    env's own ``action_masks()`` when it has one, else the same masks of the real
+    observations.
     The agent's own training metrics (``train/...``) go to this algorithm's logger, with
     the real rollout statistics (``rollout/...``), the model's fit metrics
     (``model/...``) and the imagined episodes' statistics (``imagination/...``).
 
     Settings: :class:`DynaConfig`; ``agent`` and ``model`` may also be passed by position.
+
+    :param action_mask_fn: batched ``(obs) -> [B, n]`` bool valid actions in imagination
+        (see :mod:`mbwrap.envs.action_masks`), preferred to a registered one or the model's
+        head; code, so not saved: set :attr:`action_mask_fn` again after :meth:`load`.
     """
 
     registry_name = "dyna"
+    space_support = SpaceSupport(
+        observations=("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple"),
+        actions=("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    )
     Config = DynaConfig
     positional_settings = ("agent", "model")
     saved_state = ("agent", "model", "dream_rng")
     saved_buffers = ("buffer",)
     config: DynaConfig
 
-    def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, env: Any, *args: Any, action_mask_fn: ActionMaskFn | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(env, *args, **kwargs)
         config = self.config
         self.model = self._make_model()
         self.buffer = self._make_buffer()
         num_envs = getattr(config.agent, "n_envs", None) or config.num_imagined_envs
         self.dream = DreamVecEnv(
-            self.model, num_envs, start_states=self.buffer, horizon=config.imagination_horizon
+            self.model,
+            num_envs,
+            start_states=self.buffer,
+            horizon=config.imagination_horizon,
+            action_mask_fn=action_mask_fn,
         )
         # VecMonitor puts the imagined episodes' returns in infos, for the agent's stats.
         self.dream_env = VecMonitor(as_vec_env(self.dream))
@@ -122,6 +144,17 @@ class Dyna(Algorithm):
         config.num_imagined_envs = num_envs
 
     @property
+    def action_mask_fn(self) -> ActionMaskFn | None:
+        """The given function masking actions in imagination (``None``: the registered one,
+        the model's head, or all valid)."""
+        masker = self.dream.action_masker
+        return masker.fn if masker.source == "given" else None
+
+    @action_mask_fn.setter
+    def action_mask_fn(self, fn: ActionMaskFn | None) -> None:
+        self.dream.action_masker = ActionMasks(self.model, fn)
+
+    @property
     def dream_rng(self) -> np.random.Generator:
         """The generator imagined episodes draw their real start states from."""
         return self.dream.np_random
@@ -135,7 +168,22 @@ class Dyna(Algorithm):
         self.agent.set_logger(self.logger)
 
     def _behaviour_policy(self) -> Any:
+        if accepts_action_masks(self.agent):
+            return MaskedPredictor(self.agent, self._real_action_masks)
         return self.agent
+
+    def _real_action_masks(self, obs: Any) -> np.ndarray | None:
+        """``[n_envs, mask_size]`` bool for the real env's observations ``obs``: the env's
+        own masks when it has them, else the dream's source applied to ``obs``, else
+        ``None`` (all valid)."""
+        assert self.env is not None
+        if self.env.has_attr("action_masks"):
+            return np.stack(self.env.env_method("action_masks"))
+        masker = self.dream.action_masker
+        if masker.source == "all":
+            return None
+        batch, _ = as_batch(obs, self.observation_space, name="obs", device=self.model.device)
+        return masker.of_observations(batch, self.env.num_envs).cpu().numpy()
 
     def _train(self) -> None:
         """Train the agent in imagination, starting from real states."""

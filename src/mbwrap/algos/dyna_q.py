@@ -14,8 +14,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import ReplayBuffer
-from mbwrap.errors import UnsupportedSpaceError
+from mbwrap.checkpoint import check_indices
+from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models import TabularModel
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch
 
 _BOOK = "Sutton & Barto 2018, section 8.2, Figure 8.2"
@@ -51,17 +53,35 @@ def epsilon_greedy(q: np.ndarray, epsilon: float, rng: np.random.Generator) -> n
     return np.where(explore, rng.integers(n_actions, size=batch), greedy)
 
 
-def flat_index(values: Any, space: gym.spaces.Discrete | gym.spaces.MultiDiscrete) -> np.ndarray:
+def flat_index(
+    values: Any,
+    space: gym.spaces.Discrete | gym.spaces.MultiDiscrete,
+    *,
+    name: str = "values",
+) -> np.ndarray:
     """Number a batch of elements of a finite space on the host (where the Q table lives).
 
-    :param values: ``[B, *space.shape]``.
+    :param values: ``[B, *space.shape]``, values of the space (``start`` included).
+    :param name: the argument ``values`` came as, for errors.
     :return: ``[B]`` int64 in ``[0, number of elements)``.
+    :raises SpaceMismatchError: naming ``name`` when an element lies outside ``space`` (it
+        would read another state's row, or none).
     """
     if isinstance(space, gym.spaces.Discrete):
-        return np.asarray(values, dtype=np.int64).reshape(-1) - int(space.start)
-    digits = np.asarray(values, dtype=np.int64).reshape(-1, space.nvec.size)
-    digits = digits - space.start.reshape(-1)
-    return np.ravel_multi_index(tuple(digits.T), space.nvec.reshape(-1))
+        sizes, starts = int(space.n), int(space.start)
+        digits = np.asarray(values, dtype=np.int64).reshape(-1) - starts
+        inside = (digits >= 0) & (digits < sizes)
+    else:
+        sizes, starts = space.nvec.reshape(-1), space.start.reshape(-1)
+        digits = np.asarray(values, dtype=np.int64).reshape(-1, sizes.size) - starts
+        inside = ((digits >= 0) & (digits < sizes)).all(-1)
+    if not inside.all():
+        row = int(np.flatnonzero(~inside)[0])
+        element = (digits[row] + starts).reshape(np.shape(space)).tolist()
+        raise SpaceMismatchError(f"{name}: row {row} holds {element}, which is outside {space!r}")
+    if isinstance(sizes, int):
+        return digits
+    return np.ravel_multi_index(tuple(digits.T), sizes)
 
 
 @dataclass(kw_only=True)
@@ -107,6 +127,11 @@ class DynaQ(Algorithm):
     """
 
     registry_name = "dyna-q"
+    space_support = SpaceSupport(
+        observations=("Discrete", "MultiDiscrete"), actions=("Discrete", "MultiDiscrete"),
+        observation_note="finite spaces: a Q-table row per state, a column per action",
+        action_note="finite spaces: a Q-table row per state, a column per action",
+    )
     Config = DynaQConfig
     saved_state = ("q_table", "visited", "model", "rng", "model_rng")
     config: DynaQConfig
@@ -118,7 +143,12 @@ class DynaQ(Algorithm):
         except UnsupportedSpaceError as err:
             raise UnsupportedSpaceError(f"env: Dyna-Q needs finite spaces: {err}") from err
         if not isinstance(model, TabularModel):
-            raise TypeError(f"model: Dyna-Q needs a TabularModel, got {type(model).__name__}")
+            # An UnsupportedSpaceError (a TypeError): the model is the wrong kind for this
+            # algorithm's finite spaces.
+            raise UnsupportedSpaceError(
+                f"model: Dyna-Q plans with a table of the finite spaces and needs a "
+                f"TabularModel, got {type(model).__name__}; use TabularModel ('tabular')"
+            )
         self.model = model
         # Only the last real step: Dyna-Q learns from each real transition once, directly,
         # and afterwards only through the model.
@@ -138,10 +168,23 @@ class DynaQ(Algorithm):
         self.model_rng.manual_seed(int(self.rng.integers(2**62)))
 
     def _after_restore(self) -> None:
+        """Check the restored table and visited pairs against the model's sizes.
+
+        :raises CheckpointError: naming ``q_table`` or ``visited`` when they do not fit.
+        """
         expected = (self.model.n_states, self.model.n_actions)
         if np.shape(self.q_table) != expected:
-            raise ValueError(f"q_table: has shape {np.shape(self.q_table)}, expected {expected}")
-        self.visited = np.asarray(self.visited, dtype=np.int64).reshape(-1, 2)
+            raise CheckpointError(
+                f"q_table: has shape {np.shape(self.q_table)}, expected {expected}"
+            )
+        visited = np.asarray(self.visited)
+        if visited.ndim != 2 or visited.shape[1] != 2:
+            raise CheckpointError(
+                f"visited: expected (state, action) pairs of shape [K, 2], got {visited.shape}"
+            )
+        for column, (what, size) in enumerate(zip(("states", "actions"), expected, strict=True)):
+            check_indices(visited[:, column], name=f"visited ({what})", size=size)
+        self.visited = visited.astype(np.int64)
         self._visited_mask[:] = False
         self._visited_mask[self.visited[:, 0], self.visited[:, 1]] = True
 
@@ -220,11 +263,13 @@ class DynaQ(Algorithm):
 
         :param observation: one observation or a batch ``[B, *obs_shape]``.
         :return: ``(actions, None)``, batched like ``observation``.
+        :raises SpaceMismatchError: naming ``observation`` for a shape, a dtype or a value
+            that does not fit the observation space.
         """
         tensor, batched = as_batch(
             observation, self.observation_space, name="observation", device="cpu"
         )
-        q = self.q_table[flat_index(tensor.numpy(), self.observation_space)]
+        q = self.q_table[flat_index(tensor.numpy(), self.observation_space, name="observation")]
         epsilon = 0.0 if deterministic else self.config.exploration_rate
         actions = self._index_to_action(epsilon_greedy(q, epsilon, self.rng))
         return (actions if batched else actions[0]), None

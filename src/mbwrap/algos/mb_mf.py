@@ -44,6 +44,7 @@ from mbwrap.algos.mb_mf_distill import (
 from mbwrap.envs import DreamVecEnv, as_vec_env
 from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.registry import make_planner
+from mbwrap.space_support import SpaceSupport
 
 __all__ = ["BC_LOSSES", "MBMF", "PHASES", "MBMFConfig", "imitation_loss"]
 
@@ -167,6 +168,10 @@ class MBMF(Algorithm):
     """
 
     registry_name: ClassVar[str] = "mb-mf"
+    space_support = SpaceSupport(
+        observations=("Box",), actions=("Box", "Discrete"), bounded_actions=True,
+        action_note="Discrete actions with an on-policy agent (PPO, A2C, TRPO)",
+    )
     Config = MBMFConfig
     positional_settings = ("agent", "model", "planner")
     saved_state = ("agent", "model", "planner_rng", "bc_optimizer", "phase", "phase_steps")

@@ -4,7 +4,9 @@ Your Model: Model-Based Policy Optimization", Algorithm 2).
 Short model rollouts branched from real states feed an off-policy agent (SAC) whose
 every minibatch mixes a few real transitions with many imagined ones. Defaults follow the
 paper's Appendix C and the official code (github.com/jannerm/mbpo: ``mbpo/algorithms/
-mbpo.py``, ``examples/config/hopper/0.py``, ``examples/development/variants.py``).
+mbpo.py``, ``examples/config/hopper/0.py``, ``examples/development/variants.py``). With
+discrete actions the agent is one of the DQN family (DQN, QR-DQN), as in the
+discrete-action MBPO variants of later work.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import MixedReplayBuffer, ReplayBuffer
 from mbwrap.envs import DreamVecEnv, as_vec_env
 from mbwrap.envs.branched import branched_rollouts
-from mbwrap.errors import UnsupportedSpaceError
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds, unscale_action
 
 _PAPER = "Janner et al. 2019, Appendix C; official examples/config/hopper/0.py"
@@ -69,8 +71,9 @@ class MBPOConfig(AlgoConfig):
 
     agent: Any = setting(
         "SAC",
-        "an SB3 off-policy algorithm with Box actions (SAC, TD3, TQC...): a name, a class "
-        "(built with agent_kwargs) or an instance; its own replay buffer is never used",
+        "an SB3 off-policy algorithm (SAC, TD3, TQC... for Box actions, DQN or QRDQN for "
+        "Discrete ones): a name, a class (built with agent_kwargs) or an instance; its own "
+        "replay buffer is never used",
         source="Janner et al. 2019, Section 5 (SAC)",
     )
     agent_kwargs: dict[str, Any] | None = setting(
@@ -127,7 +130,7 @@ class MBPOConfig(AlgoConfig):
         if not issubclass(cls, OffPolicyAlgorithm):
             raise TypeError(
                 "agent: MBPO trains its agent from a replay buffer; expected an SB3 "
-                f"off-policy algorithm (SAC, TD3, TQC...), got {cls.__name__}"
+                f"off-policy algorithm (SAC, TD3, TQC, DQN, QRDQN...), got {cls.__name__}"
             )
         values = list(self.rollout_schedule)
         numeric = all(isinstance(v, numbers.Real) for v in values)
@@ -149,7 +152,9 @@ class MBPO(Algorithm):
       steps from real states drawn uniformly, acting with the agent's stochastic policy,
       batched on the model's device; a rollout stops where the termination function says
       so. The model buffer keeps the rollouts of the last ``model_retain_epochs`` epochs;
-    - take ``train_freq`` real steps with the agent's policy;
+    - take ``train_freq`` real steps with the agent's policy (its clock follows them: the
+      DQN family's exploration rate and target-network copies go by real steps, as when
+      it learns on the real env);
     - ``gradient_steps`` agent updates per ``train_freq`` real steps (``agent.train``),
       each on a minibatch of ``real_ratio`` real and ``1 - real_ratio`` model transitions
       (:class:`~mbwrap.buffers.MixedReplayBuffer` replaces the agent's ``replay_buffer``).
@@ -158,10 +163,16 @@ class MBPO(Algorithm):
     (``rollout/...``), the model's fit (``model/...``), the rollouts (``imagination/...``)
     and the agent's losses (``train/...``), dumped at the end of each epoch.
 
-    Settings: :class:`MBPOConfig` (``agent``, ``model`` also by position); Box actions.
+    Settings: :class:`MBPOConfig` (``agent``, ``model`` also by position); Box actions
+    (SAC, TD3, DDPG, TQC, CrossQ) or Discrete ones (DQN, QRDQN: the model takes them
+    one-hot; rollouts act epsilon-greedily with the agent's current exploration rate).
     """
 
     registry_name = "mbpo"
+    space_support = SpaceSupport(
+        observations=("Box",), actions=("Box", "Discrete"), bounded_actions=True,
+        action_note="Discrete actions with a DQN-family agent",
+    )
     Config = MBPOConfig
     positional_settings = ("agent", "model")
     saved_state = ("agent", "model", "rng", "mixed_buffer", "agent_updates")
@@ -170,10 +181,6 @@ class MBPO(Algorithm):
 
     def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(env, *args, **kwargs)
-        if not isinstance(self.action_space, gym.spaces.Box):
-            raise UnsupportedSpaceError(
-                f"env.action_space: MBPO needs a Box action space, got {self.action_space!r}"
-            )
         config = self.config
         self.model = self._make_model()
         self.buffer = self._make_buffer()
@@ -267,10 +274,24 @@ class MBPO(Algorithm):
         policy = self.agent.policy
         policy.set_training_mode(False)
         action = policy(obs.to(self.agent.device), deterministic=False)
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return self._explore(action).to(self.model.device)
         low, high = action_bounds(self.action_space, action.device)  # type: ignore[arg-type]
         if policy.squash_output:
             action = unscale_action(action, low, high)
         return torch.clamp(action, low, high).to(self.model.device)
+
+    def _explore(self, greedy: torch.Tensor) -> torch.Tensor:
+        """Epsilon-greedy ``[B]`` actions around the greedy ones ``[B]``, with the agent's
+        current ``exploration_rate`` (0 for agents without one): the rollouts follow the
+        policy the agent acts with, as SAC's sampled actions do for continuous control."""
+        rate = float(getattr(self.agent, "exploration_rate", 0.0))
+        if rate <= 0.0:
+            return greedy
+        n = int(self.action_space.n)  # type: ignore[attr-defined]
+        explore = torch.rand(greedy.shape, device=greedy.device) < rate
+        uniform = torch.randint(n, greedy.shape, device=greedy.device)
+        return torch.where(explore, uniform, greedy)
 
     def _rollout(self) -> dict[str, float]:
         """Branch ``rollout_batch_size`` rollouts of ``k`` steps from real states into the
@@ -302,7 +323,26 @@ class MBPO(Algorithm):
         before = self.real_steps
         keep_going = super()._collect(callback, remaining)
         self._collected = self.real_steps - before
+        self._advance_agent(self._collected)
         return keep_going
+
+    def _advance_agent(self, steps: int) -> None:
+        """Move the agent's clock by ``steps`` real steps as SB3's ``collect_rollouts``
+        would have: its count, its progress (learning-rate and exploration schedules) and
+        its per-step hook (``_on_step``: the DQN family's exploration rate and target-network
+        copies; nothing for SAC, TD3, TQC, whose targets move in ``train``)."""
+        agent = self.agent
+        start = self.num_timesteps - steps
+        for i in range(1, steps + 1):
+            agent.num_timesteps += 1
+            agent._update_current_progress_remaining(start + i, self._total_timesteps)
+            agent._on_step()
+
+    def _after_restore(self) -> None:
+        # SB3 does not save the exploration rate: it follows from the restored progress.
+        schedule = getattr(self.agent, "exploration_schedule", None)
+        if schedule is not None:
+            self.agent.exploration_rate = schedule(self.agent._current_progress_remaining)
 
     def _refit_due(self) -> bool:
         """Never after collecting: :meth:`_collect` refits before the step, as MBPO does."""

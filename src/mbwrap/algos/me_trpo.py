@@ -43,6 +43,7 @@ from mbwrap.algos.me_trpo_validation import (
 from mbwrap.device import make_generator
 from mbwrap.envs import DreamVecEnv
 from mbwrap.sb3 import as_vec_env
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import element_shape, torch_dtype
 
 _CODE = "Kurutach et al. 2018, code params"
@@ -181,6 +182,9 @@ class METRPO(Algorithm):
     """
 
     registry_name = "me-trpo"
+    space_support = SpaceSupport(
+        observations=("Box",), actions=("Box", "Discrete", "MultiDiscrete", "MultiBinary")
+    )
     Config = METRPOConfig
     positional_settings = ("model",)
     saved_state = ("agent", "model", "iterations", "rng", "dream_rng")

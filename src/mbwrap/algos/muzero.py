@@ -26,8 +26,10 @@ from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer, SegmentWrite
 from mbwrap.device import make_generator
 from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.errors import UnsupportedSpaceError
+from mbwrap.models.images import image_layout
 from mbwrap.models.muzero_nets import MuZeroNetworks, muzero_losses, scale_gradient
 from mbwrap.planners.mcts import MCTSPlanner, MuZeroSearchModel
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch, check_same_space
 
 __all__ = ["MuZero", "MuZeroConfig", "visit_temperature"]
@@ -57,11 +59,15 @@ class MuZero(SelfPlayAlgorithm):
     :param env: the real env, with ``Discrete`` actions and ``Box`` observations; pass a
         ``VecEnv`` of several envs so that searches batch over them; ``None`` only when
         loading for prediction, with ``observation_space`` and ``action_space``.
+        ``uint8`` images may be ``[C, H, W]`` or ``[H, W, C]`` of any size (see
+        :mod:`mbwrap.models.images`). The networks and the replay work on action indices
+        ``0..n-1``; the env gets ``index + start`` for ``Discrete(n, start)``.
 
     Settings: :class:`MuZeroConfig`.
     """
 
     registry_name = "muzero"
+    space_support = SpaceSupport(observations=("Box", "image"), actions=("Discrete",))
     Config = MuZeroConfig
     saved_state = ("networks", "target_networks", "optimizer", "self_play_rng", "eval_rng",
                    "replay_rng")
@@ -77,6 +83,9 @@ class MuZero(SelfPlayAlgorithm):
         action_space: gym.Space | None = None,
         **kwargs: Any,
     ) -> None:
+        if env is not None:
+            # The env's own spaces, checked before SB3's wrappers can fail on them.
+            self.check_spaces(env.observation_space, env.action_space)
         games = None if env is None else wrap_env(env)
         if games is not None:
             given = {"observation_space": observation_space, "action_space": action_space}
@@ -100,7 +109,7 @@ class MuZero(SelfPlayAlgorithm):
         cfg, seed = self.config, self.config.seed
         num_actions = int(self.action_space.n)
         self.networks = MuZeroNetworks(
-            tuple(self.observation_space.shape), num_actions, **cfg.network_kwargs
+            tuple(self.observation_space.shape), num_actions, **self._network_kwargs()
         ).to(self.device)
         self.search_model = MuZeroSearchModel(
             self.networks, self.observation_space, self.action_space, gamma=cfg.gamma
@@ -147,6 +156,16 @@ class MuZero(SelfPlayAlgorithm):
         if seed is not None and games is not None:
             games.seed(seed)
 
+    def _network_kwargs(self) -> dict[str, Any]:
+        """``network_kwargs``, with the image layout of a uint8 image space filled in."""
+        kwargs = dict(self.config.network_kwargs)
+        space = self.observation_space
+        is_image = space.dtype == np.uint8 and len(space.shape) == 3
+        if is_image and kwargs.get("kind", "auto") != "mlp":
+            layout = image_layout(space.shape, name="env.observation_space")
+            kwargs.setdefault("channels_last", layout.channels_last)
+        return kwargs
+
     # ------------------------------------------------------------------ declared state
     @property
     def target_networks(self) -> MuZeroNetworks:
@@ -189,7 +208,7 @@ class MuZero(SelfPlayAlgorithm):
             obs = np.asarray(observation)
             batched = obs.shape != self.observation_space.shape
             root = self.search_model.root(obs)
-            actions = root.prior_logits.argmax(-1).cpu().numpy()
+            actions = self.planner.action_values(root.prior_logits.argmax(-1)).cpu().numpy()
             return (actions if batched else actions[0]), None
         planner = self.planner if deterministic else self.self_play_planner
         return planner.predict(observation, state, episode_start, deterministic)
@@ -210,7 +229,7 @@ class MuZero(SelfPlayAlgorithm):
         self.self_play_planner.temperature = visit_temperature(progress)
         obs = self._last_obs
         out = self.self_play_planner.search_policy(obs)
-        actions = out.action.cpu().numpy()
+        actions = self.self_play_planner.action_values(out.action).cpu().numpy()
         self._env_rngs_before_step = env_rng_states(self.env)
         new_obs, rewards, terminated, truncated, final_obs, infos = step_vec_env(
             self.env, actions

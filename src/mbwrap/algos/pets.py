@@ -21,6 +21,7 @@ from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
+from mbwrap.space_support import SpaceSupport
 
 #: Chua et al. 2018, Section 6: an ensemble of B = 5 bootstrapped networks, propagated
 #: TS-inf (each particle keeps its member for the whole horizon).
@@ -119,6 +120,9 @@ class PETS(Algorithm):
     """
 
     registry_name = "pets"
+    space_support = SpaceSupport(
+        observations=("Box",), actions=("Box", "Discrete"), bounded_actions=True
+    )
     Config = PETSConfig
     positional_settings = ("model", "planner")
     saved_state = ("model", "planner_generator", "real_episodes", "refits")

@@ -26,6 +26,7 @@ from mbwrap.device import make_generator
 from mbwrap.models.latent_filter import LatentFilter, missing_filter_methods, observation_batch
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds
 
 
@@ -145,6 +146,10 @@ class PlaNet(Algorithm):
     """
 
     registry_name = "planet"
+    space_support = SpaceSupport(
+        observations=("Box", "image", "Discrete", "Dict"), actions=("Box", "Discrete"),
+        bounded_actions=True,
+    )
     Config = PlaNetConfig
     positional_settings = ("model", "planner")
     saved_state = (
@@ -269,9 +274,12 @@ class PlaNet(Algorithm):
         """``[B, *act_shape]`` planned actions -> the ones executed while learning."""
         noise_scale, device = self.config.exploration_noise, action.device
         if self.discrete:
+            # Actions of Discrete(n, start) are the values start .. start + n - 1.
+            start = int(self.action_space.start)  # type: ignore[attr-defined]
             n = int(self.action_space.n)  # type: ignore[attr-defined]
             uniform = torch.randint(
-                n, action.shape, device=device, generator=generator, dtype=action.dtype
+                start, start + n, action.shape, device=device, generator=generator,
+                dtype=action.dtype,
             )
             swap = torch.rand(action.shape, device=device, generator=generator)
             return torch.where(swap < noise_scale, uniform, action)

@@ -40,6 +40,32 @@ PENDULUM_MBPO: dict[str, Any] = {
     "learning_starts": 200,
 }
 
+# MBPO with DQN on CartPole-v1 (discrete actions) at small scale: a small ensemble refitted
+# every 100 real steps, then 1000 rollouts (10 per real step) of k = 1 growing to 5 by
+# epoch 5; 5 DQN updates per real step on batches of 30% real transitions. DQN's target
+# network follows by Polyak averaging (tau 0.01 per real step) instead of SB3's periodic
+# copies, which made the greedy policy swing between evaluations.
+CARTPOLE_MBPO: dict[str, Any] = {
+    "agent": "DQN",
+    "agent_kwargs": {
+        "learning_rate": 1e-3,
+        "batch_size": 64,
+        "target_update_interval": 1,
+        "tau": 0.01,
+        "exploration_fraction": 0.3,
+        "exploration_final_eps": 0.02,
+        "policy_kwargs": {"net_arch": [128, 128]},
+    },
+    "model_kwargs": {"hidden_sizes": [64, 64], "ensemble_size": 5, "num_elites": 3},
+    "epoch_length": 200,
+    "model_train_freq": 100,
+    "rollout_batch_size": 1000,
+    "rollout_schedule": (0, 5, 1, 5),
+    "gradient_steps": 5,
+    "real_ratio": 0.3,
+    "learning_starts": 200,
+}
+
 # PETS on Pendulum at CPU scale: the ensemble of 5 (TS1) with 3 x 64 hidden units, trained
 # 20 epochs in batches of 32 (PETS's batch size) after every episode, and a CEM of 200
 # candidates, 20 elites, 4 iterations over 25 steps with 2 particles (PETS's own
@@ -192,6 +218,7 @@ WORLD_MODELS_CARTPOLE_PIXELS: dict[str, Any] = {
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("dyna", "CartPole-v1"): CARTPOLE_DYNA,
     ("mbpo", "Pendulum-v1"): PENDULUM_MBPO,
+    ("mbpo", "CartPole-v1"): CARTPOLE_MBPO,
     ("pets", "Pendulum-v1"): PENDULUM_PETS,
     ("pets", "InvertedPendulum-v5"): INVERTED_PENDULUM_PETS,
     ("pets", "Reacher-v5"): REACHER_PETS,

@@ -9,6 +9,7 @@ from typing import Any
 from stable_baselines3.common.type_aliases import MaybeCallback
 
 from mbwrap.algos.core import AlgorithmCore
+from mbwrap.checkpoint import check_count
 
 
 class SelfPlayAlgorithm(AlgorithmCore):
@@ -163,6 +164,8 @@ class SelfPlayAlgorithm(AlgorithmCore):
 
     def _set_run_state(self, state: dict[str, Any]) -> None:
         super()._set_run_state(state)
-        self.real_steps = int(state["real_steps"])
-        self.n_updates = int(state["n_updates"])
-        self._steps_since_train = int(state["steps_since_train"])
+        self.real_steps = check_count(state["real_steps"], name="run.real_steps")
+        self.n_updates = check_count(state["n_updates"], name="run.n_updates")
+        self._steps_since_train = check_count(
+            state["steps_since_train"], name="run.steps_since_train"
+        )

@@ -27,6 +27,7 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
+from mbwrap.checkpoint import check_count, check_index
 from mbwrap.models import WorldModel
 
 _TENSOR = "__tensor__"
@@ -195,25 +196,35 @@ def agent_state(agent: BaseAlgorithm, *, include_buffer: bool = True) -> dict[st
 
 
 def set_agent_state(agent: BaseAlgorithm, state: dict[str, Any]) -> None:
-    """Restore :func:`agent_state`'s output into an agent built with the same settings."""
+    """Restore :func:`agent_state`'s output into an agent built with the same settings.
+
+    :raises CheckpointError: naming a counter that is negative or not an int, or a replay
+        position outside the agent's buffer.
+    """
+    counters = {
+        name: check_count(state["counters"][name], name=f"agent.counters.{name}")
+        for name in ("num_timesteps", "n_updates", "episode_num", "n_calls")
+    }
+    replay = state.get("replay_buffer")
+    buffer = getattr(agent, "replay_buffer", None)
+    has_replay = replay is not None and buffer is not None and hasattr(buffer, "pos")
+    if has_replay:
+        pos = check_index(replay["pos"], name="agent.replay_buffer.pos", size=buffer.buffer_size)
     for name, value in state["state_dicts"].items():
         _attr(agent, name).load_state_dict(value)
     for name, value in state["variables"].items():
         with torch.no_grad():
             _attr(agent, name).copy_(value)
-    counters = state["counters"]
     agent.num_timesteps = counters["num_timesteps"]
     agent._n_updates = counters["n_updates"]
     agent._episode_num = counters["episode_num"]
     if hasattr(agent, "_n_calls"):
         agent._n_calls = counters["n_calls"]
-    agent._current_progress_remaining = counters["current_progress_remaining"]
-    replay = state.get("replay_buffer")
-    buffer = getattr(agent, "replay_buffer", None)
-    if replay is not None and buffer is not None and hasattr(buffer, "pos"):
+    agent._current_progress_remaining = state["counters"]["current_progress_remaining"]
+    if has_replay:
         for name, array in replay["arrays"].items():
             getattr(buffer, name)[...] = array
-        buffer.pos, buffer.full = replay["pos"], replay["full"]
+        buffer.pos, buffer.full = pos, bool(replay["full"])
 
 
 def _attr(obj: Any, dotted: str) -> Any:
@@ -238,10 +249,16 @@ def capture(value: Any, *, include_buffer: bool = True) -> dict[str, Any]:
 
 
 def restore(owner: Any, name: str, part: dict[str, Any]) -> None:
-    """Put ``part`` (from :func:`capture`) back into ``owner.name``."""
+    """Put ``part`` (from :func:`capture`) back into ``owner.name``.
+
+    :raises CheckpointError: naming ``name`` when it is a counter (an int attribute of
+        ``owner``) and the checkpoint holds a negative number or no int.
+    """
     kind, state = part["kind"], part["state"]
     current = getattr(owner, name, None)
     if kind == "value":
+        if isinstance(current, int) and not isinstance(current, bool):
+            state = check_count(state, name=name)
         setattr(owner, name, state)
     elif current is None:
         raise ValueError(f"{name}: the checkpoint holds a {kind} but the algorithm has none")

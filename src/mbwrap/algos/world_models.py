@@ -38,6 +38,7 @@ from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.envs.imagination import StartStates
 from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.models.vae import check_frames_space
+from mbwrap.space_support import SpaceSupport
 
 _PAPER = "Ha & Schmidhuber 2018"
 
@@ -142,6 +143,11 @@ class WorldModels(Algorithm):
     """
 
     registry_name = "world-models"
+    space_support = SpaceSupport(
+        observations=("image",), actions=("Box", "Discrete"), bounded_actions=True,
+        observation_note="frames: wrap a state-based env in mbwrap.envs.PixelObservation",
+        action_note="1-D Box actions",
+    )
     Config = WorldModelsConfig
     saved_state = ("model", "controller", "generator", "es_rng", "dream_rng")
     saved_buffers = ("buffer",)
@@ -296,7 +302,7 @@ class WorldModels(Algorithm):
         hidden: tuple[torch.Tensor, torch.Tensor],
         noise: bool,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """One real step of controllers ``params: [n, n_params]`` on frames ``[n, 64, 64,
+        """One real step of controllers ``params: [n, n_params]`` on frames ``[n, H, W,
         C]`` with LSTM states ``(h, c)``, each ``[n, H]``: ``(actions [n, ...], (h, c))``."""
         mean, logvar = self.model.vae.encode_frames(frames, name="observation")
         z = mean
@@ -317,7 +323,7 @@ class WorldModels(Algorithm):
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """Act in the real env and advance the LSTM.
 
-        :param observation: ``[64, 64, C]`` or ``[n, 64, 64, C]`` uint8 frames.
+        :param observation: ``[H, W, C]`` or ``[n, H, W, C]`` uint8 frames.
         :param state: ``(h, c)``, each ``[n, hidden_size]``, as returned by the last call;
             ``None`` starts from zeros.
         :param episode_start: ``[n]`` bool; rows where it is true restart from zeros.

@@ -14,6 +14,37 @@ from mbwrap.buffers.replay import ReplayBuffer
 from mbwrap.spaces import check_same_space
 
 
+def copy_obs(obs: Any) -> Any:
+    """A copy of a batch of observations: an array, or the nested ``dict``/``tuple`` of
+    arrays of a Dict/Tuple space."""
+    if isinstance(obs, dict):
+        return {key: copy_obs(value) for key, value in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(copy_obs(value) for value in obs)
+    return np.array(obs, copy=True)
+
+
+def set_obs_row(batch: Any, row: int, value: Any) -> None:
+    """``batch[row] = value`` for an array or a nested ``dict``/``tuple`` of arrays."""
+    if isinstance(batch, dict):
+        for key in batch:
+            set_obs_row(batch[key], row, value[key])
+    elif isinstance(batch, tuple):
+        for entry, entry_value in zip(batch, value, strict=True):
+            set_obs_row(entry, row, entry_value)
+    else:
+        batch[row] = value
+
+
+def obs_arrays(obs: Any) -> list[np.ndarray]:
+    """The arrays of an observation batch (one, or every leaf of a nested one)."""
+    if isinstance(obs, dict):
+        return [a for value in obs.values() for a in obs_arrays(value)]
+    if isinstance(obs, tuple):
+        return [a for value in obs for a in obs_arrays(value)]
+    return [np.asarray(obs)]
+
+
 class Collector:
     """Steps a real env with a policy and stores every transition in a buffer.
 
@@ -147,10 +178,10 @@ class Collector:
             return obs, reward, terminated, truncated, final
         if self._mode == "gym-vector":
             obs, reward, terminated, truncated, info = self.env.step(actions)
-            final = np.array(obs, copy=True)
+            final = copy_obs(obs)
             mask = info.get("_final_obs", np.zeros(self.num_envs, dtype=bool))
             for i in np.flatnonzero(mask):
-                final[i] = info["final_obs"][i]
+                set_obs_row(final, int(i), info["final_obs"][i])
             return obs, reward, terminated, truncated, final
         obs, reward, terminated, truncated, final, _ = step_vec_env(self.env, actions)
         return obs, reward, terminated, truncated, final
@@ -172,10 +203,10 @@ def step_vec_env(
     """
     obs, reward, dones, infos = env.step(actions)
     dones = np.asarray(dones, dtype=bool)
-    final = np.array(obs, copy=True)
+    final = copy_obs(obs)
     truncated = np.array([info.get("TimeLimit.truncated", False) for info in infos], dtype=bool)
     for i in np.flatnonzero(dones):
-        final[i] = infos[i]["terminal_observation"]
+        set_obs_row(final, int(i), infos[i]["terminal_observation"])
     return obs, reward, dones & ~truncated, truncated & dones, final, infos
 
 
@@ -201,13 +232,16 @@ def collect(
 def check_finite_step(next_obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
     """Raise if a real env step returned NaN or infinite observations or rewards.
 
-    :param next_obs: ``[n_envs, *obs_shape]``.
+    :param next_obs: ``[n_envs, *obs_shape]`` (or the nested dict/tuple of a Dict/Tuple space).
     :param rewards: ``[n_envs]``.
     :param step: the real step count, named in the error.
     :raises ValueError: naming ``env``, what was not finite and the step.
     """
     bad = []
-    if np.issubdtype(np.asarray(next_obs).dtype, np.floating) and not np.isfinite(next_obs).all():
+    if any(
+        np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all()
+        for array in obs_arrays(next_obs)
+    ):
         bad.append("observations")
     if not np.isfinite(np.asarray(rewards, dtype=np.float64)).all():
         bad.append("rewards")

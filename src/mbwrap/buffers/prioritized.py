@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from mbwrap.errors import SpaceMismatchError
+from mbwrap.buffers.replay import MAX_CAPACITY
+from mbwrap.checkpoint import check_count
+from mbwrap.errors import CheckpointError, SpaceMismatchError
 
 #: MuZero Appendix G: ``P(i) = p_i^alpha / sum_k p_k^alpha`` and importance weights
 #: ``(1 / (N P(i)))^beta`` with ``alpha = beta = 1``.
@@ -118,16 +120,21 @@ class PrioritizedBatch(NamedTuple):
     policy_mask: torch.Tensor
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
+def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(
+            f"{name}: expected at most {maximum} (refused before allocating), got {value!r}"
+        )
     return value
 
 
 class PrioritizedTrajectoryBuffer:
     """Trajectory segments in a ring of rows, sampled in proportion to priority.
 
-    :param capacity: rows kept (positions plus one final row per segment).
+    :param capacity: rows kept (positions plus one final row per segment), at most
+        :data:`~mbwrap.buffers.replay.MAX_CAPACITY` (refused before allocating).
     :param obs_shape: shape of one observation; :param obs_dtype: its stored dtype
         (``torch.uint8`` keeps Atari frames small).
     :param num_actions: ``A``.
@@ -154,7 +161,7 @@ class PrioritizedTrajectoryBuffer:
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
     ) -> None:
-        self.capacity = _check_int(capacity, "capacity", 2)
+        self.capacity = _check_int(capacity, "capacity", 2, MAX_CAPACITY)
         self.num_actions = _check_int(num_actions, "num_actions", 1)
         self.n_step = _check_int(n_step, "n_step", 1)
         self.num_unroll_steps = _check_int(num_unroll_steps, "num_unroll_steps", 0)
@@ -377,15 +384,58 @@ class PrioritizedTrajectoryBuffer:
         return tensors
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`state_dict`'s output into a buffer of the same capacity."""
-        held = int(tensors["index"].shape[0])
-        if held > self.capacity:
-            raise ValueError(
-                f"tensors: hold {held} rows, more than this buffer's capacity {self.capacity}"
-            )
+        """Restore :meth:`state_dict`'s output into a buffer of the same capacity and shapes.
+
+        Everything is checked before anything is written: each field's shape, the insertion
+        counter against the rows held, and every stored index (a row's absolute index and
+        its segment's end, the moves) against the ring and the actions.
+
+        :raises CheckpointError: naming the field that disagrees.
+        """
+        missing = sorted({*self._FIELDS, "added"} - set(tensors))
+        if missing:
+            raise CheckpointError(f"tensors: missing {missing}")
+        added = check_count(tensors["added"], name="tensors['added']")
+        held = min(added, self.capacity)
+        for name in self._FIELDS:
+            value, current = tensors[name], getattr(self, name)
+            expected = (held, *current.shape[1:])
+            if not isinstance(value, torch.Tensor) or (tuple(value.shape), value.dtype) != (
+                expected, current.dtype
+            ):
+                raise CheckpointError(
+                    f"tensors[{name!r}]: expected shape {expected} and dtype {current.dtype} "
+                    f"({held} rows for added={added} in a ring of {self.capacity}), got "
+                    f"{getattr(value, 'shape', value)!r} {getattr(value, 'dtype', '')}"
+                )
+        index, end, action = tensors["index"], tensors["end"], tensors["action"]
+        ring = torch.arange(held, device=index.device)
+        wrong = {
+            "index": (
+                (index < added - held) | (index >= added) | (index % self.capacity != ring),
+                f"the absolute index of its ring row: one of the last {held} of the {added} "
+                f"rows added, equal to the row modulo {self.capacity}",
+            ),
+            "end": (
+                (end < index) | (end >= added),
+                f"its segment's final row: at or after the row's own index, before {added}",
+            ),
+            "action": ((action < 0) | (action >= self.num_actions),
+                       f"a move in [0, {self.num_actions})"),
+        }
+        for name, (bad, expected_value) in wrong.items():
+            if bool(bad.any()):
+                row = int(bad.nonzero()[0, 0])
+                raise CheckpointError(
+                    f"tensors[{name!r}]: row {row} holds {int(tensors[name][row])}; expected "
+                    f"{expected_value}"
+                )
+        priority = tensors["priority"]
+        if not bool(torch.isfinite(priority).all()) or bool((priority < 0).any()):
+            raise CheckpointError("tensors['priority']: expected finite priorities >= 0")
         for name in self._FIELDS:
             getattr(self, name)[:held] = tensors[name].to(self.device)
-        self.added = int(tensors["added"])
+        self.added = added
 
 
 class SegmentWriter:

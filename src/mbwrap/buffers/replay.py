@@ -17,14 +17,44 @@ from mbwrap.spaces import (
     as_batch,
     check_space,
     element_shape,
+    is_discrete,
+    leaf_spaces,
+    rows_in_space,
     space_from_json,
     space_to_json,
     torch_dtype,
 )
+from mbwrap.tree import Tree, tree_assign, tree_batch_size, tree_index, tree_map
 from mbwrap.types import Sequence, Transition
 
 _CHECKPOINT_KIND = "mbwrap.replay_buffer"
 _FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated", "episode_end")
+_OBS_FIELDS = ("obs", "next_obs")
+#: Refuse checkpoint metadata asking for more transitions than this before allocating.
+MAX_CAPACITY = 2**31
+
+
+def _flat_fields(fields: dict[str, Tree]) -> dict[str, torch.Tensor]:
+    """``{"obs": {"pos": t}}`` -> ``{"obs/pos": t}`` (plain fields unchanged), for files."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{path}": leaf for path, leaf in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _nest_fields(tensors: dict[str, torch.Tensor]) -> dict[str, Tree]:
+    """Inverse of :func:`_flat_fields`."""
+    out: dict[str, Any] = {}
+    for key, value in tensors.items():
+        field, _, path = key.partition("/")
+        if path:
+            out.setdefault(field, {})[path] = value
+        else:
+            out[field] = value
+    return out
 
 
 class ReplayBuffer:
@@ -35,6 +65,10 @@ class ReplayBuffer:
     layout of SB3's ``ReplayBuffer``). That is what lets :meth:`sample_sequences` return
     sub-trajectories that never cross an episode boundary. When full, the oldest row is
     overwritten.
+
+    Observations of a ``Dict`` or ``Tuple`` space (nested, of Box, Discrete, MultiDiscrete,
+    MultiBinary and images) are stored leaf by leaf, each in its own dtype, and sampled as
+    flat dicts of leaf tensors (see :func:`mbwrap.spaces.leaf_spaces`).
 
     :param observation_space: the real env's (single) observation space.
     :param action_space: the real env's (single) action space.
@@ -52,28 +86,47 @@ class ReplayBuffer:
         device: str | torch.device = "auto",
         n_envs: int = 1,
     ) -> None:
-        self.observation_space = check_space(observation_space, name="observation_space")
+        self.observation_space = check_space(
+            observation_space, name="observation_space", structured=True
+        )
         self.action_space = check_space(action_space, name="action_space")
-        if not isinstance(capacity, (int, np.integer)) or capacity < 1:
-            raise ValueError(f"capacity: expected a positive int, got {capacity!r}")
+        if (
+            isinstance(capacity, bool)
+            or not isinstance(capacity, (int, np.integer))
+            or not 1 <= capacity <= MAX_CAPACITY
+        ):
+            raise ValueError(
+                f"capacity: expected a positive int of at most {MAX_CAPACITY}, got {capacity!r}"
+            )
         if not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
             raise ValueError(f"n_envs: expected a positive int, got {n_envs!r}")
         self.device = resolve_device(device)
         self.n_envs = int(n_envs)
         self.rows = math.ceil(int(capacity) / self.n_envs)
-        self._obs_shape = element_shape(observation_space)
         self._act_shape = element_shape(action_space)
         grid = (self.rows, self.n_envs)
-        obs_dtype, act_dtype = torch_dtype(observation_space), torch_dtype(action_space)
+        self._leaves = leaf_spaces(self.observation_space, name="observation_space")
+        # The leaves whose values index a finite set: add() checks them, since a value out of
+        # range would later index a table or a one-hot row that does not exist.
+        self._checked_leaves = {p: s for p, s in self._leaves.items() if is_discrete(s)}
 
         def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
             return torch.zeros(grid + shape, dtype=dtype, device=self.device)
 
-        self._data: dict[str, torch.Tensor] = {
-            "obs": empty(self._obs_shape, obs_dtype),
-            "action": empty(self._act_shape, act_dtype),
+        def empty_obs() -> Tree:
+            if "" in self._leaves:
+                space = self.observation_space
+                return empty(element_shape(space), torch_dtype(space))
+            return {
+                path: empty(element_shape(leaf), torch_dtype(leaf))
+                for path, leaf in self._leaves.items()
+            }
+
+        self._data: dict[str, Tree] = {
+            "obs": empty_obs(),
+            "action": empty(self._act_shape, torch_dtype(action_space)),
             "reward": empty((), torch.float32),
-            "next_obs": empty(self._obs_shape, obs_dtype),
+            "next_obs": empty_obs(),
             "terminated": empty((), torch.bool),
             "truncated": empty((), torch.bool),
             # A sequence may not continue past a step marked here: a real episode end, an
@@ -122,12 +175,17 @@ class ReplayBuffer:
         obs_t, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
         next_t, _ = as_batch(next_obs, self.observation_space, name="next_obs", device=self.device)
         act_t, _ = as_batch(action, self.action_space, name="action", device=self.device)
-        batch = obs_t.shape[0]
+        batch = tree_batch_size(obs_t)
         for name, tensor in (("next_obs", next_t), ("action", act_t)):
-            if tensor.shape[0] != batch:
+            if tree_batch_size(tensor) != batch:
                 raise SpaceMismatchError(
-                    f"{name}: batch of {tensor.shape[0]} does not match obs batch of {batch}"
+                    f"{name}: batch of {tree_batch_size(tensor)} does not match obs batch "
+                    f"of {batch}"
                 )
+        for name, tensor in (("obs", obs_t), ("next_obs", next_t)):
+            self._check_in_space(tensor, name)
+        if is_discrete(self.action_space):
+            self._check_in_space(act_t, "action", self.action_space)
         return {
             "obs": obs_t,
             "action": act_t,
@@ -137,16 +195,36 @@ class ReplayBuffer:
             "truncated": self._vector(truncated, "truncated", torch.bool, batch),
         }
 
-    def _write(self, rows: dict[str, torch.Tensor]) -> None:
-        count = rows["obs"].shape[0]
+    def _check_in_space(self, tensor: Tree, name: str, space: spaces.Space | None = None) -> None:
+        """Raise when a discrete value lies outside its space (a value out of range would
+        index a table row or a one-hot column that does not exist)."""
+        checks = {"": space}.items() if space is not None else self._checked_leaves.items()
+        for path, leaf in checks:
+            value = tensor if path == "" else tensor[path]
+            # On the CPU the check reads the tensor's memory with NumPy: a torch op per
+            # comparison would cost more than the write it guards.
+            host = value.numpy() if value.device.type == "cpu" else value
+            outside = ~rows_in_space(host, leaf)
+            if bool(outside.any()):
+                row = int(np.flatnonzero(outside)[0]) if host is not value else int(
+                    torch.nonzero(outside)[0]
+                )
+                where = name if path == "" else f"{name}[{path!r}]"
+                raise SpaceMismatchError(
+                    f"{where}: {int(outside.sum())} value(s) lie outside {leaf!r}, the first in "
+                    f"row {row}: {value[row].tolist()}"
+                )
+
+    def _write(self, rows: dict[str, Tree]) -> None:
+        count = tree_batch_size(rows["obs"])
         if count > self.rows:
-            rows = {k: v[-self.rows :] for k, v in rows.items()}
+            rows = {k: tree_index(v, slice(-self.rows, None)) for k, v in rows.items()}
             # The dropped rows would have been overwritten by the ones kept.
             self._pos = (self._pos + count - self.rows) % self.rows
             count = self.rows
         index = (self._pos + torch.arange(count, device=self.device)) % self.rows
         for key, value in rows.items():
-            self._data[key][index] = value
+            tree_assign(self._data[key], index, value)
         self._full = self._full or self._pos + count >= self.rows
         self._pos = (self._pos + count) % self.rows
         self._version += 1
@@ -170,13 +248,14 @@ class ReplayBuffer:
         :param truncated: ``[n_envs]`` bool.
         """
         row = self._prepare(obs, action, reward, next_obs, terminated, truncated)
-        if row["obs"].shape[0] != self.n_envs:
+        if tree_batch_size(row["obs"]) != self.n_envs:
             raise SpaceMismatchError(
                 f"obs: add() takes one step of each of the buffer's {self.n_envs} streams, "
-                f"got a batch of {row['obs'].shape[0]}; use extend() for independent transitions"
+                f"got a batch of {tree_batch_size(row['obs'])}; use extend() for independent "
+                "transitions"
             )
         row["episode_end"] = row["terminated"] | row["truncated"]
-        self._write({k: v.unsqueeze(0) for k, v in row.items()})
+        self._write({k: tree_map(lambda v: v.unsqueeze(0), v) for k, v in row.items()})
 
     def extend(
         self,
@@ -194,7 +273,7 @@ class ReplayBuffer:
         :param obs: ``[B, *obs_shape]``; the other arguments batched alike.
         """
         batch = self._prepare(obs, action, reward, next_obs, terminated, truncated)
-        count = batch["obs"].shape[0]
+        count = tree_batch_size(batch["obs"])
         if count % self.n_envs:
             raise SpaceMismatchError(
                 f"obs: extend() needs a multiple of n_envs={self.n_envs} transitions, got {count}"
@@ -205,7 +284,7 @@ class ReplayBuffer:
         self.end_episodes()
         self._write(
             {
-                k: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:])
+                k: tree_map(lambda v: v.reshape(count // self.n_envs, self.n_envs, *v.shape[1:]), v)
                 for k, v in batch.items()
             }
         )
@@ -234,7 +313,7 @@ class ReplayBuffer:
         self._check_nonempty("sample")
         flat = torch.randint(len(self), (batch_size,), device=self.device, generator=generator)
         rows, cols = flat // self.n_envs, flat % self.n_envs
-        return Transition(**{k: self._data[k][rows, cols] for k in _FIELDS[:-1]})
+        return Transition(**{k: tree_index(self._data[k], (rows, cols)) for k in _FIELDS[:-1]})
 
     def _starts(self, length: int) -> torch.Tensor:
         """Logical ``(t, env)`` starts of every stored length-``length`` sub-trajectory."""
@@ -310,24 +389,27 @@ class ReplayBuffer:
         steps = torch.arange(length, device=self.device)
         rows = (first + pick[:, :1] + steps) % self.rows  # [B, L]
         cols = pick[:, 1:].expand(-1, length)
-        return Sequence(**{k: self._data[k][rows, cols] for k in _FIELDS})
+        return Sequence(**{k: tree_index(self._data[k], (rows, cols)) for k in _FIELDS})
 
     def transitions(self) -> Transition:
         """Every stored transition, oldest first: ``obs: [len(self), *obs_shape]`` etc."""
         n = self.stored_rows
         first = self._pos if self._full else 0
         order = (first + torch.arange(n, device=self.device)) % self.rows
-        return Transition(**{k: self._data[k][order].flatten(0, 1) for k in _FIELDS[:-1]})
+        return Transition(
+            **{k: tree_map(lambda v: v[order].flatten(0, 1), self._data[k]) for k in _FIELDS[:-1]}
+        )
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
         """The stored rows in storage order plus the write position: restoring it with
         :meth:`load_state_dict` gives a buffer that samples exactly as this one.
 
-        :return: ``{field: [stored_rows, n_envs, ...]}`` tensors, ``"pos"`` and ``"full"``.
+        :return: ``{field: [stored_rows, n_envs, ...]}`` tensors (a dict of leaves for the
+            observations of a Dict/Tuple space), ``"pos"`` and ``"full"``.
         """
         held = self.stored_rows
-        state: dict[str, Any] = {k: v[:held] for k, v in self._data.items()}
+        state: dict[str, Any] = {k: tree_index(v, slice(None, held)) for k, v in self._data.items()}
         state["pos"], state["full"] = self._pos, self._full
         return state
 
@@ -339,35 +421,58 @@ class ReplayBuffer:
 
         :raises ValueError: naming the field whose shape or dtype does not fit.
         """
-        stored = state["obs"]
+        stored = state["reward"]
         if stored.dim() >= 2 and stored.shape[1] != self.n_envs and stored.shape[0]:
             self._load_other_layout(state)
             return
-        for key in _FIELDS:
-            value, expected = state[key], self._data[key]
+        given = _flat_fields({k: state[k] for k in _FIELDS})
+        expected_fields = _flat_fields(self._data)
+        if set(given) != set(expected_fields):
+            raise ValueError(
+                f"state: holds fields {sorted(given)}, expected {sorted(expected_fields)}"
+            )
+        held = int(stored.shape[0])
+        for key, expected in expected_fields.items():
+            value = given[key]
             if (
-                value.shape[0] > self.rows
+                value.shape[0] != held
+                or value.shape[0] > self.rows
                 or value.shape[1:] != expected.shape[1:]
                 or value.dtype != expected.dtype
             ):
                 raise ValueError(
                     f"state[{key!r}]: has shape {tuple(value.shape)} and dtype {value.dtype}, "
-                    f"expected (<= {self.rows}, {', '.join(map(str, expected.shape[1:]))}) "
-                    f"{expected.dtype}"
+                    f"expected ({held} <= {self.rows}, "
+                    f"{', '.join(map(str, expected.shape[1:]))}) {expected.dtype}"
                 )
+        pos, full = state["pos"], state["full"]
+        if (
+            isinstance(pos, bool)
+            or not isinstance(pos, (int, np.integer))
+            or not (0 <= pos < self.rows)
+        ):
+            raise ValueError(f"state['pos']: expected an int in [0, {self.rows}), got {pos!r}")
+        if not bool(full) and held != pos:
+            raise ValueError(
+                f"state['pos']: a buffer that is not full holds exactly pos={pos} rows, got {held}"
+            )
+        for key, expected in expected_fields.items():
             expected.zero_()
-            expected[: value.shape[0]] = value.to(self.device)
-        self._pos, self._full = int(state["pos"]), bool(state["full"])
+            expected[:held] = given[key].to(self.device)
+        self._pos, self._full = int(pos), bool(full)
         self._version += 1
 
     def _load_other_layout(self, state: dict[str, Any]) -> None:
-        rows = state["obs"].shape[0]
+        rows = state["reward"].shape[0]
         first = int(state["pos"]) if bool(state["full"]) else 0
         order = (first + torch.arange(rows)) % rows
-        flat = {k: state[k][order].flatten(0, 1).to(self.device) for k in _FIELDS[:-1]}
-        keep = (len(flat["obs"]) // self.n_envs) * self.n_envs
+        flat = {
+            k: tree_map(lambda v: v[order].flatten(0, 1).to(self.device), state[k])
+            for k in _FIELDS[:-1]
+        }
+        keep = (len(flat["reward"]) // self.n_envs) * self.n_envs
         if keep:
-            self.extend(*(flat[k][-keep:] for k in _FIELDS[:-1]))
+            self.extend(*(tree_index(flat[k], slice(-keep, None)) for k in _FIELDS[:-1]))
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the stored transitions to ``path`` atomically (tensors + JSON, no pickle)."""
@@ -384,7 +489,7 @@ class ReplayBuffer:
             path,
             kind=_CHECKPOINT_KIND,
             metadata=metadata,
-            tensors={k: v[order] for k, v in self._data.items()},
+            tensors=_flat_fields({k: tree_index(v, order) for k, v in self._data.items()}),
         )
 
     @classmethod
@@ -402,18 +507,36 @@ class ReplayBuffer:
                 device=device,
                 n_envs=int(metadata["n_envs"]),
             )
-            rows = {k: tensors[k].to(buffer.device) for k in _FIELDS}
-            for key, value in rows.items():
-                expected = buffer._data[key]
-                if value.shape[1:] != expected.shape[1:] or value.dtype != expected.dtype:
+            expected_fields = _flat_fields(buffer._data)
+            if set(tensors) != set(expected_fields):
+                raise ValueError(
+                    f"it holds tensors {sorted(tensors)}, expected {sorted(expected_fields)}"
+                )
+            held = int(tensors["reward"].shape[0])
+            if held > buffer.rows:
+                raise ValueError(
+                    f"it holds {held} rows, more than its capacity of {buffer.rows} rows"
+                )
+            for key, expected in expected_fields.items():
+                value = tensors[key]
+                if (
+                    value.shape[0] != held
+                    or value.shape[1:] != expected.shape[1:]
+                    or value.dtype != expected.dtype
+                ):
                     raise ValueError(
                         f"{key} has shape {tuple(value.shape)} and dtype {value.dtype}, "
-                        f"expected (*, {', '.join(map(str, expected.shape[1:]))}) {expected.dtype}"
+                        f"expected ({held}, {', '.join(map(str, expected.shape[1:]))}) "
+                        f"{expected.dtype}"
                     )
+            rows = {
+                k: tree_map(lambda v: v.to(buffer.device), v)
+                for k, v in _nest_fields(tensors).items()
+            }
         except (KeyError, TypeError, ValueError, SpaceMismatchError) as err:
             raise CheckpointError(
                 f"{str(path)!r}: replay buffer checkpoint is corrupt: {err}"
             ) from err
-        if rows["obs"].shape[0]:
+        if rows["reward"].shape[0]:
             buffer._write(rows)
         return buffer

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from mbwrap.buffers.replay import MAX_CAPACITY
+from mbwrap.checkpoint import check_count, check_index
+from mbwrap.errors import CheckpointError
+
 
 class SelfPlayBuffer:
     """The most recent ``capacity`` positions of self-play, as AlphaZero trains on
     (Silver et al. 2018: the latest games of self-play), in a ring on ``device``.
 
-    :param capacity: positions kept (older ones are overwritten).
+    :param capacity: positions kept (older ones are overwritten), at most
+        :data:`~mbwrap.buffers.replay.MAX_CAPACITY` (refused before allocating).
     :param obs_shape: shape of one observation; stored as int8 (board planes).
     :param num_actions: ``A``.
     """
@@ -24,6 +29,11 @@ class SelfPlayBuffer:
     ) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity: expected an int >= 1, got {capacity!r}")
+        if capacity > MAX_CAPACITY:
+            raise ValueError(
+                f"capacity: expected at most {MAX_CAPACITY} positions (refused before "
+                f"allocating), got {capacity!r}"
+            )
         self.capacity = capacity
         self.device = torch.device(device)
         #: ``[capacity, *obs_shape]`` int8 observations of the player to move.
@@ -88,15 +98,33 @@ class SelfPlayBuffer:
     def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
         """Restore :meth:`state_dict`'s output into a buffer of the same capacity and shapes.
 
-        :raises ValueError: naming the entry whose shape does not fit.
+        Everything is checked before anything is written.
+
+        :raises CheckpointError: naming the entry whose shape does not fit, or the counter
+            (``size``, ``position``, ``added``) that disagrees with the capacity or the
+            others.
         """
         for name in ("obs", "policy", "outcome"):
             value, current = state[name], getattr(self, name)
             if not isinstance(value, torch.Tensor) or value.shape != current.shape:
-                raise ValueError(
+                raise CheckpointError(
                     f"state[{name!r}]: expected shape {tuple(current.shape)}, got "
                     f"{getattr(value, 'shape', value)!r}"
                 )
-            current.copy_(value)
-        self.size, self.position, self.added = (
-            int(state["size"]), int(state["position"]), int(state["added"]))
+        added = check_count(state["added"], name="state['added']")
+        # Positions are written in order into a ring: all three counters follow from added.
+        size = check_count(state["size"], name="state['size']")
+        if size != min(added, self.capacity):
+            raise CheckpointError(
+                f"state['size']: expected min(added, capacity) = {min(added, self.capacity)} "
+                f"for added={added} and capacity {self.capacity}, got {size}"
+            )
+        position = check_index(state["position"], name="state['position']", size=self.capacity)
+        if position != added % self.capacity:
+            raise CheckpointError(
+                f"state['position']: expected added % capacity = {added % self.capacity}, "
+                f"got {position}"
+            )
+        for name in ("obs", "policy", "outcome"):
+            getattr(self, name).copy_(state[name])
+        self.size, self.position, self.added = size, position, added

@@ -1,8 +1,8 @@
 """Imagination environments, the model-learning wrapper, the SB3 adapter, known envs,
 PettingZoo game adapters, board-game rules on tensors and env snapshots.
 
-Importing this package registers ``mbwrap/Dream-v0`` and ``mbwrap/DynaMaze-v0`` with
-Gymnasium.
+Importing this package registers ``mbwrap/Dream-v0``, ``mbwrap/DynaMaze-v0`` and
+``mbwrap/PointGoal-v0`` with Gymnasium.
 """
 
 import gymnasium as gym
@@ -34,6 +34,7 @@ from mbwrap.envs.opponents import (
     play_match,
 )
 from mbwrap.envs.pixels import PixelObservation
+from mbwrap.envs.point_goal import PointGoalEnv
 from mbwrap.envs.sb3_vec_env import SB3VecEnv, as_vec_env
 from mbwrap.envs.snapshot import Snapshot, restore_env, snapshot_env
 
@@ -42,6 +43,13 @@ if "mbwrap/Dream-v0" not in gym.registry:
 if "mbwrap/DynaMaze-v0" not in gym.registry:
     # No max_episode_steps: the book's maze episodes end only at the goal.
     gym.register(id="mbwrap/DynaMaze-v0", entry_point="mbwrap.envs.dyna_maze:DynaMazeEnv")
+if "mbwrap/PointGoal-v0" not in gym.registry:
+    # 50 steps, as Gymnasium-Robotics' FetchReach.
+    gym.register(
+        id="mbwrap/PointGoal-v0",
+        entry_point="mbwrap.envs.point_goal:PointGoalEnv",
+        max_episode_steps=50,
+    )
 
 __all__ = [
     "CLASSIC_GAMES",
@@ -63,6 +71,7 @@ __all__ = [
     "MinimaxTicTacToe",
     "ModelLearningWrapper",
     "PixelObservation",
+    "PointGoalEnv",
     "RolloutMCTSConnectFour",
     "SB3VecEnv",
     "Snapshot",

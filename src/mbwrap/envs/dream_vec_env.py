@@ -10,11 +10,22 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from mbwrap.envs.action_masks import ActionMasks
 from mbwrap.envs.dream_env import _check_horizon
-from mbwrap.envs.fns.base import BatchedFn
+from mbwrap.envs.fns.base import ActionMaskFn, BatchedFn
 from mbwrap.envs.imagination import ImaginationCore, NonFinitePolicy, StartStates
 from mbwrap.models import WorldModel
 from mbwrap.spaces import to_numpy
+from mbwrap.tree import tree_index
+
+
+def _row(batch: Any, row: int) -> Any:
+    """Row ``row`` of a host batch: an array, or a nested ``dict``/``tuple`` of arrays."""
+    if isinstance(batch, dict):
+        return {key: _row(value, row) for key, value in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(_row(value, row) for value in batch)
+    return batch[row]
 
 
 class DreamVecEnv(VectorEnv):
@@ -32,6 +43,8 @@ class DreamVecEnv(VectorEnv):
 
     :param num_envs: number of imagined episodes run in parallel.
     :param autoreset_mode: see above; declared in ``metadata["autoreset_mode"]``.
+    :param action_mask_fn: batched ``(obs) -> [num_envs, n]`` bool valid actions for
+        :meth:`action_masks` (else the registered one, the model's head, or all valid).
 
     Other parameters as :class:`~mbwrap.DreamEnv`.
     """
@@ -47,6 +60,7 @@ class DreamVecEnv(VectorEnv):
         on_nonfinite: NonFinitePolicy = "truncate",
         member: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        action_mask_fn: ActionMaskFn | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs: expected a positive int, got {num_envs!r}")
@@ -65,6 +79,8 @@ class DreamVecEnv(VectorEnv):
         self.core = ImaginationCore(
             model, self.num_envs, start_states, reward_fn, termination_fn, on_nonfinite, member
         )
+        #: Where :meth:`action_masks` come from (settable, e.g. after loading).
+        self.action_masker = ActionMasks(model, action_mask_fn)
         self.single_observation_space = model.dream_observation_space
         self.single_action_space = model.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -119,10 +135,14 @@ class DreamVecEnv(VectorEnv):
         done = terminated_np | truncated_np
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             if done.any():
-                final = to_numpy(obs, self.single_observation_space)
                 final_obs = np.full(self.num_envs, None, dtype=object)
-                for i in np.flatnonzero(done):
-                    final_obs[i] = final[i]
+                ended = np.flatnonzero(done)
+                final = to_numpy(
+                    tree_index(obs, torch.as_tensor(ended, device=self.model.device)),
+                    self.single_observation_space,
+                )
+                for j, i in enumerate(ended):
+                    final_obs[i] = _row(final, j)
                 infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
                 # As gymnasium's SyncVectorEnv: the ending step's own info goes in final_info.
                 final_info: dict[str, Any] = {}
@@ -153,3 +173,10 @@ class DreamVecEnv(VectorEnv):
             truncated_np,
             infos,
         )
+
+    def action_masks(self) -> np.ndarray:
+        """Which actions are valid now in each episode, as sb3-contrib's ``MaskablePPO``
+        asks: ``[num_envs, n]`` bool for ``Discrete(n)``, the per-dimension masks
+        concatenated for ``MultiDiscrete`` (see :mod:`mbwrap.envs.action_masks`); one
+        batched call for all episodes."""
+        return self.action_masker.current(self.core)

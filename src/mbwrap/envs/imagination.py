@@ -22,7 +22,15 @@ from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.envs.fns.resolve import resolve_fns
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
 from mbwrap.models import WorldModel
-from mbwrap.spaces import as_batch
+from mbwrap.spaces import as_batch, element_shape, rows_in_space
+from mbwrap.tree import (
+    Tree,
+    tree_assign,
+    tree_batch_size,
+    tree_index,
+    tree_rows_finite,
+    tree_where,
+)
 
 #: ``(n, generator) -> obs: [n, *obs_shape]``
 StartSampler = Callable[[int, torch.Generator], Any]
@@ -31,20 +39,71 @@ StartStates = ReplayBuffer | np.ndarray | torch.Tensor | StartSampler
 NonFinitePolicy = Literal["truncate", "raise"]
 
 
-def _contained(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
-    """Which rows of ``x: [K, *element_shape]`` lie in ``space``: ``[K]`` bool."""
-    if isinstance(space, spaces.Discrete):
-        return (x >= int(space.start)) & (x < int(space.start) + int(space.n))
-    if isinstance(space, spaces.Box):
-        low = torch.as_tensor(space.low, dtype=x.dtype, device=x.device)
-        high = torch.as_tensor(space.high, dtype=x.dtype, device=x.device)
-        inside = (x >= low) & (x <= high)
-    elif isinstance(space, spaces.MultiDiscrete):
-        start = torch.as_tensor(space.start, device=x.device)
-        inside = (x >= start) & (x < start + torch.as_tensor(space.nvec, device=x.device))
+def check_actions(action: Any, space: spaces.Space, *, warned: list[bool]) -> Any:
+    """Validate actions before they reach a model, as a real env's space would.
+
+    A Discrete, MultiDiscrete or MultiBinary action outside the space is an error: the model
+    would index a one-hot column that does not exist, or silently take another action for
+    ``-1``. A Box action beyond its bounds is clipped to the space, as SB3 clips before
+    stepping a real env, with a warning the first time (``warned[0]`` records it).
+    Host arrays are checked with NumPy on the host (no device round trip, a few
+    microseconds); tensors where they are. Shapes and dtypes are left to
+    :func:`~mbwrap.spaces.as_batch`, which names them.
+
+    :param action: ``[B, *act_shape]`` (array or tensor).
+    :return: the action, clipped for a Box space.
+    :raises SpaceMismatchError: naming ``action`` and the space.
+    """
+    xp: Any = torch if isinstance(action, torch.Tensor) else np
+    if xp is np:
+        if isinstance(action, (str, bytes, dict)):
+            raise SpaceMismatchError(f"action: expected numbers for {space}, got {action!r}")
+        action = np.asarray(action)
+        if action.dtype.kind not in "biuf":
+            raise SpaceMismatchError(f"action: expected numbers for {space}, got {action!r}")
+        floating = action.dtype.kind == "f"
     else:
-        inside = (x == 0) | (x == 1)
-    return inside.reshape(x.shape[0], -1).all(-1)
+        floating = action.is_floating_point()
+    if isinstance(space, spaces.Box):
+        if not floating:
+            return action
+        low, high = _bounds(space, action)
+        outside = (action < low) | (action > high)
+        if not bool(outside.any()):
+            return action
+        if not warned[0]:
+            warned[0] = True
+            warnings.warn(
+                f"action: {int(outside.sum())} value(s) lie outside {space!r}; they were "
+                "clipped to the space, as SB3 clips actions before a real env "
+                "(this warning is shown once)",
+                UserWarning,
+                stacklevel=4,
+            )
+        return xp.minimum(xp.maximum(action, low), high)
+    shape = element_shape(space)
+    if floating and not bool((action == xp.round(action)).all()):
+        return action
+    batch = action[None] if tuple(action.shape) == shape else action
+    if tuple(batch.shape[1:]) != shape:
+        return action
+    inside = rows_in_space(batch if xp is np else batch.long(), space)
+    if not bool(inside.all()):
+        row = int(xp.nonzero(~inside)[0]) if xp is torch else int(np.flatnonzero(~inside)[0])
+        raise SpaceMismatchError(
+            f"action: {int((~inside).sum())} action(s) lie outside {space!r}, the first in row "
+            f"{row}: {batch[row].tolist()}"
+        )
+    return action
+
+
+def _bounds(space: spaces.Box, like: Any) -> tuple[Any, Any]:
+    if isinstance(like, torch.Tensor):
+        return (
+            torch.as_tensor(space.low, dtype=like.dtype, device=like.device),
+            torch.as_tensor(space.high, dtype=like.dtype, device=like.device),
+        )
+    return space.low, space.high
 
 
 def _start_sampler(
@@ -64,19 +123,30 @@ def _start_sampler(
         return buffer, buffer.device
     if isinstance(start_states, (np.ndarray, torch.Tensor, list, tuple)):
         states, _ = as_batch(start_states, space, name="start_states", device=model.device)
-        if states.shape[0] == 0:
+        count = tree_batch_size(states)
+        if count == 0:
             raise ValueError("start_states: got an empty array of observations")
-        outside = torch.nonzero(~_contained(states, space)).reshape(-1)
+        nonfinite = torch.nonzero(~tree_rows_finite(states)).reshape(-1)
+        if nonfinite.numel():
+            raise ValueError(
+                f"start_states: {nonfinite.numel()} of {count} observations hold NaN or "
+                f"infinite values, the first at row {int(nonfinite[0])}"
+            )
+        outside = torch.nonzero(~rows_in_space(states, space)).reshape(-1)
         if outside.numel():
             # An index model would fail far from here on a cell that does not exist.
+            first = tree_index(states, int(outside[0]))
+            shown = {k: v.tolist() for k, v in first.items()} if isinstance(first, dict) else (
+                first.tolist()
+            )
             raise SpaceMismatchError(
-                f"start_states: {outside.numel()} of {states.shape[0]} observations lie outside "
-                f"{space!r}, the first at row {int(outside[0])}: {states[outside[0]].tolist()}"
+                f"start_states: {outside.numel()} of {count} observations lie outside "
+                f"{space!r}, the first at row {int(outside[0])}: {shown}"
             )
 
-        def from_array(n: int, generator: torch.Generator) -> torch.Tensor:
-            index = torch.randint(states.shape[0], (n,), device=states.device, generator=generator)
-            return states[index]
+        def from_array(n: int, generator: torch.Generator) -> Tree:
+            index = torch.randint(count, (n,), device=model.device, generator=generator)
+            return tree_index(states, index)
 
         return from_array, model.device
     if callable(start_states):
@@ -131,7 +201,9 @@ class ImaginationCore:
         self.reward_source, self.termination_source = fns.reward_source, fns.termination_source
         self.seed(None)
         self.state: torch.Tensor | None = None
-        self.obs: torch.Tensor | None = None
+        self.obs: Tree | None = None
+        #: Whether the once-only warning about clipped Box actions was shown.
+        self.warned_clipping = [False]
         #: ``[B]`` ensemble member per episode (TS-inf models), else ``None``.
         self.member: torch.Tensor | None = None
 
@@ -142,8 +214,44 @@ class ImaginationCore:
         self._gen = make_generator(self.model.device, int(model_seed) >> 1)
         self._start_gen = make_generator(self._start_device, int(start_seed) >> 1)
 
-    def sample_starts(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` start states; return ``(state [n, ...], obs [n, ...])``."""
+    #: Redraws of start states that came out NaN or infinite before giving up.
+    START_REDRAWS = 8
+
+    def sample_starts(self, n: int) -> tuple[torch.Tensor, Tree]:
+        """Draw ``n`` start states; return ``(state [n, ...], obs [n, ...])``.
+
+        A start state (or its observation) that holds NaN or infinity, from a buffer that
+        stored one or a callable that returned one, never reaches the agent: with
+        ``on_nonfinite="raise"`` it raises :class:`ModelOutputError`; otherwise those rows
+        are drawn again (up to :attr:`START_REDRAWS` times) and a warning says so. This
+        costs one device-to-host copy per reset of float observations.
+        """
+        state, obs = self._draw_starts(n)
+        bad = ~(tree_rows_finite(state) & tree_rows_finite(obs))
+        if not bool(bad.any()):
+            return state, obs
+        message = (
+            f"start_states: {int(bad.sum())} of {n} start states drawn for "
+            f"{type(self.model).__name__} hold NaN or infinite values"
+        )
+        if self.on_nonfinite == "raise":
+            raise ModelOutputError(message)
+        warnings.warn(message + "; they were drawn again", NonFiniteModelWarning, stacklevel=3)
+        for _ in range(self.START_REDRAWS):
+            rows = torch.nonzero(bad).reshape(-1)
+            new_state, new_obs = self._draw_starts(int(rows.numel()))
+            tree_assign(state, rows, new_state)
+            tree_assign(obs, rows, new_obs)
+            bad = ~(tree_rows_finite(state) & tree_rows_finite(obs))
+            if not bool(bad.any()):
+                return state, obs
+        raise ValueError(
+            f"start_states: {int(bad.sum())} of {n} start states were still NaN or infinite "
+            f"after {self.START_REDRAWS} redraws; remove non-finite observations from the "
+            "start states"
+        )
+
+    def _draw_starts(self, n: int) -> tuple[torch.Tensor, Tree]:
         with torch.no_grad():
             if isinstance(self._sample_starts, ReplayBuffer):
                 if len(self._sample_starts) == 0:
@@ -159,14 +267,15 @@ class ImaginationCore:
                     name="start_states",
                     device=self.model.device,
                 )
-                if obs.shape[0] != n:
+                if tree_batch_size(obs) != n:
                     raise SpaceMismatchError(
-                        f"start_states: asked for {n} start observations, got {obs.shape[0]}"
+                        f"start_states: asked for {n} start observations, got "
+                        f"{tree_batch_size(obs)}"
                     )
                 state = self.model.encode(obs)
             return state, self.model.dream_observation(state)
 
-    def reset(self, index: torch.Tensor | None = None) -> torch.Tensor:
+    def reset(self, index: torch.Tensor | None = None) -> Tree:
         """Start new episodes for ``index`` (all when ``None``); return all observations."""
         if index is None or self.state is None:
             self.state, self.obs = self.sample_starts(self.batch_size)
@@ -181,8 +290,8 @@ class ImaginationCore:
                 )
         elif index.numel():
             state, obs = self.sample_starts(int(index.numel()))
-            self.state[index] = state
-            self.obs[index] = obs
+            tree_assign(self.state, index, state)
+            tree_assign(self.obs, index, obs)
             if self.member is not None and self.fixed_member is None:
                 member = self.model.sample_members(int(index.numel()), self._gen)
                 if member is not None:
@@ -195,14 +304,16 @@ class ImaginationCore:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every episode one step.
 
-        :param action: ``[B, *act_shape]``.
+        :param action: ``[B, *act_shape]``; see :func:`check_actions`.
         :param ignore: ``[B]`` bool, episodes whose step the caller discards (they are
             about to be reset); their non-finite outputs are neither flagged nor warned of.
         :return: ``(next_obs [B, ...], reward [B] float32, terminated [B] bool,
-            nonfinite [B] bool)``. Where ``nonfinite``, the model's output was NaN or
-            infinite: the episode keeps its previous observation and gets reward 0.
+            nonfinite [B] bool)``. Where ``nonfinite``, the model's output (state,
+            observation, reward or termination probability) was NaN or infinite: the episode
+            keeps its previous observation and gets reward 0.
         """
         assert self.state is not None and self.obs is not None, "reset() before step()"
+        action = check_actions(action, self.model.action_space, warned=self.warned_clipping)
         action, _ = as_batch(
             action, self.model.action_space, name="action", device=self.model.device
         )
@@ -224,31 +335,30 @@ class ImaginationCore:
                 f"is registered for env id {self.model.env_id!r}; pass reward_fn="
             )
         reward = reward.reshape(self.batch_size).float()
+        nonfinite = ~torch.isfinite(reward)
         if self.termination_fn is not None:
-            terminated = (
-                torch.as_tensor(
-                    self.termination_fn(self.obs, action, next_obs), device=self.model.device
-                )
-                .reshape(self.batch_size)
-                .bool()
-            )
+            done = torch.as_tensor(
+                self.termination_fn(self.obs, action, next_obs), device=self.model.device
+            ).reshape(self.batch_size)
+            if done.is_floating_point():
+                nonfinite |= ~torch.isfinite(done)
+            terminated = done.bool()
         elif pred.terminated is not None:
             prob = pred.terminated.reshape(self.batch_size)
+            # A NaN probability would silently read as "never terminates".
+            nonfinite |= ~torch.isfinite(prob)
             terminated = torch.rand(prob.shape, device=prob.device, generator=self._gen) < prob
         else:
             terminated = torch.zeros(self.batch_size, dtype=torch.bool, device=self.model.device)
-        nonfinite = ~torch.isfinite(reward)
-        for tensor in (next_state, next_obs) if next_obs is not next_state else (next_state,):
-            if tensor.is_floating_point():
-                nonfinite |= ~torch.isfinite(tensor.reshape(self.batch_size, -1)).all(-1)
+        nonfinite |= ~tree_rows_finite(next_state)
+        if next_obs is not next_state:
+            nonfinite |= ~tree_rows_finite(next_obs)
         if ignore is not None:
             nonfinite &= ~ignore.to(nonfinite.device)
         # Masked unconditionally: testing for any NaN here would cost a device-to-host sync
         # every step; the caller reports them after its one copy to the host.
-        keep = nonfinite.reshape(-1, *([1] * (next_obs.ndim - 1)))
-        next_obs = torch.where(keep, self.obs, next_obs)
-        keep_state = nonfinite.reshape(-1, *([1] * (next_state.ndim - 1)))
-        next_state = torch.where(keep_state, self.state, next_state)
+        next_obs = tree_where(nonfinite, self.obs, next_obs)
+        next_state = tree_where(nonfinite, self.state, next_state)
         reward = torch.where(nonfinite, 0.0, reward)
         terminated = terminated & ~nonfinite
         self.state, self.obs = next_state, next_obs

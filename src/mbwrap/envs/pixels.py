@@ -38,6 +38,8 @@ class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     dropping them as nearest-neighbour sampling would.
 
     World Models (Ha & Schmidhuber 2018, Section 3.1) feeds its VAE 64x64 RGB frames.
+    mbwrap's image models take any size of at least 4 pixels a side (they pad and crop
+    back); shrinking frames mainly makes them cheaper.
 
     :param env: an env with ``render_mode="rgb_array"``.
     :param size: ``(height, width)`` of the observations.

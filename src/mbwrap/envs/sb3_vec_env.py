@@ -12,6 +12,9 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+#: Methods of a batched env whose result has one row per env, ``[num_envs, ...]``.
+PER_ENV_METHODS = frozenset({"action_masks"})
+
 
 def _unbatch_info(info: dict[str, Any], index: int) -> dict[str, Any]:
     """The entries of a Gymnasium vector info dict that belong to env ``index``."""
@@ -91,7 +94,12 @@ class SB3VecEnv(VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
     ) -> list[Any]:
+        """Call ``method_name`` once on the batched env. A method of
+        :data:`PER_ENV_METHODS` returns a batch over the envs: each index gets its own row
+        (sb3-contrib's ``get_action_masks`` stacks them back); any other result is shared."""
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
+        if method_name in PER_ENV_METHODS:
+            return [result[i] for i in self._get_indices(indices)]
         return [result for _ in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:

@@ -44,7 +44,8 @@ class WorldModel(torch.nn.Module, abc.ABC):
     #: The registry name this class is registered under, stored in checkpoints so that
     #: ``WorldModel.load(path)`` can rebuild the right class.
     registry_name: ClassVar[str | None] = None
-    #: Whether the model takes ``Dict`` observation spaces (its encoder routes entries).
+    #: Whether the model takes ``Dict`` and ``Tuple`` observation spaces (its encoder
+    #: routes their leaves).
     accepts_dict_observations: ClassVar[bool] = False
 
     def __init__(
@@ -59,7 +60,7 @@ class WorldModel(torch.nn.Module, abc.ABC):
         self.observation_space = check_space(
             observation_space,
             name="observation_space",
-            allow_dict=self.accepts_dict_observations,
+            structured=self.accepts_dict_observations,
         )
         self.action_space = check_space(action_space, name="action_space")
         self.env_id = env_id

@@ -1,4 +1,4 @@
-"""Observation encoders and decoders that route each observation entry by its shape.
+"""Observation encoders and decoders that route each observation entry by its space.
 
 DreamerV3 (Hafner et al. 2023, Appendix) encodes vectors with an MLP after ``symlog``
 and images with a CNN of stride-2 convolutions; the decoder mirrors them: vectors are
@@ -6,18 +6,33 @@ predicted in symlog space under a squared error, images under a squared error on
 scaled to ``[-0.5, 0.5]``. A ``Dict`` observation gets one encoder per entry whose
 embeddings are concatenated, and one decoder head per entry.
 
-Routing of a space (or a ``Dict`` entry):
+Routing of a space (or a ``Dict`` entry), by its shape and dtype only:
 
-=================================  ========================================
-``Box`` of rank 1, any float dtype  vector: MLP on ``symlog(x)``
-``Discrete``                        vector: one-hot, then MLP
-``Box`` uint8 of rank 3             image, ``HWC`` (last dim 1, 3 or 4) or ``CHW``
-anything else                       :class:`~mbwrap.errors.UnsupportedSpaceError`
-=================================  ========================================
+==========================================  ============================================
+``Box`` of rank 1, any float dtype          vector: MLP on ``symlog(x)``
+``Box`` of rank 1, uint8 (e.g. Atari RAM)   bytes: MLP on ``x / 255``
+``Discrete``                                one-hot, then MLP
+``Box`` uint8 of rank 3, with a channel     image, ``[H, W, C]`` or ``[C, H, W]``, any
+axis first or last                          height and width of at least 4 pixels
+anything else                               :class:`~mbwrap.errors.UnsupportedSpaceError`
+==========================================  ============================================
+
+The channel axis of an image is found by the rule of :mod:`mbwrap.models.images`: an
+end axis of at most 32 entries with at least 4 pixels along the two others; the shorter
+end axis when both fit, the last on a tie. A uint8 ``Box`` of rank 3 that fits neither
+layout is refused, as is a uint8 ``Box`` of rank 2 (it has no channel axis).
+
+**Any image size.** The CNN halves the image ``stages`` times: 4 (DreamerV3's, 64 x 64
+to 4 x 4) for images up to 64 pixels a side, one more per doubling of the longer side
+beyond that, so that the last maps stay about 4 pixels a side (Atari's native 210 x 160
+frames take 6 stages, 256 x 192 padded, to 4 x 3 maps). Frames are zero-padded at the
+bottom and right to a multiple of ``2 ** stages``; the decoder produces the padded size
+and crops it back, so reconstructions have exactly the space's shape.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,12 +43,18 @@ from gymnasium import spaces
 from torch import nn
 
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
+from mbwrap.models.images import crop_to, image_layout, next_multiple, pad_to
 from mbwrap.transforms import symexp, symlog
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
 
 #: DreamerV3: four stride-2 convolutions take a 64 x 64 image to 4 x 4.
 CNN_STAGES = 4
+#: DreamerV3's ``minres``: larger images get more stages, until the maps are this small.
+MIN_RESOLUTION = 4
+#: Channel widths double per stage up to ``depth * 2 ** (CNN_STAGES - 1)`` (DreamerV3's
+#: widest), so that extra stages for large images do not keep doubling them.
+MAX_WIDTH_EXPONENT = CNN_STAGES - 1
 
 
 def mlp(in_features: int, hidden: int, layers: int, out_features: int | None = None) -> nn.Module:
@@ -51,37 +72,40 @@ def mlp(in_features: int, hidden: int, layers: int, out_features: int | None = N
     return nn.Sequential(*modules)
 
 
-def _image_layout(space: spaces.Box, key: str) -> tuple[int, int, int, bool]:
-    """``(channels, height, width, channels_last)`` of an image space."""
-    shape = tuple(int(d) for d in space.shape)
-    channels_last = shape[-1] in (1, 3, 4) or shape[0] not in (1, 3, 4)
-    channels, height, width = (shape[2], shape[0], shape[1]) if channels_last else shape
-    step = 2**CNN_STAGES
-    if height % step or width % step:
-        raise UnsupportedSpaceError(
-            f"observation_space{key}: images need a height and width divisible by {step} "
-            f"(the encoder halves them {CNN_STAGES} times), got {shape}; resize them, "
-            "e.g. with mbwrap.envs.PixelObservation(size=(64, 64))"
-        )
-    return channels, height, width, channels_last
+def cnn_stages(height: int, width: int) -> int:
+    """Stride-2 stages of the image CNN for ``height x width`` images: :data:`CNN_STAGES`,
+    plus one per doubling of the longer side beyond ``MIN_RESOLUTION * 2 ** CNN_STAGES``
+    (64) pixels."""
+    longest = max(height, width)
+    return max(CNN_STAGES, math.ceil(math.log2(longest / MIN_RESOLUTION)))
+
+
+def _stage_width(depth: int, stage: int) -> int:
+    """Output channels of stage ``stage`` (0-based) of the image CNN."""
+    return depth * 2 ** min(stage, MAX_WIDTH_EXPONENT)
 
 
 def entry_kind(space: spaces.Space, key: str = "") -> str:
-    """``"vector"``, ``"discrete"`` or ``"image"`` for one (non-Dict) space.
+    """``"vector"``, ``"bytes"``, ``"discrete"`` or ``"image"`` for one (non-Dict) space,
+    decided by its shape and dtype (see the module's table).
 
-    :raises UnsupportedSpaceError: naming ``key`` for any other space.
+    :param key: the entry's label in the observation space (``"['camera']"``), for errors.
+    :raises UnsupportedSpaceError: naming ``observation_space{key}`` for any other space,
+        and for a uint8 image shape whose channel axis cannot be found.
     """
     if isinstance(space, spaces.Discrete):
         return "discrete"
     if isinstance(space, spaces.Box):
         if len(space.shape) == 1 and np.issubdtype(space.dtype, np.floating):
             return "vector"
+        if len(space.shape) == 1 and space.dtype == np.uint8:
+            return "bytes"
         if len(space.shape) == 3 and space.dtype == np.uint8:
-            _image_layout(space, key)
+            image_layout(space.shape, name=f"observation_space{key}")
             return "image"
     raise UnsupportedSpaceError(
-        f"observation_space{key}: the encoder takes float Box vectors [D], Discrete values "
-        f"and uint8 Box images [H, W, C] or [C, H, W]; got {space!r}"
+        f"observation_space{key}: the encoder takes float or uint8 Box vectors [D], "
+        f"Discrete values and uint8 Box images [H, W, C] or [C, H, W]; got {space!r}"
     )
 
 
@@ -99,24 +123,29 @@ def _label(key: str) -> str:
 
 
 class _ImageEncoder(nn.Module):
+    """DreamerV3's image CNN for any image size: ``[N, *image_shape]`` uint8 ->
+    ``[N, out_features]``, after zero padding to a multiple of ``2 ** stages``."""
+
     def __init__(self, space: spaces.Box, depth: int) -> None:
         super().__init__()
-        channels, height, width, self.channels_last = _image_layout(space, "")
+        self.layout = image_layout(space.shape, name="observation_space")
+        height, width = self.layout.height, self.layout.width
+        stages = cnn_stages(height, width)
+        self.padded = (next_multiple(height, 2**stages), next_multiple(width, 2**stages))
         layers: list[nn.Module] = []
-        width_in = channels
-        for stage in range(CNN_STAGES):
-            out = depth * 2**stage
+        width_in = self.layout.channels
+        for stage in range(stages):
+            out = _stage_width(depth, stage)
             layers += [nn.Conv2d(width_in, out, 4, 2, 1, bias=False), _ChannelNorm(out), nn.SiLU()]
             width_in = out
         self.net = nn.Sequential(*layers, nn.Flatten())
-        self.out_features = width_in * (height // 2**CNN_STAGES) * (width // 2**CNN_STAGES)
+        self.out_features = width_in * (self.padded[0] >> stages) * (self.padded[1] >> stages)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., *image_shape]`` uint8 -> ``[..., out_features]``."""
         lead = x.shape[:-3]
-        x = x.reshape(-1, *x.shape[-3:])
-        if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
-        x = x.float() / 255.0 - 0.5
+        x = self.layout.to_channels_first(x.reshape(-1, *x.shape[-3:]))
+        x = pad_to(x.float() / 255.0 - 0.5, *self.padded)
         return self.net(x).reshape(*lead, -1)
 
 
@@ -132,34 +161,38 @@ class _ChannelNorm(nn.Module):
 
 
 class _ImageDecoder(nn.Module):
+    """The mirror of :class:`_ImageEncoder`: features ``[..., F]`` -> the padded image,
+    cropped back to the space's exact height and width."""
+
     def __init__(self, space: spaces.Box, in_features: int, depth: int) -> None:
         super().__init__()
-        channels, height, width, self.channels_last = _image_layout(space, "")
+        self.layout = image_layout(space.shape, name="observation_space")
         self.shape = tuple(int(d) for d in space.shape)
-        top = depth * 2 ** (CNN_STAGES - 1)
-        self.start = (top, height // 2**CNN_STAGES, width // 2**CNN_STAGES)
+        height, width = self.layout.height, self.layout.width
+        stages = cnn_stages(height, width)
+        padded = (next_multiple(height, 2**stages), next_multiple(width, 2**stages))
+        top = _stage_width(depth, stages - 1)
+        self.start = (top, padded[0] >> stages, padded[1] >> stages)
         self.project = nn.Linear(in_features, int(np.prod(self.start)))
         layers: list[nn.Module] = []
         width_in = top
-        for stage in range(CNN_STAGES - 1, 0, -1):
-            out = depth * 2 ** (stage - 1)
+        for stage in range(stages - 1, 0, -1):
+            out = _stage_width(depth, stage - 1)
             layers += [
                 nn.ConvTranspose2d(width_in, out, 4, 2, 1, bias=False),
                 _ChannelNorm(out),
                 nn.SiLU(),
             ]
             width_in = out
-        layers.append(nn.ConvTranspose2d(width_in, channels, 4, 2, 1))
+        layers.append(nn.ConvTranspose2d(width_in, self.layout.channels, 4, 2, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``[..., F]`` -> pixel means in ``[-0.5, 0.5]`` scale, the space's layout."""
+        """``[..., F]`` -> pixel means in ``[-0.5, 0.5]`` scale, ``[..., *image_shape]``."""
         lead = features.shape[:-1]
         x = self.project(features.reshape(-1, features.shape[-1])).reshape(-1, *self.start)
-        x = self.net(x)
-        if self.channels_last:
-            x = x.permute(0, 2, 3, 1)
-        return x.reshape(*lead, *self.shape)
+        x = crop_to(self.net(x), self.layout.height, self.layout.width)
+        return self.layout.from_channels_first(x).reshape(*lead, *self.shape)
 
 
 def _check_entry(x: Any, space: spaces.Space, kind: str, key: str, lead: int) -> torch.Tensor:
@@ -172,9 +205,11 @@ def _check_entry(x: Any, space: spaces.Space, kind: str, key: str, lead: int) ->
             f"obs{_label(key)}: expected shape [{', '.join(['*'] * lead)}{', ' if lead else ''}"
             f"{', '.join(map(str, shape))}] for {space}, got {tuple(x.shape)}"
         )
-    if kind == "image" and x.dtype != torch.uint8:
+    if kind in ("image", "bytes") and x.dtype != torch.uint8:
+        what = "pixels" if kind == "image" else "values"
         raise SpaceMismatchError(
-            f"obs{_label(key)}: expected uint8 pixels in [0, 255] for {space}, got dtype {x.dtype}"
+            f"obs{_label(key)}: expected uint8 {what} in [0, 255] for {space}, got dtype "
+            f"{x.dtype}"
         )
     return x
 
@@ -185,8 +220,8 @@ class ObservationEncoder(nn.Module):
     :param observation_space: a supported space or a ``Dict`` of them.
     :param hidden: width of the vector MLPs (DreamerV3 size S: 512).
     :param layers: hidden layers of the vector MLPs (size S: 2).
-    :param cnn_depth: channels of the first convolution, doubled at each stage (size S:
-        32).
+    :param cnn_depth: channels of the first convolution, doubled at each stage up to 8
+        times as many (size S: 32).
     """
 
     def __init__(
@@ -242,6 +277,8 @@ class ObservationEncoder(nn.Module):
                 x = F.one_hot(x.long() - start, int(self.spaces[key].n)).float()
             elif kind == "vector":
                 x = symlog(x.float())
+            elif kind == "bytes":
+                x = x.float() / 255.0
             parts.append(self.nets[key or "_"](x))
         return torch.cat(parts, -1)
 
@@ -250,8 +287,9 @@ class ObservationDecoder(nn.Module):
     """Reconstructs observations from model features ``[*lead, F]``.
 
     :meth:`loss` is DreamerV3's: squared error in symlog space for vectors, on pixels in
-    ``[-0.5, 0.5]`` for images, summed over each entry's elements; cross-entropy for
-    Discrete entries.
+    ``[-0.5, 0.5]`` for images (over the space's exact height and width) and on bytes
+    scaled to ``[0, 1]``, summed over each entry's elements; cross-entropy for Discrete
+    entries.
     """
 
     def __init__(
@@ -275,7 +313,8 @@ class ObservationDecoder(nn.Module):
                 self.nets[key or "_"] = mlp(in_features, hidden, layers, width)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw predictions per entry (symlog means, pixel means or logits)."""
+        """Raw predictions per entry ``[*lead, *entry_shape]`` (symlog means, pixel means,
+        byte means in ``[0, 1]`` scale) or ``[*lead, n]`` logits."""
         return {key: self.nets[key or "_"](features) for key in self.kinds}
 
     def loss(self, features: torch.Tensor, target: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -291,6 +330,8 @@ class ObservationDecoder(nn.Module):
                 total = total + error.flatten(features.ndim - 1).sum(-1)
             elif kind == "vector":
                 total = total + ((pred - symlog(x.float())) ** 2).sum(-1)
+            elif kind == "bytes":
+                total = total + ((pred - x.float() / 255.0) ** 2).sum(-1)
             else:
                 start = int(self.spaces[key].start)
                 total = total + F.cross_entropy(
@@ -307,6 +348,12 @@ class ObservationDecoder(nn.Module):
                 out[key] = ((pred + 0.5) * 255.0).round().clamp(0, 255).to(torch.uint8)
             elif kind == "vector":
                 out[key] = symexp(pred)
+            elif kind == "bytes":
+                space = self.spaces[key]
+                low = torch.as_tensor(space.low, device=pred.device)
+                high = torch.as_tensor(space.high, device=pred.device)
+                value = (pred * 255.0).round().clamp(0, 255).to(torch.uint8)
+                out[key] = torch.minimum(torch.maximum(value, low), high)
             else:
                 out[key] = pred.argmax(-1) + int(self.spaces[key].start)
         return out[""] if "" in out else out

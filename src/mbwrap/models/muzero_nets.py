@@ -6,7 +6,10 @@ prediction ``f``.
 min-max scaled to ``[0, 1]`` after ``h`` and ``g`` (Appendix G), and the value and reward
 heads are categorical over the integer support ``-S..S`` of ``h``-transformed scalars
 (Appendix F). Vector observations get multilayer perceptrons; image observations
-``[C, H, W]`` a small residual network that downsamples as the Atari one does (Appendix F).
+``[C, H, W]`` (or ``[H, W, C]`` with ``channels_last``) a small residual network that
+downsamples as the Atari one does (Appendix F). Its convolutions and poolings are padded,
+so images of any height and width are taken as they are: the hidden planes are about
+``H / 16 x W / 16`` (at least 1 x 1).
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ class MuZeroNetworks(nn.Module):
     """Representation, dynamics and prediction networks with categorical heads.
 
     :param obs_shape: one observation's shape: ``(D,)`` (or any non-image shape, flattened)
-        for the MLP networks, ``(C, H, W)`` for the residual ones.
+        for the MLP networks, ``(C, H, W)`` for the residual ones (``(H, W, C)`` with
+        ``channels_last``).
     :param num_actions: ``A``.
     :param kind: ``"mlp"`` or ``"resnet"``; ``"auto"`` picks ``"resnet"`` for 3-d shapes.
     :param hidden_size: MLP: size of the hidden state; resnet: its channels.
@@ -108,6 +112,8 @@ class MuZeroNetworks(nn.Module):
     :param support_size: ``S``: value and reward heads have ``2 S + 1`` atoms.
     :param downsample: resnet: use the Atari stem (for large frames); otherwise one 3x3
         convolution keeps the input's size.
+    :param channels_last: resnet: observations are ``[H, W, C]`` (Gymnasium's image
+        layout), moved to ``[C, H, W]`` inside :meth:`represent`.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class MuZeroNetworks(nn.Module):
         layers: int = 2,
         support_size: int = DEFAULT_SUPPORT_SIZE,
         downsample: bool = True,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if kind == "auto":
@@ -128,6 +135,10 @@ class MuZeroNetworks(nn.Module):
             raise ValueError(f"kind: expected 'auto', 'mlp' or 'resnet', got {kind!r}")
         if kind == "resnet" and len(obs_shape) != 3:
             raise ValueError(f"obs_shape: kind='resnet' needs (C, H, W), got {obs_shape!r}")
+        if channels_last and kind != "resnet":
+            raise ValueError(
+                f"channels_last: only the resnet networks read images, got kind={kind!r}"
+            )
         for name, value, low in (("num_actions", num_actions, 1), ("hidden_size", hidden_size, 1),
                                  ("layers", layers, 0), ("support_size", support_size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -139,6 +150,7 @@ class MuZeroNetworks(nn.Module):
         self.layers = layers
         self.support_size = support_size
         self.downsample = downsample
+        self.channels_last = bool(channels_last)
         atoms = 2 * support_size + 1
         self.register_buffer("support", support(support_size), persistent=False)
         if kind == "mlp":
@@ -154,16 +166,16 @@ class MuZeroNetworks(nn.Module):
             self.value_head = nn.Sequential(nn.Linear(hidden_size, atoms))
         else:
             channels = hidden_size
+            image = self._channels_first_shape()
             stem: nn.Module = (
-                _Downsample(self.obs_shape[0], channels, max(layers, 1)) if downsample
-                else nn.Sequential(nn.Conv2d(self.obs_shape[0], channels, 3, padding=1),
-                                   nn.ReLU())
+                _Downsample(image[0], channels, max(layers, 1)) if downsample
+                else nn.Sequential(nn.Conv2d(image[0], channels, 3, padding=1), nn.ReLU())
             )
             self.representation = nn.Sequential(
                 stem, *[ResidualBlock(channels) for _ in range(layers)]
             )
             with torch.no_grad():
-                plane = self.representation(torch.zeros(1, *self.obs_shape)).shape[-2:]
+                plane = self.representation(torch.zeros(1, *image)).shape[-2:]
             self.plane_shape = tuple(plane)
             flat = 2 * plane[0] * plane[1]
             self.dynamics_state = nn.Sequential(
@@ -192,7 +204,16 @@ class MuZeroNetworks(nn.Module):
             "obs_shape": list(self.obs_shape), "num_actions": self.num_actions,
             "kind": self.kind, "hidden_size": self.hidden_size, "layers": self.layers,
             "support_size": self.support_size, "downsample": self.downsample,
+            "channels_last": self.channels_last,
         }
+
+    def _channels_first_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one image observation."""
+        if self.channels_last:
+            height, width, channels = self.obs_shape
+            return channels, height, width
+        channels, height, width = self.obs_shape
+        return channels, height, width
 
     # ------------------------------------------------------------------ the three functions
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
@@ -200,6 +221,8 @@ class MuZeroNetworks(nn.Module):
         x = obs.float()
         if self.kind == "mlp":
             x = x.flatten(1)
+        elif self.channels_last:
+            x = x.permute(0, 3, 1, 2)
         return scale_hidden_state(self.representation(x))
 
     def dynamics(

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Iterator
 from collections.abc import Sequence as SequenceOf
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -28,13 +28,24 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from tqdm.auto import tqdm
 
+from mbwrap.checkpoint import check_indices
 from mbwrap.device import make_generator
 from mbwrap.errors import ModelOutputError, UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
 from mbwrap.models.layers import ACTIVATIONS, EnsembleMLP, layer_decays
 from mbwrap.models.losses import mse
 from mbwrap.models.normalizer import Normalizer
-from mbwrap.spaces import as_batch, check_same_space, flat_dim, flatten
+from mbwrap.space_support import SpaceSupport
+from mbwrap.spaces import (
+    as_batch,
+    check_same_space,
+    flat_dim,
+    flatten,
+    is_image,
+    leaf_spaces,
+    unflatten,
+)
+from mbwrap.tree import tree_map, tree_rows_finite
 from mbwrap.types import ModelStep
 
 #: How an ensemble propagates a batch of trajectories (Chua et al. 2018, section 5):
@@ -133,7 +144,21 @@ class NeuralWorldModel(WorldModel):
     learned head; with ``learn_termination`` a termination logit is learned with binary
     cross-entropy and :meth:`step` returns its sigmoid, else ``terminated=None``.
 
-    :param observation_space: a ``Box`` of floats.
+    **Observations that are not a Box of floats** (integer or ``uint8`` vectors such as
+    Atari's RAM, Discrete, MultiDiscrete, MultiBinary, and ``Dict``/``Tuple`` spaces of
+    those) are modelled through their flat features (:func:`mbwrap.spaces.flatten`: one-hot
+    for discrete parts): the model's state is that feature vector ``[B, obs_dim]``
+    (:attr:`state_space`), :meth:`encode` flattens, :meth:`decode` maps a state back to the
+    nearest observation (argmax of each one-hot block, rounding and clipping of integers)
+    in the observation space's own structure, so a ``DreamEnv`` over the model returns
+    ``Dict`` observations for a ``Dict`` space. After each step the discrete and integer
+    parts of the state are snapped to the space, so they do not drift; every predicted
+    state is clipped to the bounds of its Box (leaves), which a real env never leaves.
+    Image leaves are
+    refused: a feed-forward model of raw pixels is not a world model of them (use
+    ``"rssm"`` or ``"vae-mdn-rnn"``).
+
+    :param observation_space: a ``Box`` of floats, or any space of feature leaves as above.
     :param action_space: any space mbwrap supports; discrete actions enter one-hot.
     :param ensemble_size: number of networks ``E``.
     :param num_elites: members used for prediction (``None``: all).
@@ -153,6 +178,12 @@ class NeuralWorldModel(WorldModel):
     :param unroll_steps: ``k`` of the open-loop training loss (1: one-step loss).
     :param learn_termination: learn a termination head.
     """
+
+    accepts_dict_observations: ClassVar[bool] = True
+    space_support = SpaceSupport(
+        observations=("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Dict", "Tuple"),
+        actions=("Box", "Discrete", "MultiDiscrete", "MultiBinary"),
+    )
 
     def __init__(
         self,
@@ -181,13 +212,20 @@ class NeuralWorldModel(WorldModel):
     ) -> None:
         super().__init__(observation_space, action_space, env_id=env_id, device=device)
         name = type(self).__name__
-        if not isinstance(observation_space, spaces.Box) or not np.issubdtype(
-            observation_space.dtype, np.floating
-        ):
-            raise UnsupportedSpaceError(
-                f"observation_space: {name} models continuous states and needs a Box of "
-                f"floats, got {observation_space!r}; use TabularModel for discrete ones"
-            )
+        for path, leaf in leaf_spaces(observation_space, name="observation_space").items():
+            if is_image(leaf):
+                where = f"observation_space[{path!r}]" if path else "observation_space"
+                raise UnsupportedSpaceError(
+                    f"{where}: {name} is a feed-forward model of vector features and takes no "
+                    f"images, got {leaf!r}; use the 'rssm' model (Dreamer, PlaNet) or "
+                    "'vae-mdn-rnn' (World Models) for pixels"
+                )
+        #: Whether states are the flat features of the observations (every observation
+        #: space but a Box of floats) rather than the observations themselves.
+        self.feature_states = not (
+            isinstance(observation_space, spaces.Box)
+            and np.issubdtype(observation_space.dtype, np.floating)
+        )
         self.ensemble_size = _positive_int(ensemble_size, "ensemble_size")
         self.num_elites = self.ensemble_size if num_elites is None else num_elites
         _positive_int(self.num_elites, "num_elites")
@@ -240,6 +278,19 @@ class NeuralWorldModel(WorldModel):
         self.learn_termination = bool(learn_termination)
 
         self.obs_dim = flat_dim(observation_space)
+        #: The space of the model's states: the observation space, or the flat features.
+        self.state_space: spaces.Space = (
+            spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+            if self.feature_states
+            else observation_space
+        )
+        if not self.feature_states:
+            bounds = [
+                torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1)
+                for b in (observation_space.low, observation_space.high)
+            ]
+            self.register_buffer("_low", bounds[0], persistent=False)
+            self.register_buffer("_high", bounds[1], persistent=False)
         self.input_dim = self.obs_dim + flat_dim(action_space)
         #: Width of the regression target ``[delta (obs_dim), reward (1)]``.
         self.target_dim = self.obs_dim + 1
@@ -313,6 +364,34 @@ class NeuralWorldModel(WorldModel):
         """A scalar added once to the summed member losses: the layers' weight decay."""
         return self.net.decay_loss()
 
+    # ------------------------------------------------------------------ states
+    def encode(self, obs: Any) -> torch.Tensor:
+        """Observations ``[B, *obs_shape]`` (a dict of leaves for Dict/Tuple spaces) to
+        states: themselves for a Box of floats, else their flat features ``[B, obs_dim]``."""
+        tensor, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
+        return flatten(tensor, self.observation_space) if self.feature_states else tensor
+
+    def decode(self, state: torch.Tensor) -> Any:
+        """States back to observations: the nearest element of the observation space for
+        feature states (see the class docstring), else the state itself (which
+        :meth:`step` keeps within the space's bounds)."""
+        return unflatten(state, self.observation_space) if self.feature_states else state
+
+    def _into_space(self, next_state: torch.Tensor) -> torch.Tensor:
+        """Predicted states moved to the nearest point of the observation space: clipped to
+        a Box's bounds (a real env never leaves them), and for feature states projected
+        onto the image of :func:`~mbwrap.spaces.flatten` (one-hot blocks, integers in
+        bounds) so they do not drift. A row that was not finite becomes NaN, so callers
+        still see it (clipping would turn infinity into a bound)."""
+        bad = ~tree_rows_finite(next_state)
+        if self.feature_states:
+            inside = flatten(unflatten(next_state, self.observation_space), self.observation_space)
+        else:
+            flat = next_state.reshape(next_state.shape[0], -1)
+            inside = torch.minimum(torch.maximum(flat, self._low), self._high)
+            inside = inside.reshape(next_state.shape)
+        return torch.where(bad.reshape(-1, *([1] * (inside.ndim - 1))), torch.nan, inside)
+
     # ------------------------------------------------------------------ network
     def _inputs(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Normalised network input from ``obs: [..., obs_dim]`` and flat ``action``."""
@@ -330,7 +409,7 @@ class NeuralWorldModel(WorldModel):
         self, state: Any, action: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(state [B, *obs_shape] float, flat state [B, obs_dim], flat action [B, A])``."""
-        state, _ = as_batch(state, self.observation_space, name="state", device=self.device)
+        state, _ = as_batch(state, self.state_space, name="state", device=self.device)
         action, _ = as_batch(action, self.action_space, name="action", device=self.device)
         if action.shape[0] != state.shape[0]:
             raise ValueError(
@@ -446,7 +525,7 @@ class NeuralWorldModel(WorldModel):
         if member is None and self.propagation != "mean" and self.ensemble_size > 1:
             target, prob = self._step_random_elites(inputs, generator)
             out = self.target_normalizer.denormalize(target)
-            next_state = (flat + out[:, : self.obs_dim]).reshape(state.shape)
+            next_state = self._into_space((flat + out[:, : self.obs_dim]).reshape(state.shape))
             return ModelStep(next_state=next_state, reward=out[:, self.obs_dim], terminated=prob)
         head, logit = self._forward(inputs)  # [E, B, H], [E, B]
         if member is None and self.propagation != "mean":
@@ -465,7 +544,7 @@ class NeuralWorldModel(WorldModel):
             target = self._sample(head[member, rows], generator)
             prob = None if logit is None else torch.sigmoid(logit[member, rows])
         out = self.target_normalizer.denormalize(target)
-        next_state = (flat + out[:, : self.obs_dim]).reshape(state.shape)
+        next_state = self._into_space((flat + out[:, : self.obs_dim]).reshape(state.shape))
         return ModelStep(next_state=next_state, reward=out[:, self.obs_dim], terminated=prob)
 
     # ------------------------------------------------------------------ data
@@ -478,10 +557,7 @@ class NeuralWorldModel(WorldModel):
         n = len(data)
         self._holdout_size(n)
         for field in ("obs", "next_obs", "reward", "action"):
-            tensor = getattr(data, field)
-            if not tensor.is_floating_point():
-                continue
-            bad = ~torch.isfinite(tensor.reshape(n, -1)).all(-1)
+            bad = ~tree_rows_finite(getattr(data, field))
             if bool(bad.any()):
                 first = int(torch.nonzero(bad)[0])
                 raise ValueError(
@@ -496,11 +572,15 @@ class NeuralWorldModel(WorldModel):
                 n, steps, generator=make_generator(torch.device(buffer.device), seed)
             )
 
-        def field(x: torch.Tensor, space: spaces.Space | None = None) -> torch.Tensor:
-            x = x.to(self.device).reshape(n, steps, *x.shape[1 if steps == 1 else 2 :])
+        def field(x: Any, space: spaces.Space | None = None) -> torch.Tensor:
+            x = tree_map(
+                lambda v: v.to(self.device).reshape(n, steps, *v.shape[1 if steps == 1 else 2 :]),
+                x,
+            )
             if space is None:
                 return x.float()
-            return flatten(x.flatten(0, 1), space).reshape(n, steps, -1)
+            flat = tree_map(lambda v: v.flatten(0, 1), x)
+            return flatten(flat, space).reshape(n, steps, -1)
 
         return _Data(
             obs=field(data.obs, self.observation_space),
@@ -581,6 +661,14 @@ class NeuralWorldModel(WorldModel):
             self._optimizer = torch.optim.Adam(self.parameters(), lr=self.learning_rate)
             self._optimizer_device = self.device
         return self._optimizer
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # Checked before torch copies anything: an elite outside the ensemble would fail
+        # (or read another member) only at the first prediction.
+        elites = state_dict.get(f"{prefix}elite_indices")
+        if elites is not None:
+            check_indices(elites, name="elite_indices", size=self.ensemble_size)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def optimizer_state_dict(self) -> dict[str, Any] | None:
         return None if self._optimizer is None else self._optimizer.state_dict()

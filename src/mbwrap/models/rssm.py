@@ -44,6 +44,7 @@ from mbwrap.models.stochastic import (
     sample_one_hot,
     unimix_logits,
 )
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch
 from mbwrap.transforms import scalar_to_two_hot, symexp, symlog, symlog_bins, two_hot_to_scalar
 from mbwrap.types import ModelStep, Sequence
@@ -105,6 +106,9 @@ class RSSM(WorldModel):
     """
 
     registry_name: ClassVar[str | None] = "rssm"
+    space_support = SpaceSupport(
+        observations=("Box", "image", "Discrete", "Dict"), actions=("Box", "Discrete")
+    )
     accepts_dict_observations: ClassVar[bool] = True
 
     def __init__(
@@ -436,7 +440,7 @@ class RSSM(WorldModel):
             and tensor.dtype != torch.uint8
         ):
             raise SpaceMismatchError(
-                f"obs: expected uint8 pixels in [0, 255] for {space}, got dtype {tensor.dtype}"
+                f"obs: expected uint8 values in [0, 255] for {space}, got dtype {tensor.dtype}"
             )
         batch, _ = as_batch(tensor, space, name="obs", device=self.device)
         return batch

@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch, check_same_space
 from mbwrap.types import ModelStep
 
@@ -51,6 +52,11 @@ class TabularModel(WorldModel):
     """
 
     registry_name = "tabular"
+    space_support = SpaceSupport(
+        observations=("Discrete", "MultiDiscrete"), actions=("Discrete", "MultiDiscrete"),
+        observation_note="finite spaces: a count per (state, action, next state)",
+        action_note="finite spaces: a count per (state, action, next state)",
+    )
 
     def __init__(
         self,
@@ -88,6 +94,9 @@ class TabularModel(WorldModel):
             self.register_buffer(
                 f"{prefix}_offset", torch.as_tensor(starts, device=self.device), persistent=False
             )
+            self.register_buffer(
+                f"{prefix}_radix", torch.as_tensor(sizes, device=self.device), persistent=False
+            )
         shape = (self.n_states, self.n_actions, self.n_states)
         dev = self.device
         self.register_buffer("counts", torch.zeros(shape, device=dev))
@@ -98,20 +107,47 @@ class TabularModel(WorldModel):
         return {"mode": self.mode, "max_table_size": self.max_table_size}
 
     # ------------------------------------------------------------------ indexing
-    @staticmethod
-    def _to_index(x: torch.Tensor, strides: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        digits = x.reshape(x.shape[0], -1).long() - offset
+    def _to_index(self, x: torch.Tensor, prefix: str, name: str) -> torch.Tensor:
+        """Number a batch ``x: [B, *shape]`` of elements of a space (``prefix`` ``"_obs"`` or
+        ``"_act"``): ``[B]`` int64.
+
+        :raises SpaceMismatchError: naming ``name`` when an element lies outside the space
+            (it would index another row of the table, or none).
+        """
+        strides = getattr(self, f"{prefix}_strides")
+        radix = getattr(self, f"{prefix}_radix")
+        digits = x.reshape(x.shape[0], -1).long() - getattr(self, f"{prefix}_offset")
+        if not digits.numel():
+            return digits.new_zeros(x.shape[0])
         if strides.shape[0] == 1:
-            return digits[:, 0]
-        return (digits * strides).sum(-1)
+            # Discrete, imagination's hot path: one reduction and one host sync.
+            index = digits[:, 0]
+            low, high = torch.aminmax(index)
+            size = self.n_states if prefix == "_obs" else self.n_actions
+            if low.item() >= 0 and high.item() < size:
+                return index
+        elif not bool(((digits < 0) | (digits >= radix)).any()):
+            return (digits * strides).sum(-1)
+        outside = ((digits < 0) | (digits >= radix)).any(-1)
+        row = int(outside.nonzero()[0, 0])
+        space = self.observation_space if prefix == "_obs" else self.action_space
+        raise SpaceMismatchError(
+            f"{name}: row {row} holds {x[row].tolist()}, which is outside {space!r}"
+        )
 
-    def state_index(self, obs: torch.Tensor) -> torch.Tensor:
-        """Number the observations: ``obs: [B, *obs_shape] -> [B]`` int64 in ``[0, |S|)``."""
-        return self._to_index(obs, self._obs_strides, self._obs_offset)
+    def state_index(self, obs: torch.Tensor, *, name: str = "obs") -> torch.Tensor:
+        """Number the observations: ``obs: [B, *obs_shape] -> [B]`` int64 in ``[0, |S|)``.
 
-    def action_index(self, action: torch.Tensor) -> torch.Tensor:
-        """Number the actions: ``action: [B, *act_shape] -> [B]`` int64 in ``[0, |A|)``."""
-        return self._to_index(action, self._act_strides, self._act_offset)
+        :raises SpaceMismatchError: naming ``name`` for an observation outside the space.
+        """
+        return self._to_index(obs, "_obs", name)
+
+    def action_index(self, action: torch.Tensor, *, name: str = "action") -> torch.Tensor:
+        """Number the actions: ``action: [B, *act_shape] -> [B]`` int64 in ``[0, |A|)``.
+
+        :raises SpaceMismatchError: naming ``name`` for an action outside the space.
+        """
+        return self._to_index(action, "_act", name)
 
     def index_to_obs(self, index: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`state_index`: ``[B] -> [B, *obs_shape]``."""
@@ -153,7 +189,11 @@ class TabularModel(WorldModel):
                 f"reward {rew.shape[0]}, next_obs {next_t.shape[0]}, terminated {term.shape[0]}"
             )
         self.update_indices(
-            self.state_index(obs_t), self.action_index(act_t), self.state_index(next_t), rew, term
+            self.state_index(obs_t),
+            self.action_index(act_t),
+            self.state_index(next_t, name="next_obs"),
+            rew,
+            term,
         )
 
     @torch.no_grad()
@@ -203,9 +243,55 @@ class TabularModel(WorldModel):
         }
 
     # ------------------------------------------------------------------ prediction
+    def encode(self, obs: Any) -> torch.Tensor:
+        """The observations themselves, ``[B, *obs_shape]`` (values of the space, ``start``
+        included).
+
+        :raises SpaceMismatchError: naming ``obs`` for a wrong shape or a value outside
+            the observation space.
+        """
+        tensor = super().encode(obs)
+        self.state_index(tensor, name="obs")
+        return tensor
+
+    @staticmethod
+    def _as_batch(
+        value: Any, space: spaces.Space, name: str, device: torch.device
+    ) -> torch.Tensor:
+        """:func:`~mbwrap.spaces.as_batch`, with a shortcut for what imagination passes: an
+        int64 batch ``[B, *shape]`` already on ``device``."""
+        if (
+            isinstance(value, torch.Tensor)
+            and value.dtype == torch.int64
+            and value.device == device
+            and value.ndim == len(space.shape) + 1
+            and value.shape[1:] == space.shape
+        ):
+            return value
+        return as_batch(value, space, name=name, device=device)[0]
+
+    def _state_action(self, state: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``state``, ``action`` as batches on the device, numbered: ``([B], [B])`` int64.
+
+        :raises SpaceMismatchError: naming ``state`` or ``action`` for a shape, a dtype or a
+            value that does not fit its space, or batches of different sizes.
+        """
+        device = self.device
+        state = self._as_batch(state, self.observation_space, "state", device)
+        action = self._as_batch(action, self.action_space, "action", device)
+        if state.shape[0] != action.shape[0]:
+            raise SpaceMismatchError(
+                f"state, action: batches of {state.shape[0]} states and {action.shape[0]} "
+                "actions; expected one action per state"
+            )
+        return self.state_index(state, name="state"), self.action_index(action)
+
     def transition_probs(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Estimated ``P(s' | s, a)``: ``[B, |S|]``; an unseen pair stays put with prob 1."""
-        s, a = self.state_index(state), self.action_index(action)
+        """Estimated ``P(s' | s, a)``: ``[B, |S|]``; an unseen pair stays put with prob 1.
+
+        :param state: ``[B, *obs_shape]``; :param action: ``[B, *act_shape]``.
+        """
+        s, a = self._state_action(state, action)
         counts = self.counts[s, a]
         total = counts.sum(-1, keepdim=True)
         stay = torch.nn.functional.one_hot(s, self.n_states).to(counts.dtype)
@@ -221,12 +307,13 @@ class TabularModel(WorldModel):
         member: torch.Tensor | None = None,
     ) -> ModelStep:
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> next state ``[B, ...]``,
-        mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition."""
-        state = state.to(self.device)
-        action, _ = as_batch(action, self.action_space, name="action", device=self.device)
-        nxt, reward, terminated = self.step_indices(
-            self.state_index(state), self.action_index(action), generator=generator
-        )
+        mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition.
+
+        :raises SpaceMismatchError: naming ``state`` or ``action`` when it does not fit its
+            space (shape, dtype or value).
+        """
+        s, a = self._state_action(state, action)
+        nxt, reward, terminated = self.step_indices(s, a, generator=generator)
         return ModelStep(next_state=self.index_to_obs(nxt), reward=reward, terminated=terminated)
 
     @torch.no_grad()

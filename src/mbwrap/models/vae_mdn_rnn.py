@@ -1,8 +1,9 @@
 """World Models' V and M as one latent :class:`WorldModel` (Ha & Schmidhuber 2018, "World
 Models", Section 2; arXiv:1803.10122).
 
-V, a convolutional VAE (:class:`~mbwrap.models.vae.ConvVAE`), compresses each 64x64 frame
-into ``z``; M, an MDN-RNN (:class:`~mbwrap.models.mdn_rnn.MDNRNN`), predicts the next
+V, a convolutional VAE (:class:`~mbwrap.models.vae.ConvVAE`), compresses each frame (the
+paper's are 64x64; any size of at least 4 pixels a side is padded and cropped back) into
+``z``; M, an MDN-RNN (:class:`~mbwrap.models.mdn_rnn.MDNRNN`), predicts the next
 ``z`` from ``z``, the action and its LSTM state ``(h, c)``, with reward and termination
 heads. Over this model a :class:`~mbwrap.DreamVecEnv` is the paper's dream: its episodes
 start from the posterior of real first frames, its observations are the controller's
@@ -27,6 +28,7 @@ from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
 from mbwrap.models.mdn_rnn import MDNRNN
 from mbwrap.models.vae import ConvVAE, check_frames_space
+from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds, scale_action
 from mbwrap.types import ModelStep
 
@@ -102,6 +104,11 @@ class VAEMDNRNN(WorldModel):
     """
 
     registry_name: ClassVar[str | None] = "vae-mdn-rnn"
+    space_support = SpaceSupport(
+        observations=("image",), actions=("Box", "Discrete"), bounded_actions=True,
+        observation_note="frames: wrap a state-based env in mbwrap.envs.PixelObservation",
+        action_note="1-D Box actions",
+    )
 
     def __init__(
         self,
@@ -163,6 +170,7 @@ class VAEMDNRNN(WorldModel):
             latent_dim,
             vae_channels,
             image_channels=channels,
+            frame_size=tuple(int(d) for d in observation_space.shape[:2]),
             kl_tolerance=kl_tolerance,
             reconstruction=reconstruction,
             device=self.device,
@@ -213,7 +221,7 @@ class VAEMDNRNN(WorldModel):
 
     @torch.no_grad()
     def encode(self, obs: Any) -> torch.Tensor:
-        """First frames ``[B, 64, 64, C]`` uint8 -> states ``[B, Z + 2 H]``: the posterior
+        """First frames ``[B, H, W, C]`` uint8 -> states ``[B, Z + 2 H]``: the posterior
         mean and a zero LSTM state."""
         mean, _ = self.vae.encode_frames(obs, name="obs")
         return self._start(mean)
@@ -244,7 +252,7 @@ class VAEMDNRNN(WorldModel):
 
     @torch.no_grad()
     def decode(self, state: torch.Tensor) -> torch.Tensor:
-        """Frames ``[B, 64, 64, C]`` uint8 that V reconstructs from ``state``'s ``z``."""
+        """Frames ``[B, H, W, C]`` uint8 that V reconstructs from ``state``'s ``z``."""
         frames = self.vae.decode(self._split(state)[0])
         return frames.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
 

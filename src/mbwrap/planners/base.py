@@ -58,7 +58,10 @@ class Planner(BasePolicy, abc.ABC):
     **Solutions** are ``[B, H, D]`` float tensors: for a Box action space, the flattened
     actions (``D = prod(shape)``); for a Discrete one, a probability per action
     (``D = n``), so that shifting and blending work alike. A fresh step is the middle of
-    the Box (as in PETS) or the uniform distribution.
+    the Box (as in PETS) or the uniform distribution. Discrete candidates are drawn as
+    indices ``0..n-1``; the model, the reward and termination functions and the caller
+    of :meth:`predict` get the space's own values, ``index + start`` for
+    ``Discrete(n, start)`` (:meth:`to_actions`).
 
     **Objective.** The predicted return of a sequence (:func:`predicted_returns`): the
     reward comes from ``reward_fn`` if given, else the function registered for the
@@ -142,6 +145,8 @@ class Planner(BasePolicy, abc.ABC):
         self.reward_fn, self.termination_fn = fns.reward_fn, fns.termination_fn
         self.discrete = isinstance(space, spaces.Discrete)
         self.action_dim = int(space.n) if self.discrete else int(np.prod(space.shape))
+        #: ``start`` of a Discrete space: action values are ``index + start``.
+        self.action_start = int(space.start) if self.discrete else 0
         if self.discrete:
             self.lower = torch.zeros(self.action_dim, device=model.device)
             self.upper = torch.ones(self.action_dim, device=model.device)
@@ -187,16 +192,18 @@ class Planner(BasePolicy, abc.ABC):
         return middle.expand(batch, self.horizon, self.action_dim).clone()
 
     def to_actions(self, sequences: torch.Tensor) -> torch.Tensor:
-        """Map flat Box sequences ``[..., D]`` to ``[..., *act_shape]`` (no-op for
-        Discrete, whose candidates are already ``[...]`` int64 indices)."""
+        """Map flat Box sequences ``[..., D]`` to ``[..., *act_shape]``, or Discrete
+        candidates ``[...]`` of int64 indices ``0..n-1`` to the space's values
+        ``index + start``."""
         if self.discrete:
-            return sequences
+            return sequences + self.action_start
         return sequences.reshape(*sequences.shape[:-1], *self.action_space.shape)
 
     def objective(self, state: torch.Tensor) -> Objective:
         """The predicted return of candidates from ``state``: ``[B, N, H, *]`` -> ``[B, N]``.
 
-        Box candidates are flat ``[B, N, H, D]``; Discrete ones are ``[B, N, H]`` int64.
+        Box candidates are flat ``[B, N, H, D]``; Discrete ones are ``[B, N, H]`` int64
+        indices ``0..n-1`` (the model gets ``index + start``).
         """
 
         def returns(candidates: torch.Tensor) -> torch.Tensor:
@@ -218,10 +225,11 @@ class Planner(BasePolicy, abc.ABC):
         return returns
 
     def first_action(self, solution: torch.Tensor) -> torch.Tensor:
-        """``[B, H, D]`` solutions -> ``[B, *act_shape]`` actions to execute."""
+        """``[B, H, D]`` solutions -> ``[B, *act_shape]`` actions to execute (for Discrete,
+        the most probable index plus ``start``)."""
         first = solution[:, 0]
         if self.discrete:
-            return first.argmax(-1)
+            return first.argmax(-1) + self.action_start
         return torch.clamp(first, self.lower, self.upper).reshape(-1, *self.action_space.shape)
 
     # ------------------------------------------------------------------ acting

@@ -11,6 +11,7 @@ import torch
 
 from mbwrap.models import WorldModel
 from mbwrap.planners.base import Objective, Planner, _positive_int
+from mbwrap.space_support import SpaceSupport
 
 # Standard normal quantiles that bound PETS's samples to two standard deviations
 # (``tf.truncated_normal`` redraws anything further out).
@@ -173,6 +174,10 @@ class CEM(Planner):
 
     supports_discrete = True
     registry_name = "cem"
+    space_support = SpaceSupport(
+        observations=None, actions=("Box", "Discrete"), bounded_actions=True,
+        action_note="categorical CEM for Discrete actions",
+    )
 
     def __init__(
         self,

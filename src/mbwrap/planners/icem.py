@@ -11,6 +11,7 @@ import torch
 from mbwrap.models import WorldModel
 from mbwrap.planners.base import Objective, Planner, _positive_int, _unit_float
 from mbwrap.planners.cem import _checked_float, _smoothing, _still_valid, select_elites
+from mbwrap.space_support import SpaceSupport
 
 
 def colored_noise(
@@ -118,6 +119,7 @@ class ICEM(Planner):
 
     supports_discrete = False
     registry_name = "icem"
+    space_support = SpaceSupport(observations=None, actions=("Box",), bounded_actions=True)
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from gymnasium import spaces
 
 from mbwrap.models import WorldModel
 from mbwrap.planners.base import Planner, _positive_int
+from mbwrap.space_support import SpaceSupport
 
 #: ``(state [S], action [D]) -> next_state [S]``: the dynamics at one point (for vmap).
 PointDynamics = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -333,6 +334,10 @@ class ILQR(Planner):
 
     supports_discrete = False
     registry_name = "ilqr"
+    space_support = SpaceSupport(
+        observations=None, actions=("Box",), bounded_actions=True,
+        observation_note="a model with a differentiable mean_step",
+    )
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ import torch
 from mbwrap.models import WorldModel
 from mbwrap.planners.base import Objective, Planner, _positive_int, _unit_float
 from mbwrap.planners.cem import _checked_float, _still_valid
+from mbwrap.space_support import SpaceSupport
 
 
 def mppi_weights(returns: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -90,6 +91,7 @@ class MPPI(Planner):
 
     supports_discrete = False
     registry_name = "mppi"
+    space_support = SpaceSupport(observations=None, actions=("Box",), bounded_actions=True)
 
     def __init__(
         self,

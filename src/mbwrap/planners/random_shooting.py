@@ -8,6 +8,7 @@ import torch
 
 from mbwrap.models import WorldModel
 from mbwrap.planners.base import Objective, Planner, _positive_int
+from mbwrap.space_support import SpaceSupport
 
 
 def sample_uniform_sequences(
@@ -53,6 +54,9 @@ class RandomShooting(Planner):
 
     supports_discrete = True
     registry_name = "random-shooting"
+    space_support = SpaceSupport(
+        observations=None, actions=("Box", "Discrete"), bounded_actions=True
+    )
 
     def __init__(
         self,

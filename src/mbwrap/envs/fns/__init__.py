@@ -1,6 +1,7 @@
-"""Known reward and termination functions, registered in the ``mbwrap.fns`` group."""
+"""Known reward, termination and action-mask functions, registered in the ``mbwrap.fns``
+group."""
 
-from mbwrap.envs.fns.base import BatchedFn, EnvFns
-from mbwrap.envs.fns.resolve import Fns, resolve_fns
+from mbwrap.envs.fns.base import ActionMaskFn, BatchedFn, EnvFns
+from mbwrap.envs.fns.resolve import Fns, registered_fns, resolve_fns
 
-__all__ = ["BatchedFn", "EnvFns", "Fns", "resolve_fns"]
+__all__ = ["ActionMaskFn", "BatchedFn", "EnvFns", "Fns", "registered_fns", "resolve_fns"]

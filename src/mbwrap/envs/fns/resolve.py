@@ -20,21 +20,31 @@ class Fns(NamedTuple):
     termination_source: str
 
 
+def registered_fns(model: Any) -> Any | None:
+    """The entry registered for ``model.env_id`` in group ``mbwrap.fns`` (an object with
+    ``reward``, ``termination`` and/or ``action_mask``), or ``None``.
+
+    Registered functions read real observations; a latent model (one whose
+    ``dream_observation_space`` is not its ``observation_space``) imagines its own
+    features, so none applies to it.
+    """
+    if model.dream_observation_space != model.observation_space:
+        return None
+    return get_fn(model.env_id)
+
+
 def resolve_fns(
     model: Any, reward_fn: BatchedFn | None = None, termination_fn: BatchedFn | None = None
 ) -> Fns:
     """The reward and termination functions for planning or imagining with ``model``.
 
-    Registered functions read real observations; a latent model (one whose
-    ``dream_observation_space`` is not its ``observation_space``) imagines its own
-    features, so only a given function or its heads apply to it.
+    A latent model gets only a given function or its heads (see :func:`registered_fns`).
 
     :param model: a :class:`~mbwrap.models.WorldModel`.
     :param reward_fn: batched ``(obs, action, next_obs) -> [B]``, preferred to all else.
     :param termination_fn: batched ``(obs, action, next_obs) -> [B]`` bool, likewise.
     """
-    latent = model.dream_observation_space != model.observation_space
-    registered = None if latent else get_fn(model.env_id)
+    registered = registered_fns(model)
     reward = reward_fn or getattr(registered, "reward", None)
     termination = termination_fn or getattr(registered, "termination", None)
 

@@ -26,6 +26,7 @@ from mbwrap.planners.mcts.policies import (
 from mbwrap.planners.mcts.search import check_num_simulations
 from mbwrap.planners.mcts.types import PolicyOutput, SearchModel
 from mbwrap.planners.mcts.world_model import ValueFn, WorldModelSearch
+from mbwrap.space_support import SpaceSupport
 
 _CHECKPOINT_KIND = "mbwrap.mcts"
 
@@ -38,6 +39,10 @@ class MCTSPlanner(BasePolicy):
     discrete actions (through :class:`WorldModelSearch`). All ``B`` observations of a
     call are searched together on the model's device. Being an SB3 ``BasePolicy``,
     ``predict`` and ``evaluate_policy(planner, env)`` work unchanged.
+
+    The search works on action indices ``0..n-1`` (:meth:`search_policy`'s actions and
+    policies); :meth:`predict` returns the action space's own values, ``index + start``
+    for ``Discrete(n, start)`` (:meth:`action_values`).
 
     :param model: a :class:`SearchModel` or a :class:`WorldModel`.
     :param num_simulations: simulations per decision.
@@ -58,6 +63,7 @@ class MCTSPlanner(BasePolicy):
     """
 
     registry_name: ClassVar[str] = "mcts"
+    space_support = SpaceSupport(observations=None, actions=("Discrete",))
 
     def __init__(
         self,
@@ -135,6 +141,7 @@ class MCTSPlanner(BasePolicy):
         self.generator = generator
         #: The last search (for inspection: visit counts, values, the tree).
         self.last_search: PolicyOutput | None = None
+        self._action_start = int(action_space.start)
 
     @property
     def device(self) -> torch.device:  # type: ignore[override]
@@ -155,7 +162,9 @@ class MCTSPlanner(BasePolicy):
 
     # ------------------------------------------------------------------ acting
     def search_policy(self, obs: Any) -> PolicyOutput:
-        """Search from a batch of observations; the result holds actions, policy and tree."""
+        """Search from a batch of observations; the result holds the action indices
+        (:meth:`action_values` turns them into actions of the space), the search policy
+        and the tree."""
         root = self.search_model.root(obs)
         if self.search == "gumbel":
             out = gumbel_muzero_policy(
@@ -174,8 +183,13 @@ class MCTSPlanner(BasePolicy):
         self.last_search = out
         return out
 
+    def action_values(self, index: torch.Tensor) -> torch.Tensor:
+        """Action indices of a search ``[B]`` (``0..n-1``) -> the action space's values
+        ``[B]`` (``index + start``), as an env takes them."""
+        return index + self._action_start
+
     def _predict(self, observation: Any, deterministic: bool = False) -> torch.Tensor:
-        return self.search_policy(observation).action
+        return self.action_values(self.search_policy(observation).action)
 
     def forward(self, obs: Any, deterministic: bool = False) -> torch.Tensor:
         return self._predict(obs, deterministic)

@@ -105,6 +105,8 @@ class SimulatorSearch:
             )
         self.env = env
         self.num_actions = int(env.num_actions)
+        # The search plays indices 0..n-1; a single-agent env takes index + start.
+        self.action_start = 0 if self.two_player else int(env.action_space.start)
         self.max_rollout_steps = max_rollout_steps
         self.value_fn = value_fn
         self.policy_value_fn = policy_value_fn
@@ -119,11 +121,14 @@ class SimulatorSearch:
         return self._scratch.legal_actions()
 
     def _play(self, action: int) -> tuple[float, bool, Any]:
-        """``(reward of the mover, ended, observation after)`` in the scratch env."""
+        """``(reward of the mover, ended, observation after)`` in the scratch env, for
+        the action of index ``action``."""
         if self.two_player:
             reward, over = self._scratch.play(int(action))
             return reward, over, self._scratch.current_observation()
-        obs, reward, terminated, truncated, _ = self._scratch.step(int(action))
+        obs, reward, terminated, truncated, _ = self._scratch.step(
+            int(action) + self.action_start
+        )
         return float(reward), bool(terminated or truncated), obs
 
     def _rollout_value(self, snapshot: Snapshot) -> float:

@@ -29,6 +29,10 @@ class WorldModelSearch:
     the model, all leaves together (classic MCTS; Coulom 2006), else 0. Without either,
     a return that piles up with depth favours whichever action was explored first.
 
+    The search's actions are indices ``0..n-1``; the model and the reward and termination
+    functions get the action space's own values, ``index + start`` for
+    ``Discrete(n, start)``.
+
     :param model: a world model with a ``Discrete`` action space.
     :param gamma: per-step discount of the searched return.
     :param rollout_horizon: steps of the random rollout that values a new node (0: none).
@@ -55,6 +59,7 @@ class WorldModelSearch:
             )
         self.model = model
         self.num_actions = int(model.action_space.n)
+        self.action_start = int(model.action_space.start)
         self.gamma = float(gamma)
         self.value_fn = value_fn
         self.rollout_horizon = int(rollout_horizon)
@@ -81,9 +86,11 @@ class WorldModelSearch:
         return value
 
     def _step(
-        self, state: torch.Tensor, action: torch.Tensor
+        self, state: torch.Tensor, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(reward [B], terminated [B] bool, next state)`` of one model step."""
+        """``(reward [B], terminated [B] bool, next state)`` of one model step by the
+        actions of indices ``index: [B]``."""
+        action = index + self.action_start
         step = self.model.step(state, action)
         obs, next_obs = self.model.decode(state), self.model.decode(step.next_state)
         if self.reward_fn is not None:

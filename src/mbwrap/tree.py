@@ -1,0 +1,87 @@
+"""Batches that are either one tensor or a flat dict of leaf tensors.
+
+An observation of a ``Dict`` or ``Tuple`` space is carried through buffers, models and
+imagination environments as a flat ``dict`` from leaf path (``"observation"``,
+``"goal/position"``, ``"0"``; see :func:`mbwrap.spaces.leaf_spaces`) to a tensor
+``[B, *leaf_shape]``; every other observation is a single tensor ``[B, *obs_shape]``.
+These functions apply one tensor operation to either form, leaf by leaf, so that code
+written for plain tensors handles both without branching. They work on NumPy arrays
+alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+#: A batch: one tensor (or array), or a flat ``dict`` of them keyed by leaf path.
+Tree = Any
+
+
+def is_leaf_dict(tree: Any) -> bool:
+    """True when ``tree`` is the flat-dict form (the batch of a Dict or Tuple space)."""
+    return isinstance(tree, dict)
+
+
+def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
+    """Apply ``fn`` leaf by leaf: ``fn(tree, *rest)`` for tensors, one call per key for
+    dicts (``rest`` must have the same keys)."""
+    if is_leaf_dict(tree):
+        return {key: fn(value, *(other[key] for other in rest)) for key, value in tree.items()}
+    return fn(tree, *rest)
+
+
+def tree_leaves(tree: Tree) -> list[Any]:
+    """The tensors of ``tree`` in key order (one for a plain tensor)."""
+    return list(tree.values()) if is_leaf_dict(tree) else [tree]
+
+
+def tree_batch_size(tree: Tree) -> int:
+    """Length of the leading (batch) dimension shared by every leaf."""
+    return int(tree_leaves(tree)[0].shape[0])
+
+
+def tree_index(tree: Tree, index: Any) -> Tree:
+    """``tree[index]`` leaf by leaf (``index`` any valid tensor/array index)."""
+    return tree_map(lambda value: value[index], tree)
+
+
+def tree_assign(tree: Tree, index: Any, value: Tree) -> None:
+    """``tree[index] = value`` in place, leaf by leaf."""
+    if is_leaf_dict(tree):
+        for key, leaf in tree.items():
+            leaf[index] = value[key]
+    else:
+        tree[index] = value
+
+
+def tree_where(mask: torch.Tensor, if_true: Tree, if_false: Tree) -> Tree:
+    """Per row: ``if_true`` where ``mask [B]`` holds, else ``if_false``; mask broadcast
+    over each leaf's trailing dimensions."""
+
+    def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask.reshape(-1, *([1] * (a.ndim - 1))), a, b)
+
+    return tree_map(pick, if_true, if_false)
+
+
+def tree_to(tree: Tree, device: torch.device | str) -> Tree:
+    """``tree`` on ``device``."""
+    return tree_map(lambda value: value.to(device), tree)
+
+
+def tree_rows_finite(tree: Tree) -> torch.Tensor:
+    """``[B]`` bool: every floating value of the row, in every leaf, is finite."""
+    ok: torch.Tensor | None = None
+    for leaf in tree_leaves(tree):
+        if not leaf.is_floating_point():
+            continue
+        leaf_ok = torch.isfinite(leaf.reshape(leaf.shape[0], -1)).all(-1)
+        ok = leaf_ok if ok is None else ok & leaf_ok
+    if ok is None:
+        first = tree_leaves(tree)[0]
+        return torch.ones(first.shape[0], dtype=torch.bool, device=first.device)
+    return ok
