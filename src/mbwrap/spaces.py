@@ -185,6 +185,8 @@ def as_batch(
     shape = element_shape(space)
     if isinstance(value, torch.Tensor):
         tensor = value.to(device)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        tensor = torch.as_tensor(value, device=device)
     else:
         if isinstance(value, (Mapping, str, bytes)):
             raise SpaceMismatchError(
@@ -329,7 +331,8 @@ def flatten(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
         index = (x.reshape(batch, -1).long() - start) + offsets
         out = torch.zeros(batch, int(nvec.sum()), device=x.device)
         return out.scatter_(1, index, 1.0)
-    return x.reshape(batch, flat_dim(space)).float()
+    # flat_dim only for an empty batch, where -1 is ambiguous: it costs a few µs a step.
+    return (x.reshape(batch, -1) if batch else x.reshape(0, flat_dim(space))).float()
 
 
 def unflatten(features: torch.Tensor, space: spaces.Space) -> Tree:

@@ -65,6 +65,8 @@ def tree_where(mask: torch.Tensor, if_true: Tree, if_false: Tree) -> Tree:
     def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.where(mask.reshape(-1, *([1] * (a.ndim - 1))), a, b)
 
+    if not is_leaf_dict(if_true):  # imagination's hot path: skip the mapping machinery
+        return pick(if_true, if_false)
     return tree_map(pick, if_true, if_false)
 
 
@@ -75,6 +77,8 @@ def tree_to(tree: Tree, device: torch.device | str) -> Tree:
 
 def tree_rows_finite(tree: Tree) -> torch.Tensor:
     """``[B]`` bool: every floating value of the row, in every leaf, is finite."""
+    if not is_leaf_dict(tree) and tree.is_floating_point():
+        return torch.isfinite(tree.reshape(tree.shape[0], -1)).all(-1)
     ok: torch.Tensor | None = None
     for leaf in tree_leaves(tree):
         if not leaf.is_floating_point():

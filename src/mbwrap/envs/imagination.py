@@ -14,20 +14,21 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from gymnasium import spaces
 
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
+from mbwrap.envs.action_check import ActionCheck
 from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.envs.fns.resolve import resolve_fns
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
 from mbwrap.models import WorldModel
-from mbwrap.spaces import as_batch, element_shape, rows_in_space
+from mbwrap.spaces import as_batch, rows_in_space
 from mbwrap.tree import (
     Tree,
     tree_assign,
     tree_batch_size,
     tree_index,
+    tree_leaves,
     tree_rows_finite,
     tree_where,
 )
@@ -37,73 +38,6 @@ StartSampler = Callable[[int, torch.Generator], Any]
 StartStates = ReplayBuffer | np.ndarray | torch.Tensor | StartSampler
 
 NonFinitePolicy = Literal["truncate", "raise"]
-
-
-def check_actions(action: Any, space: spaces.Space, *, warned: list[bool]) -> Any:
-    """Validate actions before they reach a model, as a real env's space would.
-
-    A Discrete, MultiDiscrete or MultiBinary action outside the space is an error: the model
-    would index a one-hot column that does not exist, or silently take another action for
-    ``-1``. A Box action beyond its bounds is clipped to the space, as SB3 clips before
-    stepping a real env, with a warning the first time (``warned[0]`` records it).
-    Host arrays are checked with NumPy on the host (no device round trip, a few
-    microseconds); tensors where they are. Shapes and dtypes are left to
-    :func:`~mbwrap.spaces.as_batch`, which names them.
-
-    :param action: ``[B, *act_shape]`` (array or tensor).
-    :return: the action, clipped for a Box space.
-    :raises SpaceMismatchError: naming ``action`` and the space.
-    """
-    xp: Any = torch if isinstance(action, torch.Tensor) else np
-    if xp is np:
-        if isinstance(action, (str, bytes, dict)):
-            raise SpaceMismatchError(f"action: expected numbers for {space}, got {action!r}")
-        action = np.asarray(action)
-        if action.dtype.kind not in "biuf":
-            raise SpaceMismatchError(f"action: expected numbers for {space}, got {action!r}")
-        floating = action.dtype.kind == "f"
-    else:
-        floating = action.is_floating_point()
-    if isinstance(space, spaces.Box):
-        if not floating:
-            return action
-        low, high = _bounds(space, action)
-        outside = (action < low) | (action > high)
-        if not bool(outside.any()):
-            return action
-        if not warned[0]:
-            warned[0] = True
-            warnings.warn(
-                f"action: {int(outside.sum())} value(s) lie outside {space!r}; they were "
-                "clipped to the space, as SB3 clips actions before a real env "
-                "(this warning is shown once)",
-                UserWarning,
-                stacklevel=4,
-            )
-        return xp.minimum(xp.maximum(action, low), high)
-    shape = element_shape(space)
-    if floating and not bool((action == xp.round(action)).all()):
-        return action
-    batch = action[None] if tuple(action.shape) == shape else action
-    if tuple(batch.shape[1:]) != shape:
-        return action
-    inside = rows_in_space(batch if xp is np else batch.long(), space)
-    if not bool(inside.all()):
-        row = int(xp.nonzero(~inside)[0]) if xp is torch else int(np.flatnonzero(~inside)[0])
-        raise SpaceMismatchError(
-            f"action: {int((~inside).sum())} action(s) lie outside {space!r}, the first in row "
-            f"{row}: {batch[row].tolist()}"
-        )
-    return action
-
-
-def _bounds(space: spaces.Box, like: Any) -> tuple[Any, Any]:
-    if isinstance(like, torch.Tensor):
-        return (
-            torch.as_tensor(space.low, dtype=like.dtype, device=like.device),
-            torch.as_tensor(space.high, dtype=like.dtype, device=like.device),
-        )
-    return space.low, space.high
 
 
 def _start_sampler(
@@ -136,8 +70,10 @@ def _start_sampler(
         if outside.numel():
             # An index model would fail far from here on a cell that does not exist.
             first = tree_index(states, int(outside[0]))
-            shown = {k: v.tolist() for k, v in first.items()} if isinstance(first, dict) else (
-                first.tolist()
+            shown = (
+                {k: v.tolist() for k, v in first.items()}
+                if isinstance(first, dict)
+                else (first.tolist())
             )
             raise SpaceMismatchError(
                 f"start_states: {outside.numel()} of {count} observations lie outside "
@@ -202,8 +138,7 @@ class ImaginationCore:
         self.seed(None)
         self.state: torch.Tensor | None = None
         self.obs: Tree | None = None
-        #: Whether the once-only warning about clipped Box actions was shown.
-        self.warned_clipping = [False]
+        self.check_action = ActionCheck(model.action_space)
         #: ``[B]`` ensemble member per episode (TS-inf models), else ``None``.
         self.member: torch.Tensor | None = None
 
@@ -304,7 +239,7 @@ class ImaginationCore:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advance every episode one step.
 
-        :param action: ``[B, *act_shape]``; see :func:`check_actions`.
+        :param action: ``[B, *act_shape]``; see :class:`~mbwrap.envs.action_check.ActionCheck`.
         :param ignore: ``[B]`` bool, episodes whose step the caller discards (they are
             about to be reset); their non-finite outputs are neither flagged nor warned of.
         :return: ``(next_obs [B, ...], reward [B] float32, terminated [B] bool,
@@ -313,7 +248,7 @@ class ImaginationCore:
             keeps its previous observation and gets reward 0.
         """
         assert self.state is not None and self.obs is not None, "reset() before step()"
-        action = check_actions(action, self.model.action_space, warned=self.warned_clipping)
+        action = self.check_action(action)
         action, _ = as_batch(
             action, self.model.action_space, name="action", device=self.model.device
         )
@@ -350,9 +285,10 @@ class ImaginationCore:
             terminated = torch.rand(prob.shape, device=prob.device, generator=self._gen) < prob
         else:
             terminated = torch.zeros(self.batch_size, dtype=torch.bool, device=self.model.device)
-        nonfinite |= ~tree_rows_finite(next_state)
-        if next_obs is not next_state:
-            nonfinite |= ~tree_rows_finite(next_obs)
+        for tree in (next_state, next_obs) if next_obs is not next_state else (next_state,):
+            # Integer states (a tabular model's) are finite: skip the allocation and the ops.
+            if any(leaf.is_floating_point() for leaf in tree_leaves(tree)):
+                nonfinite |= ~tree_rows_finite(tree)
         if ignore is not None:
             nonfinite &= ~ignore.to(nonfinite.device)
         # Masked unconditionally: testing for any NaN here would cost a device-to-host sync

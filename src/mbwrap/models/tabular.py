@@ -53,7 +53,8 @@ class TabularModel(WorldModel):
 
     registry_name = "tabular"
     space_support = SpaceSupport(
-        observations=("Discrete", "MultiDiscrete"), actions=("Discrete", "MultiDiscrete"),
+        observations=("Discrete", "MultiDiscrete"),
+        actions=("Discrete", "MultiDiscrete"),
         observation_note="finite spaces: a count per (state, action, next state)",
         action_note="finite spaces: a count per (state, action, next state)",
     )
@@ -75,6 +76,11 @@ class TabularModel(WorldModel):
         self.max_table_size = int(max_table_size)
         self._obs_sizes, self._obs_starts = _radix(observation_space, "observation_space")
         self._act_sizes, self._act_starts = _radix(action_space, "action_space")
+        #: ``(n, start)`` of a Discrete space, by prefix: its values number themselves.
+        self._discrete = {
+            prefix: (int(space.n), int(space.start)) if isinstance(space, spaces.Discrete) else None
+            for prefix, space in (("_obs", observation_space), ("_act", action_space))
+        }
         self.n_states = int(np.prod(self._obs_sizes))
         self.n_actions = int(np.prod(self._act_sizes))
         table = self.n_states * self.n_actions * self.n_states
@@ -107,29 +113,56 @@ class TabularModel(WorldModel):
         return {"mode": self.mode, "max_table_size": self.max_table_size}
 
     # ------------------------------------------------------------------ indexing
+    def _digits(self, x: torch.Tensor, prefix: str) -> torch.Tensor:
+        """Digits of a batch ``x: [B, *shape]`` of space elements: ``[B, D]`` int64 from 0."""
+        # self._buffers, not getattr: nn.Module's attribute lookup is slow on this hot path.
+        return x.reshape(x.shape[0], -1).long() - self._buffers[prefix + "_offset"]
+
+    def _outside(self, digits: torch.Tensor, prefix: str) -> torch.Tensor:
+        """``[B]`` bool: rows of ``digits: [B, D]`` outside the space (on their device)."""
+        return ((digits < 0) | (digits >= self._buffers[prefix + "_radix"])).any(-1)
+
+    def _number(self, digits: torch.Tensor, prefix: str) -> torch.Tensor:
+        """Flat index of in-range ``digits: [B, D]``: ``[B]`` int64."""
+        if digits.shape[1] == 1:
+            return digits[:, 0]
+        return (digits * self._buffers[prefix + "_strides"]).sum(-1)
+
     def _to_index(self, x: torch.Tensor, prefix: str, name: str) -> torch.Tensor:
         """Number a batch ``x: [B, *shape]`` of elements of a space (``prefix`` ``"_obs"`` or
         ``"_act"``): ``[B]`` int64.
 
+        On the CPU the range check reads the numbers in place with NumPy: read as unsigned,
+        a negative number is huge, so one comparison checks both ends (a few microseconds,
+        this being imagination's hot path). On an accelerator it costs one host sync.
+
         :raises SpaceMismatchError: naming ``name`` when an element lies outside the space
             (it would index another row of the table, or none).
         """
-        strides = getattr(self, f"{prefix}_strides")
-        radix = getattr(self, f"{prefix}_radix")
-        digits = x.reshape(x.shape[0], -1).long() - getattr(self, f"{prefix}_offset")
-        if not digits.numel():
-            return digits.new_zeros(x.shape[0])
-        if strides.shape[0] == 1:
-            # Discrete, imagination's hot path: one reduction and one host sync.
-            index = digits[:, 0]
-            low, high = torch.aminmax(index)
-            size = self.n_states if prefix == "_obs" else self.n_actions
-            if low.item() >= 0 and high.item() < size:
+        discrete = self._discrete[prefix]
+        if discrete is not None:
+            # Discrete: the value less the space's start is the number.
+            size, start = discrete
+            index = (x if x.ndim == 1 else x.reshape(x.shape[0])).long()
+            if start:
+                index = index - start
+            if index.is_cpu:
+                inside = not index.shape[0] or index.numpy().view(np.uint64).max() < size
+            else:
+                inside = not bool(((index < 0) | (index >= size)).any())
+            if inside:
                 return index
-        elif not bool(((digits < 0) | (digits >= radix)).any()):
-            return (digits * strides).sum(-1)
-        outside = ((digits < 0) | (digits >= radix)).any(-1)
-        row = int(outside.nonzero()[0, 0])
+        else:
+            digits = self._digits(x, prefix)
+            if digits.is_cpu:
+                sizes = self._obs_sizes if prefix == "_obs" else self._act_sizes
+                host = digits.numpy().view(np.uint64)
+                inside = bool((host < sizes.view(np.uint64)).all())
+            else:
+                inside = not bool(self._outside(digits, prefix).any())
+            if inside:
+                return self._number(digits, prefix)
+        row = int(self._outside(self._digits(x, prefix), prefix).nonzero()[0, 0])
         space = self.observation_space if prefix == "_obs" else self.action_space
         raise SpaceMismatchError(
             f"{name}: row {row} holds {x[row].tolist()}, which is outside {space!r}"
@@ -255,9 +288,7 @@ class TabularModel(WorldModel):
         return tensor
 
     @staticmethod
-    def _as_batch(
-        value: Any, space: spaces.Space, name: str, device: torch.device
-    ) -> torch.Tensor:
+    def _as_batch(value: Any, space: spaces.Space, name: str, device: torch.device) -> torch.Tensor:
         """:func:`~mbwrap.spaces.as_batch`, with a shortcut for what imagination passes: an
         int64 batch ``[B, *shape]`` already on ``device``."""
         if (
@@ -270,8 +301,14 @@ class TabularModel(WorldModel):
             return value
         return as_batch(value, space, name=name, device=device)[0]
 
-    def _state_action(self, state: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``state``, ``action`` as batches on the device, numbered: ``([B], [B])`` int64.
+    def _state_action(
+        self, state: Any, action: Any, *, check: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``state``, ``action`` as batches on the device, numbered: ``([B], [B])`` int64,
+        and ``[B]`` bool rows outside the spaces, or ``None`` when they were checked.
+
+        ``check=False`` on an accelerator skips the range check's host sync: rows outside
+        the spaces are numbered 0 and flagged instead (only :meth:`step` does this).
 
         :raises SpaceMismatchError: naming ``state`` or ``action`` for a shape, a dtype or a
             value that does not fit its space, or batches of different sizes.
@@ -284,14 +321,20 @@ class TabularModel(WorldModel):
                 f"state, action: batches of {state.shape[0]} states and {action.shape[0]} "
                 "actions; expected one action per state"
             )
-        return self.state_index(state, name="state"), self.action_index(action)
+        if check or device.type == "cpu":
+            return self.state_index(state, name="state"), self.action_index(action), None
+        s_digits, a_digits = self._digits(state, "_obs"), self._digits(action, "_act")
+        outside = self._outside(s_digits, "_obs") | self._outside(a_digits, "_act")
+        s = torch.where(outside, 0, self._number(s_digits, "_obs"))
+        a = torch.where(outside, 0, self._number(a_digits, "_act"))
+        return s, a, outside
 
     def transition_probs(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Estimated ``P(s' | s, a)``: ``[B, |S|]``; an unseen pair stays put with prob 1.
 
         :param state: ``[B, *obs_shape]``; :param action: ``[B, *act_shape]``.
         """
-        s, a = self._state_action(state, action)
+        s, a, _ = self._state_action(state, action)
         counts = self.counts[s, a]
         total = counts.sum(-1, keepdim=True)
         stay = torch.nn.functional.one_hot(s, self.n_states).to(counts.dtype)
@@ -309,11 +352,17 @@ class TabularModel(WorldModel):
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> next state ``[B, ...]``,
         mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition.
 
+        On the CPU a state or action outside its space is an error. On an accelerator,
+        where checking the values would cost a host sync every imagined step, such a row
+        gets a NaN reward instead, which imagination truncates as ``model_nonfinite``.
+
         :raises SpaceMismatchError: naming ``state`` or ``action`` when it does not fit its
-            space (shape, dtype or value).
+            space (shape or dtype; and value, on the CPU).
         """
-        s, a = self._state_action(state, action)
+        s, a, outside = self._state_action(state, action, check=False)
         nxt, reward, terminated = self.step_indices(s, a, generator=generator)
+        if outside is not None:
+            reward = torch.where(outside, torch.nan, reward)
         return ModelStep(next_state=self.index_to_obs(nxt), reward=reward, terminated=terminated)
 
     @torch.no_grad()
@@ -326,17 +375,14 @@ class TabularModel(WorldModel):
         :return: ``(next_state [B] int64, reward [B], termination probability [B])``.
         """
         counts = self.counts[state, action]  # [B, |S|]
-        total = counts.sum(-1)
+        total = counts.sum(-1, keepdim=True)
         if self.mode == "sample":
             # An unseen pair stays put: give the current state weight where nothing was seen.
-            weights = counts.clone()
-            weights[torch.arange(state.shape[0], device=state.device), state] += (total == 0).to(
-                counts.dtype
-            )
+            weights = counts.scatter_add(1, state[:, None], (total == 0).to(counts.dtype))
             nxt = _sample_categorical(weights, generator)
         else:
-            nxt = torch.where(total > 0, counts.argmax(-1), state)
-        n = self.counts[state, action, nxt].clamp_min(1.0)
+            nxt = torch.where(total[:, 0] > 0, counts.argmax(-1), state)
+        n = counts.gather(1, nxt[:, None])[:, 0].clamp_min(1.0)
         reward = self.reward_sum[state, action, nxt] / n
         terminated = self.terminal_count[state, action, nxt] / n
         return nxt, reward, terminated
