@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from mbwrap.algos import state as saved
 from mbwrap.algos.config import AlgoConfig
 from mbwrap.algos.core import AlgorithmCore
+from mbwrap.algos.workers import WorkerCollection
 from mbwrap.buffers import ReplayBuffer, check_finite_step, step_vec_env
 from mbwrap.checkpoint import check_count
 from mbwrap.envs.sb3_vec_env import env_id, wrap_env
@@ -21,7 +22,7 @@ from mbwrap.models.build import model_config, resolve_model
 from mbwrap.spaces import check_same_space
 
 
-class Algorithm(AlgorithmCore):
+class Algorithm(WorkerCollection, AlgorithmCore):
     """Base of the algorithms that act in a real env, with SB3's
     ``learn``/``predict``/``save``/``load`` surface and one training loop.
 
@@ -66,6 +67,10 @@ class Algorithm(AlgorithmCore):
         super().__init__(args, kwargs, config=config, **spaces)
         self.env: VecEnv | None = None if env is None else wrap_env(env)
         self.n_envs = self.env.num_envs if self.env is not None else 1
+        if self.config.num_workers:
+            # The learner's streams are the workers' envs, not this process's copy.
+            per_worker = self.config.envs_per_worker or self.n_envs
+            self.n_envs = self.config.num_workers * per_worker
         #: Real env steps over the algorithm's whole life (never reset; schedules use it).
         self.real_steps = 0
         self._last_obs: Any = None
@@ -130,6 +135,8 @@ class Algorithm(AlgorithmCore):
         :raises ValueError: when the env returns NaN or infinite observations or rewards.
         """
         assert self.env is not None and self._last_obs is not None, "call _start_learning() first"
+        if self.config.num_workers:
+            return self._collect_on_workers(buffer, steps, callback, policy, deterministic)
         n_envs = self.env.num_envs
         if self._last_obs is not self._collected_obs:
             # learn() reset the env: the stored pieces end here, a recurrent state restarts.
@@ -154,25 +161,45 @@ class Algorithm(AlgorithmCore):
             new_obs, rewards, terminated, truncated, next_obs, infos = step_vec_env(
                 self.env, actions
             )
-            self.num_timesteps += n_envs
-            self.real_steps += n_envs
-            if self._steps_since_refit is not None:
-                self._steps_since_refit += n_envs
-            check_finite_step(next_obs, rewards, self.num_timesteps)
-            buffer.add(self._last_obs, actions, rewards, next_obs, terminated, truncated)
-            self._last_obs = self._collected_obs = new_obs
-            dones = terminated | truncated
-            self._episode_starts = dones
-            self._update_info_buffer(infos)
-            callback.update_locals(
-                {"new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
-                 "actions": actions}
-            )
-            if not callback.on_step():
+            step = (self._last_obs, actions, rewards, next_obs, terminated, truncated)
+            if not self._record_real_step(buffer, step, new_obs, infos, callback):
                 continue_training = False
                 break
         callback.on_rollout_end()
         return continue_training
+
+    def _record_real_step(
+        self,
+        buffer: ReplayBuffer,
+        step: tuple[Any, np.ndarray, np.ndarray, Any, np.ndarray, np.ndarray],
+        new_obs: Any,
+        infos: list[dict[str, Any]],
+        callback: BaseCallback,
+    ) -> bool:
+        """Count, store and report one vector step of the real env (here or on workers).
+
+        :param step: ``(obs, actions, rewards, next_obs, terminated, truncated)`` of every
+            stream, as :meth:`ReplayBuffer.add` takes them.
+        :param new_obs: what the policy sees next (after resets).
+        :return: ``False`` when a callback asked to stop.
+        """
+        obs, actions, rewards, next_obs, terminated, truncated = step
+        n_envs = len(rewards)
+        self.num_timesteps += n_envs
+        self.real_steps += n_envs
+        if self._steps_since_refit is not None:
+            self._steps_since_refit += n_envs
+        check_finite_step(next_obs, rewards, self.num_timesteps)
+        buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
+        self._last_obs = self._collected_obs = new_obs
+        dones = terminated | truncated
+        self._episode_starts = dones
+        self._update_info_buffer(infos)
+        callback.update_locals(
+            {"new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
+             "actions": actions}
+        )
+        return bool(callback.on_step())
 
     # ------------------------------------------------------------------ the loop and its hooks
     def learn(

@@ -56,16 +56,25 @@ class Checkpointed:
         saved.set_global_rng_state(state["rng"])
         self.action_space.np_random.bit_generator.state = state["action_space_rng"]
 
-    def get_tensors(self, include_buffer: bool = True) -> dict[str, torch.Tensor]:
+    def get_tensors(
+        self, include_buffer: bool = True, include_generators: bool = True
+    ) -> dict[str, torch.Tensor]:
         """Learned state for checkpoints: the declared :attr:`saved_state` (and
         :attr:`saved_buffers` when ``include_buffer``), with the run's counters and random
         states. Tensors go in the result; their JSON skeleton under ``"__tree__"`` as a
-        byte tensor."""
+        byte tensor.
+
+        :param include_generators: ``False`` leaves out the algorithm's own random
+            generators: what a collector on another process needs to act, while it keeps
+            drawing from its own streams.
+        """
         names = self.saved_state + (self.saved_buffers if include_buffer else ())
         parts = {
             name: saved.capture(getattr(self, name), include_buffer=include_buffer)
             for name in names
         }
+        if not include_generators:
+            parts = {name: part for name, part in parts.items() if part["kind"] != "generator"}
         tensors: dict[str, torch.Tensor] = {}
         tree = saved.split_tree({"parts": parts, "run": self._run_state()}, "state", tensors)
         tensors["__tree__"] = torch.frombuffer(
@@ -73,12 +82,22 @@ class Checkpointed:
         )
         return tensors
 
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`get_tensors`'s output."""
+    def set_tensors(
+        self, tensors: dict[str, torch.Tensor], keep_random_state: bool = False
+    ) -> None:
+        """Restore :meth:`get_tensors`'s output.
+
+        :param keep_random_state: keep this process's global random states (Python,
+            NumPy, torch) and the action space's instead of taking the saved ones: a
+            collector takes the learner's weights, not its random streams.
+        """
         tree = json.loads(bytes(tensors["__tree__"].tolist()).decode())
         state = saved.join_tree(tree, tensors)
         for name, part in state["parts"].items():
             saved.restore(self, name, part)
+        if keep_random_state:
+            own = saved.global_rng_state(), self.action_space.np_random.bit_generator.state
+            state["run"]["rng"], state["run"]["action_space_rng"] = own
         self._set_run_state(state["run"])
         self._after_restore()
 

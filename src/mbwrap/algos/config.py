@@ -141,6 +141,30 @@ class AlgoConfig:
     stats_window_size: int = setting(
         100, "episodes averaged in rollout/ep_rew_mean and rollout/ep_len_mean", low=1
     )
+    # Scaling out on Ray (the ``ray`` extra); see :mod:`mbwrap.distributed`.
+    num_workers: int = setting(
+        0,
+        "Ray actors that step copies of the real env with a CPU copy of the acting policy; "
+        "0 steps the env in this process",
+        low=0,
+    )
+    envs_per_worker: int | None = setting(
+        None, "envs each worker steps side by side; None: as many as the real env has",
+        low=1, kind="int",
+    )
+    sync_interval: int = setting(
+        1, "collection rounds between two pushes of the weights to the workers", low=1
+    )
+    worker_restarts: int = setting(
+        3, "times Ray restarts a worker that died before the run fails", low=0
+    )
+    worker_cpus: float = setting(1.0, "CPUs Ray reserves for each worker", low=0.0)
+    worker_gpus: float = setting(0.0, "GPUs (fractions allowed) Ray reserves for each worker",
+                                 low=0.0)
+    ray_address: str | None = setting(
+        None, "Ray cluster to join ('auto', or 'host:port' of `ray start --head`); None "
+        "starts Ray on this machine unless it is already running",
+    )
 
     def __post_init__(self) -> None:
         self.validate()

@@ -289,14 +289,23 @@ class ReplayBuffer:
             }
         )
 
-    def end_episodes(self) -> None:
-        """Mark the newest step of every stream as the end of its episode.
+    def end_episodes(self, streams: slice | list[int] | None = None) -> None:
+        """Mark the newest step of every stream (or of ``streams``) as the end of its
+        episode.
 
         Call this when collection stops or restarts mid-episode (a reset without a
         terminal step), so that no sequence joins the two pieces.
+
+        :param streams: the streams that restart (e.g. those of a collector that was
+            restarted); ``None``: all.
         """
         if self.stored_rows:
-            self._data["episode_end"][(self._pos - 1) % self.rows] = True
+            row = (self._pos - 1) % self.rows
+            if streams is None:
+                self._data["episode_end"][row] = True
+            else:
+                index = streams if isinstance(streams, slice) else list(streams)
+                self._data["episode_end"][row, index] = True
             self._version += 1
 
     # ------------------------------------------------------------------ reading

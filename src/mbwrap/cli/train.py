@@ -180,8 +180,15 @@ def train(
     algo = registry.make_algo(algo_name, gym.make(env_id), seed=seed, device=device, **kwargs)
     atomic_write(out / RUN_INFO, lambda tmp: tmp.write_text(json.dumps(info, indent=2)))
     algo.set_logger(_run_logger(out, append=False))
-    algo.learn(steps, callback=_callbacks(algo, env_id, out, seed, info), progress_bar=progress_bar)
-    algo.save(out / CHECKPOINT)
+    try:
+        algo.learn(
+            steps, callback=_callbacks(algo, env_id, out, seed, info), progress_bar=progress_bar
+        )
+        algo.save(out / CHECKPOINT)
+    finally:
+        close = getattr(algo, "close", None)  # Ray workers, when num_workers > 0
+        if close is not None:
+            close()
     return algo
 
 
@@ -209,6 +216,19 @@ def resume(run_dir: str | Path, *, device: str = "auto", progress_bar: bool = Tr
     return algo
 
 
+def _with_workers(
+    settings: dict[str, Any], workers: int | None, address: str | None
+) -> dict[str, Any]:
+    """``--workers`` and ``--address`` as the settings ``num_workers`` / ``ray_address``."""
+    if workers is not None:
+        if workers < 0:
+            raise SystemExit(f"mbwrap train: --workers: expected an int >= 0, got {workers}")
+        settings["num_workers"] = workers
+    if address is not None:
+        settings["ray_address"] = address
+    return settings
+
+
 def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         resume(args.resume, device=args.device, progress_bar=not args.no_progress)
@@ -226,7 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_freq=args.eval_freq,
         eval_episodes=args.eval_episodes,
         checkpoint_freq=args.checkpoint_freq,
-        settings=parse_settings(args.set),
+        settings=_with_workers(parse_settings(args.set), args.workers, args.address),
         preset=args.preset,
         progress_bar=not args.no_progress,
     )
@@ -281,6 +301,15 @@ def add_train_parsers(commands: Any) -> None:
         action="store_true",
         help="start from mbwrap's small-budget settings for ALGO on this env "
         "(mbwrap.algos.presets; --set overrides them)",
+    )
+    train_parser.add_argument(
+        "--workers", type=int, metavar="N",
+        help="Ray actors collecting real steps (self-play actors for alphazero/muzero); "
+        "needs the ray extra",
+    )
+    train_parser.add_argument(
+        "--address", metavar="ADDR",
+        help="Ray cluster to join: 'auto' (ray start --head on this machine) or host:port",
     )
     train_parser.add_argument("--no-progress", action="store_true")
     train_parser.set_defaults(run=run_train)
