@@ -273,14 +273,85 @@ def test_mbwrap_train_with_workers(tmp_path):
     from mbwrap.cli.train import load_algo
 
     out = tmp_path / "run"
-    code = main([
-        "train", "dyna-q", "--env", "mbwrap/DynaMaze-v0", "--steps", "400", "--workers", "2",
-        "--eval-freq", "200", "--eval-episodes", "1", "--set", "planning_steps=5",
-        "--out", str(out), "--no-progress",
-    ])
+    code = main(
+        [
+            "train",
+            "dyna-q",
+            "--env",
+            "mbwrap/DynaMaze-v0",
+            "--steps",
+            "400",
+            "--workers",
+            "2",
+            "--eval-freq",
+            "200",
+            "--eval-episodes",
+            "1",
+            "--set",
+            "planning_steps=5",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     info = json.loads((out / "run.json").read_text())
     assert info["settings"] == {"planning_steps": 5, "num_workers": 2}
     algo = load_algo(out / "model.pt", device="cpu")
     assert algo.config.num_workers == 2 and algo.num_timesteps == 400
     assert "workers/weights_version" in (out / "progress.csv").read_text()
+
+
+def test_dyna_ppo_reaches_the_maze_goal_with_two_workers():
+    # As the in-process test (tests/algos/test_dyna.py): PPO trained only in the tabular
+    # model of the maze reaches the goal in the real maze; here two workers collect.
+    from stable_baselines3.common.callbacks import StopTrainingOnRewardThreshold
+
+    stop = StopTrainingOnRewardThreshold(reward_threshold=1.0)
+    evaluate = EvalCallback(
+        maze(), callback_on_new_best=stop, n_eval_episodes=1, eval_freq=500, verbose=0
+    )
+    algo = Dyna(
+        maze(),
+        "PPO",
+        "tabular",
+        agent_kwargs={
+            "n_steps": 128,
+            "batch_size": 512,
+            "n_epochs": 4,
+            "gamma": 0.95,
+            "learning_rate": 1e-3,
+            "ent_coef": 0.01,
+        },
+        num_imagined_envs=16,
+        imagination_horizon=100,
+        train_freq=1000,
+        imagined_steps=16384,
+        learning_starts=2000,
+        seed=0,
+        device="cpu",
+        num_workers=2,
+    )
+    algo.learn(10_000, callback=evaluate)
+    algo.close()
+    assert evaluate.best_mean_reward == 1.0
+    assert algo.num_timesteps <= 6000
+
+
+@pytest.mark.slow  # about 100 s on 2 cores
+def test_dreamer_learns_cartpole_over_random_with_two_workers():
+    # DREAMER_CARTPOLE as in tests/algos/test_dreamer.py (in-process: mean >= 60 after
+    # 2,000 real steps; random play averages about 22); two workers collect.
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from mbwrap.algos import Dreamer
+    from mbwrap.algos.presets import DREAMER_CARTPOLE
+
+    torch.manual_seed(0)
+    algo = Dreamer(gym.make("CartPole-v1"), seed=0, device="cpu", num_workers=2, **DREAMER_CARTPOLE)
+    algo.learn(2_000)
+    algo.close()
+    mean, _ = evaluate_policy(
+        algo, make_vec_env("CartPole-v1", n_envs=5, seed=100), 5, deterministic=True
+    )
+    assert mean >= 60.0
