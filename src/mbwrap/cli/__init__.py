@@ -1,4 +1,4 @@
-"""The ``mbwrap`` command: ``plugins``, ``demo``, ``train``, ``eval``, ``plot``."""
+"""The ``mbwrap`` command: ``plugins``, ``demo``, ``train``, ``eval``, ``plot``, ``tune``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from mbwrap.cli.demo import add_demo_parser
 from mbwrap.cli.plot import add_plot_parser
 from mbwrap.cli.plugins import add_plugins_parser
 from mbwrap.cli.train import add_train_parsers
+from mbwrap.cli.tune import add_tune_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(commands)
     add_train_parsers(commands)
     add_plot_parser(commands)
+    add_tune_parser(commands)
     return parser
 
 
