@@ -142,7 +142,8 @@ def test_two_workers_fill_one_stream_per_env_and_report_every_step(tmp_path):
     assert algo.n_envs == 4 and algo.buffer.n_envs == 4
     algo.set_logger(configure(str(tmp_path), ["csv"]))
     record = _Record()
-    algo.learn(1000, callback=record)  # 250 steps of each env: past the 200-step limit
+    # 250 steps of each env (past the 200-step limit), with SB3's progress bar.
+    algo.learn(1000, callback=record, progress_bar=True)
     pool = algo.worker_pool
     assert algo.num_timesteps == 1000 and len(algo.buffer) == 1000
     assert record.steps == list(range(4, 1001, 4))
