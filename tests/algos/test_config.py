@@ -64,7 +64,8 @@ def test_bad_values_name_the_setting_what_was_expected_and_what_came(kwargs, err
 def test_unknown_keywords_list_the_valid_ones_and_suggest_the_nearest():
     with pytest.raises(TypeError, match=r"gama: not a setting of 'toy'\. Did you mean 'gamma'\?"):
         ToyConfig.from_kwargs(gama=0.9)
-    with pytest.raises(TypeError, match="Valid settings: buffer_size, device, envs_per_worker, gamma"):
+    valid = "Valid settings: buffer_size, device, envs_per_worker, gamma"
+    with pytest.raises(TypeError, match=valid):
         ToyConfig.from_kwargs(zzz=1)
     with pytest.raises(TypeError, match="Did you mean 'buffer_size'"):
         ToyConfig().replace(buffer_sise=3)

@@ -70,15 +70,15 @@ def _stored(algo) -> dict[str, np.ndarray]:
 
 
 def test_one_worker_collects_the_in_process_transitions():
-    # Random warm-up steps on CartPole: the worker's env and action space are seeded as
-    # the learner's own, so the stored transitions are the same, bit for bit.
-    here = Dyna(gym.make("CartPole-v1"), "PPO", "mlp", learning_starts=300, seed=3, device="cpu")
+    # Random warm-up steps on CartPole (300 of the 400): the worker's env and action space
+    # are seeded as the learner's own, so the stored transitions are the same, bit for bit.
+    here = Dyna(gym.make("CartPole-v1"), "PPO", "mlp", learning_starts=400, seed=3, device="cpu")
     here.learn(300)
     there = Dyna(
         gym.make("CartPole-v1"),
         "PPO",
         "mlp",
-        learning_starts=300,
+        learning_starts=400,
         seed=3,
         device="cpu",
         num_workers=1,

@@ -56,10 +56,10 @@ def test_discrete_with_start_outside_names_action_and_row(values, row):
 
 
 def test_multidiscrete_outside_names_action():
-    with pytest.raises(SpaceMismatchError, match="^action: 1 action"):
+    with pytest.raises(SpaceMismatchError, match=r"^action: 1 action"):
         ActionCheck(spaces.MultiDiscrete([2, 3]))(np.array([[1, 3]]))
 
 
 def test_strings_are_refused():
-    with pytest.raises(SpaceMismatchError, match="^action: expected numbers"):
+    with pytest.raises(SpaceMismatchError, match=r"^action: expected numbers"):
         ActionCheck(spaces.Discrete(2))("left")

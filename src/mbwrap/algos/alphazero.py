@@ -32,6 +32,7 @@ from mbwrap.algos.presets import PRESETS
 from mbwrap.algos.self_play import SelfPlayAlgorithm
 from mbwrap.buffers.self_play import SelfPlayBuffer
 from mbwrap.device import make_generator
+from mbwrap.distributed.self_play import CopyMaker
 from mbwrap.envs.aec import AECGame, stack_observations
 from mbwrap.envs.board_games import BoardGame, apply_symmetry, board_game
 from mbwrap.envs.game_batch import GameBatch, outcome_targets
@@ -248,6 +249,11 @@ class AlphaZero(SelfPlayAlgorithm):
             self._episode_num += len(finished.lengths)
             self.games_played += len(finished.lengths)
         return {"actions": actions.cpu().numpy(), "dones": done.cpu().numpy(), "infos": infos}
+
+    def _worker_games(self, n_games: int) -> tuple[CopyMaker, dict[str, Any]]:
+        """A worker's copy plays ``n_games`` games of a copy of the game; its window only
+        passes positions on."""
+        return CopyMaker(self.game), {"num_parallel_games": n_games, "buffer_size": 1}
 
     def _warming_up(self) -> bool:
         """Until the window holds ``learning_starts`` positions (at least one)."""

@@ -24,6 +24,8 @@ from mbwrap.algos.state import env_rng_states, set_env_rng_states
 from mbwrap.buffers import check_finite_step, step_vec_env
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer, SegmentWriter
 from mbwrap.device import make_generator
+from mbwrap.distributed.env_maker import env_maker
+from mbwrap.distributed.self_play import VecEnvMaker
 from mbwrap.envs.sb3_vec_env import wrap_env
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models.images import image_layout
@@ -271,6 +273,13 @@ class MuZero(SelfPlayAlgorithm):
 
     def _warming_up(self) -> bool:
         return super()._warming_up() or self.buffer.added == 0
+
+    def _worker_games(self, n_games: int) -> tuple[VecEnvMaker, dict[str, Any]]:
+        """A worker's copy steps ``n_games`` copies of the env, rebuilt from its Gymnasium
+        spec; its replay only passes segments on, so it holds one."""
+        return VecEnvMaker(env_maker(self.env), n_games), {
+            "buffer_size": self.config.segment_length + 1
+        }
 
     def _self_play_metrics(self) -> dict[str, Any]:
         return {"buffer_positions": self.buffer.num_positions}

@@ -9,10 +9,11 @@ from typing import Any
 from stable_baselines3.common.type_aliases import MaybeCallback
 
 from mbwrap.algos.core import AlgorithmCore
+from mbwrap.algos.self_play_workers import SelfPlayWorkers
 from mbwrap.checkpoint import check_count
 
 
-class SelfPlayAlgorithm(AlgorithmCore):
+class SelfPlayAlgorithm(SelfPlayWorkers, AlgorithmCore):
     """Base of the algorithms whose "env" is a batch of games played side by side, each
     move chosen by a search: AlphaZero (a PettingZoo game as a
     :class:`~mbwrap.envs.game_batch.GameBatch`), MuZero (a ``VecEnv`` of Gymnasium envs).
@@ -23,6 +24,8 @@ class SelfPlayAlgorithm(AlgorithmCore):
     all envs of a ``VecEnv``. How much to train per move is SB3's rule: after the
     ``learning_starts`` warm-up, ``gradient_steps`` updates every ``train_freq`` moves,
     credited across vector steps so that the ratio holds whatever the number of games.
+    With ``num_workers > 0`` Ray actors play the games (:class:`~mbwrap.algos.
+    self_play_workers.SelfPlayWorkers`) by the same rule.
 
     Subclasses set :attr:`env` (what SB3 callbacks see as ``training_env``) and implement
     :meth:`_start_games`, :meth:`_self_play_step`, :meth:`train` and ``predict``; their
@@ -44,8 +47,11 @@ class SelfPlayAlgorithm(AlgorithmCore):
 
     @property
     def n_envs(self) -> int:
-        """Games played side by side."""
-        return self.env.num_envs if self.env is not None else 1
+        """Games played side by side (by all workers together when ``num_workers > 0``)."""
+        if self.env is None:
+            return 1
+        workers = self.config.num_workers
+        return workers * self.games_per_worker if workers else self.env.num_envs
 
     def get_env(self) -> Any:
         """The games (what SB3 callbacks read as ``training_env``: ``num_envs``...)."""
@@ -67,7 +73,9 @@ class SelfPlayAlgorithm(AlgorithmCore):
     ) -> SelfPlayAlgorithm:
         """Self-play and train for ``total_timesteps`` moves (all games' moves count).
 
-        :param callback: SB3 callback(s), called after every move of all games.
+        :param callback: SB3 callback(s), called after every move of all games (locals
+            ``actions``, ``dones``, ``infos``, and ``rewards`` where the games have them;
+            ``new_obs`` too without workers).
         :param log_interval: moves of all games (vector steps) between log dumps
             (``None`` or 0: never).
         :param tb_log_name: TensorBoard run name; default the class name.
@@ -89,6 +97,11 @@ class SelfPlayAlgorithm(AlgorithmCore):
             tb_log_name or type(self).__name__,
             progress_bar,
         )
+        if self.config.num_workers:
+            callback.on_training_start(locals(), globals())
+            self._learn_on_workers(total_timesteps, callback, log_interval)
+            callback.on_training_end()
+            return self
         self._start_games(reset_num_timesteps)
         callback.on_training_start(locals(), globals())
         iteration = 0

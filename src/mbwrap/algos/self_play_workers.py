@@ -1,0 +1,198 @@
+"""Self-play on Ray workers for :class:`~mbwrap.algos.SelfPlayAlgorithm`
+(``num_workers``), as muzero-general plays: actors play, the learner stores what they
+played, trains at its ratio of updates to moves and sends the new weights."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from mbwrap.algos import state as saved
+from mbwrap.algos.workers import WorkerCollection
+from mbwrap.distributed.self_play import SelfPlayPool, store_played
+from mbwrap.spaces import space_to_json
+
+
+def join_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """One vector move of several workers as one of all their games: arrays ``[n_i]``
+    concatenated in worker order, ``infos`` lists joined."""
+    joined: dict[str, Any] = {"infos": [info for step in steps for info in step["infos"]]}
+    for key in steps[0].keys() - {"infos"}:
+        joined[key] = np.concatenate([step[key] for step in steps])
+    return joined
+
+
+class SelfPlayWorkers:
+    """The ``num_workers > 0`` path of :meth:`SelfPlayAlgorithm.learn`: rounds of
+    self-play on :class:`~mbwrap.distributed.self_play.SelfPlayPool` actors.
+
+    Each round every worker plays ``ceil(train_freq / n_envs)`` vector moves of its own
+    games (at least one; during the warm-up, up to its end) with a CPU copy of the
+    algorithm. The learner stores what they played in its replay, counts their moves (all
+    games, as in-process), calls callbacks once per vector move, trains
+    :meth:`_updates_due` updates and, when its weights changed, pushes them (at most
+    every ``sync_interval`` rounds). As muzero-general's actors, the workers play the
+    next round meanwhile: with the weights of one training phase ago. Games continue
+    across ``learn`` calls. A worker that dies is restarted and the run goes on.
+
+    A subclass says how a worker makes its games (:meth:`_worker_games`).
+    """
+
+    _self_play_pool: Any = None
+    _pushed_fingerprint: tuple[int, ...] | None = None
+    _rounds_since_push = 0
+    _weights_fingerprint = WorkerCollection._weights_fingerprint
+
+    def _worker_games(self, n_games: int) -> tuple[Callable[[], Any], dict[str, Any]]:
+        """How a worker's copy plays ``n_games`` games: a picklable maker of the copy's
+        ``env``, and the copy's settings that differ from :meth:`get_config`'s."""
+        raise NotImplementedError(
+            f"num_workers: {type(self).__name__} cannot self-play on workers; use num_workers=0"
+        )
+
+    @property
+    def games_per_worker(self) -> int:
+        """``envs_per_worker``, by default as many games as this process's own."""
+        algo: Any = self
+        return int(algo.config.envs_per_worker or algo.env.num_envs)
+
+    @property
+    def self_play_pool(self) -> Any:
+        """The :class:`~mbwrap.distributed.self_play.SelfPlayPool`, started on first use."""
+        if self._self_play_pool is None:
+            algo: Any = self
+            config = algo.config
+            cls = type(self)
+            make_games, changes = self._worker_games(self.games_per_worker)
+            self._self_play_pool = SelfPlayPool(
+                f"{cls.__module__}:{cls.__qualname__}",
+                (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
+                {**algo.get_config(), **changes},
+                make_games,
+                num_workers=config.num_workers,
+                games_per_worker=self.games_per_worker,
+                restarts=config.worker_restarts,
+                cpus=config.worker_cpus,
+                gpus=config.worker_gpus,
+                address=config.ray_address,
+            )
+            self._pushed_fingerprint, self._rounds_since_push = None, 0
+        return self._self_play_pool
+
+    def close(self) -> None:
+        """Stop the self-play workers, if any (a later ``learn`` starts new ones)."""
+        if self._self_play_pool is not None:
+            self._self_play_pool.close()
+            self._self_play_pool = None
+
+    def _take_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """A worker's copy takes the declared state of :meth:`get_tensors`'s output (the
+        networks, and the counters the learner adds up from every worker) and keeps its
+        own games, run counters and random streams."""
+        algo: Any = self
+        tree = json.loads(bytes(tensors["__tree__"].tolist()).decode())
+        state = saved.join_tree(tree, tensors)
+        for name, part in state["parts"].items():
+            saved.restore(self, name, part)
+        algo._after_restore()
+
+    def _push_weights(self) -> None:
+        """Send the learner's state to the workers when it changed since the last push
+        (always the first time: every copy must start from the learner's networks)."""
+        algo: Any = self
+        pool = self.self_play_pool
+        if pool.version >= 0 and self._rounds_since_push < algo.config.sync_interval:
+            return
+        fingerprint = self._weights_fingerprint()
+        if pool.version < 0 or fingerprint != self._pushed_fingerprint:
+            pool.push(algo.get_tensors(include_buffer=False, include_generators=False))
+            self._pushed_fingerprint = fingerprint
+        self._rounds_since_push = 0
+
+    def _round_moves(self, total_timesteps: int, ahead: int = 0) -> int:
+        """Vector moves of the next round, which starts ``ahead`` moves from now: those of
+        one training phase (``train_freq`` moves, at least one vector move) or, during the
+        warm-up, up to its end, as nothing is trained meanwhile; never past
+        ``total_timesteps``."""
+        algo: Any = self
+        config, per_move = algo.config, algo.n_envs
+        moves = -(-config.train_freq // per_move)
+        if algo._warming_up():
+            warm_up_left = config.learning_starts - algo.real_steps - ahead
+            moves = max(moves, -(-warm_up_left // per_move))
+        left = total_timesteps - algo.num_timesteps - ahead
+        return max(1, min(moves, -(-left // per_move)))
+
+    def _learn_on_workers(
+        self, total_timesteps: int, callback: BaseCallback, log_interval: int | None
+    ) -> None:
+        """Rounds until ``total_timesteps`` moves (see the class docstring). A callback
+        that stops the run stops it after its move; the moves played after it (the rest
+        of the round, and the next round already under way) are stored, not counted."""
+        algo: Any = self
+        pool = self.self_play_pool
+        per_move = algo.n_envs
+        iteration = 0
+        keep_going = True
+        pending = None
+        while keep_going and algo.num_timesteps < total_timesteps:
+            self._push_weights()
+            if pending is None:
+                moves = self._round_moves(total_timesteps)
+                pending = pool.start_play(moves, algo.num_timesteps, algo._total_timesteps)
+            rounds = pool.finish(pending)
+            moves = rounds[0].moves
+            self._rounds_since_push += 1
+            # The next round plays while this one is stored and trained on (muzero-general's
+            # actors play on meanwhile): with the weights of one training phase ago.
+            ahead = moves * per_move
+            pending = None
+            if algo.num_timesteps + ahead < total_timesteps:
+                pending = pool.start_play(
+                    self._round_moves(total_timesteps, ahead),
+                    algo.num_timesteps + ahead,
+                    algo._total_timesteps,
+                )
+            self._store_rounds(rounds)
+            callback.on_rollout_start()
+            updates, dump = 0, False
+            for t in range(moves):
+                algo.num_timesteps += per_move
+                algo.real_steps += per_move
+                callback.update_locals(join_steps([played.steps[t] for played in rounds]))
+                keep_going = callback.on_step()
+                if not keep_going:
+                    break
+                updates += algo._updates_due()
+                iteration += 1
+                dump = dump or bool(log_interval and iteration % log_interval == 0)
+            callback.on_rollout_end()
+            if updates:
+                algo._train_metrics = algo.train(updates)
+            algo._record_metrics(
+                "workers",
+                {
+                    "weights_version": pool.version,
+                    "restarts": pool.restarts,
+                    "lost_moves": pool.lost_moves,
+                },
+            )
+            if dump:
+                algo._log()
+        if pending is not None:
+            self._store_rounds(pool.finish(pending))
+
+    def _store_rounds(self, rounds: list[Any]) -> None:
+        """Store what the workers played, with their episodes and counters."""
+        algo: Any = self
+        for played in rounds:
+            store_played(algo.buffer, played.stored)
+            algo.ep_info_buffer.extend(played.episodes)
+            algo._episode_num += len(played.episodes)
+            for name, delta in played.counters.items():
+                setattr(self, name, getattr(self, name) + delta)
