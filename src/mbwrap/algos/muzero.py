@@ -295,7 +295,7 @@ class MuZero(SelfPlayAlgorithm):
     def train_step(self) -> dict[str, torch.Tensor]:
         """One gradient update on a prioritised batch; returns the losses (0-d tensors)."""
         cfg = self.config
-        if cfg.reanalyse_fraction > 0:
+        if cfg.reanalyse_fraction > 0 and not self.reanalyses_remotely:
             count = max(1, int(cfg.reanalyse_fraction * cfg.batch_size))
             self.buffer.reanalyse(self._reanalyse_fn, self.buffer.uniform_rows(count))
         batch = self.buffer.sample(

@@ -14,6 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos import state as saved
 from mbwrap.algos.workers import WorkerCollection
+from mbwrap.distributed.reanalyse import ReanalysePool
 from mbwrap.distributed.self_play import SelfPlayPool, store_played
 from mbwrap.spaces import space_to_json
 
@@ -44,6 +45,8 @@ class SelfPlayWorkers:
     """
 
     _self_play_pool: Any = None
+    _reanalyse_pool: Any = None
+    _reanalysis: Any = None
     _pushed_fingerprint: tuple[int, ...] | None = None
     _rounds_since_push = 0
     _weights_fingerprint = WorkerCollection._weights_fingerprint
@@ -84,11 +87,62 @@ class SelfPlayWorkers:
             self._pushed_fingerprint, self._rounds_since_push = None, 0
         return self._self_play_pool
 
+    @property
+    def reanalyses_remotely(self) -> bool:
+        """Whether stored positions are searched again on a reanalyse actor (MuZero with
+        ``reanalyse_fraction > 0`` and ``num_workers > 0``) instead of before each update."""
+        config: Any = getattr(self, "config", None)
+        return bool(config and config.num_workers and getattr(config, "reanalyse_fraction", 0))
+
+    @property
+    def reanalyse_pool(self) -> Any:
+        """The :class:`~mbwrap.distributed.reanalyse.ReanalysePool`, started on first use."""
+        if self._reanalyse_pool is None:
+            algo: Any = self
+            config = algo.config
+            cls = type(self)
+            self._reanalyse_pool = ReanalysePool(
+                f"{cls.__module__}:{cls.__qualname__}",
+                (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
+                algo.get_config(),
+                restarts=config.worker_restarts,
+                cpus=config.worker_cpus,
+                gpus=config.worker_gpus,
+                address=config.ray_address,
+            )
+            self._reanalysis = None
+        return self._reanalyse_pool
+
     def close(self) -> None:
-        """Stop the self-play workers, if any (a later ``learn`` starts new ones)."""
+        """Stop the self-play (and reanalyse) workers, if any (a later ``learn`` starts
+        new ones)."""
         if self._self_play_pool is not None:
             self._self_play_pool.close()
             self._self_play_pool = None
+        if self._reanalyse_pool is not None:
+            self._reanalyse_pool.close()
+            self._reanalyse_pool, self._reanalysis = None, None
+
+    def _reanalyse_round(self, updates: int) -> None:
+        """Store the search results of the last round's request, then send the next one:
+        as many positions as ``updates`` updates would have searched again in this process
+        (``reanalyse_fraction * batch_size`` each). The actor searches them while the
+        workers play and the learner trains, so the targets arrive one round later (as
+        muzero-general's reanalyse worker does), where their rows still hold them."""
+        if not self.reanalyses_remotely or not updates:
+            return
+        algo: Any = self
+        pool, buffer, config = self.reanalyse_pool, algo.buffer, algo.config
+        if self._reanalysis is not None:
+            rows, index, pending = self._reanalysis
+            result = pool.result(pending)
+            if result is not None:
+                values, policies = (torch.from_numpy(np.array(r)) for r in result)
+                buffer.apply_search(rows, values, policies, index=index)
+        count = max(1, int(config.reanalyse_fraction * config.batch_size)) * updates
+        rows = torch.unique(buffer.uniform_rows(count))
+        index = buffer.index[rows].clone()
+        self._reanalysis = (rows, index, pool.submit(buffer.obs[rows].cpu().numpy()))
 
     def _take_weights(self, tensors: dict[str, torch.Tensor]) -> None:
         """A worker's copy takes the declared state of :meth:`get_tensors`'s output (the
@@ -110,7 +164,10 @@ class SelfPlayWorkers:
             return
         fingerprint = self._weights_fingerprint()
         if pool.version < 0 or fingerprint != self._pushed_fingerprint:
-            pool.push(algo.get_tensors(include_buffer=False, include_generators=False))
+            tensors = algo.get_tensors(include_buffer=False, include_generators=False)
+            pool.push(tensors)
+            if self.reanalyses_remotely:
+                self.reanalyse_pool.push(tensors)
             self._pushed_fingerprint = fingerprint
         self._rounds_since_push = 0
 
@@ -174,12 +231,21 @@ class SelfPlayWorkers:
             callback.on_rollout_end()
             if updates:
                 algo._train_metrics = algo.train(updates)
+                self._reanalyse_round(updates)
             algo._record_metrics(
                 "workers",
                 {
                     "weights_version": pool.version,
                     "restarts": pool.restarts,
                     "lost_moves": pool.lost_moves,
+                    **(
+                        {
+                            "reanalysed": self._reanalyse_pool.reanalysed,
+                            "lost_positions": self._reanalyse_pool.lost_positions,
+                        }
+                        if self._reanalyse_pool is not None
+                        else {}
+                    ),
                 },
             )
             if dump:

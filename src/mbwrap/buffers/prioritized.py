@@ -368,6 +368,35 @@ class PrioritizedTrajectoryBuffer:
             values, policies = search_fn(self.obs[chunk])
             self.root_value[chunk] = values.to(self.device, torch.float32)
             self.policy[chunk] = policies.to(self.device, torch.float32)
+        self._refresh_priorities(rows)
+
+    def apply_search(
+        self,
+        rows: torch.Tensor,
+        values: torch.Tensor,
+        policies: torch.Tensor,
+        *,
+        index: torch.Tensor,
+    ) -> int:
+        """Store search results computed elsewhere (a reanalyse worker) for ``rows``,
+        where they still hold the positions searched, and refresh their priorities.
+
+        :param rows: ``[M]`` distinct ring rows; :param values: ``[M]`` root values;
+            :param policies: ``[M, A]`` search policies.
+        :param index: ``[M]`` absolute indices the rows held when their observations were
+            read (:attr:`index`); a row written over since then is left alone.
+        :return: rows updated.
+        """
+        rows, index = rows.to(self.device), index.to(self.device)
+        same = self.index[rows] == index
+        rows = rows[same]
+        self.root_value[rows] = values.to(self.device, torch.float32)[same]
+        self.policy[rows] = policies.to(self.device, torch.float32)[same]
+        if rows.numel():
+            self._refresh_priorities(rows)
+        return int(rows.numel())
+
+    def _refresh_priorities(self, rows: torch.Tensor) -> None:
         end = self.end[rows]
         z, _ = self.value_targets(self.index[rows], end, self.terminal[end % self.capacity])
         self.update_priorities(rows, self.root_value[rows] - z)

@@ -7,7 +7,8 @@ weights the learner pushes when they change; their transitions go to the learner
 replay, one stream per worker env; the algorithm's own rule of how much training per real
 step decides how many steps each round collects. AlphaZero and MuZero play on
 :class:`SelfPlayWorker` actors (:class:`SelfPlayPool`) and send what they played to the
-learner's replay. A worker that dies is restarted and the run goes on
+learner's replay; with ``reanalyse_fraction`` one :class:`ReanalyseWorker` searches
+stored positions again with the latest weights. A worker that dies is restarted and the run goes on
 (:class:`ActorGroup`). Ray is imported only when a worker is started; sweeps on Ray Tune
 are :mod:`mbwrap.cli.sweep` (``mbwrap tune``).
 """
@@ -16,6 +17,7 @@ from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
 from mbwrap.distributed.env_maker import env_maker
 from mbwrap.distributed.pool import WorkerPool
 from mbwrap.distributed.ray_support import ensure_ray, require_ray
+from mbwrap.distributed.reanalyse import ReanalysePool, ReanalyseWorker
 from mbwrap.distributed.rollout import Rollout, concat_obs
 from mbwrap.distributed.self_play import (
     SelfPlayPool,
@@ -30,6 +32,8 @@ __all__ = [
     "POLICY_ROLES",
     "ActorGroup",
     "CollectionWorker",
+    "ReanalysePool",
+    "ReanalyseWorker",
     "Rollout",
     "SelfPlayPool",
     "SelfPlayRound",
