@@ -10,6 +10,7 @@ Usage::
 
     python benchmarks/muzero.py --seeds 0 1 2 --threads 1
     python benchmarks/muzero.py --seeds 0 --steps 30000 --eval-every 2000
+    python benchmarks/muzero.py --seeds 0 --workers 2   # self-play on 2 Ray actors
 """
 
 from __future__ import annotations
@@ -71,20 +72,26 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="self-play actors on Ray (each plays --n-envs games); 0: here")
     parser.add_argument("--keep-going", action="store_true",
                         help="train the whole budget after reaching the target")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"MuZero on {ENV_ID}, settings {MUZERO_CARTPOLE}, {args.n_envs} envs", flush=True)
+    where = f"{args.workers} self-play actors x " if args.workers else ""
+    print(f"MuZero on {ENV_ID}, settings {MUZERO_CARTPOLE}, {where}{args.n_envs} envs",
+          flush=True)
     firsts: list[int | None] = []
     for seed in args.seeds:
         env = make_vec_env(ENV_ID, n_envs=args.n_envs, seed=seed)
-        algo = MuZero(env, seed=seed, device=args.device, **MUZERO_CARTPOLE)
+        algo = MuZero(env, seed=seed, device=args.device, num_workers=args.workers,
+                      **MUZERO_CARTPOLE)
         log = PeriodicEval(seed, args.eval_every, args.eval_episodes, args.target,
                            stop=not args.keep_going)
         start = time.perf_counter()
         algo.learn(args.steps, callback=log)
         wall = time.perf_counter() - start
+        algo.close()  # the self-play actors, if any
         firsts.append(log.first_at_target)
         best = max((m for _, m in log.history), default=float("nan"))
         print(

@@ -343,3 +343,28 @@ def test_alphazero_on_two_actors_learns_to_draw_perfect_tictactoe():
 
     result = play_match("tictactoe_v3", agent, MinimaxTicTacToe(seed=0), 20)
     assert result.losses == 0
+
+
+@pytest.mark.slow  # about 60 s on 2 cores
+def test_muzero_learns_cartpole_on_two_actors():
+    # MUZERO_CARTPOLE with 2 self-play actors of 8 games each (benchmarks/muzero.py
+    # --workers 2, seed 0): 500.0 over 10 episodes at 4,000 real steps (in-process: 353.8
+    # at 4,000, 489.1 at 6,000); a uniformly random policy lasts about 22 steps.
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from mbwrap.algos.presets import MUZERO_CARTPOLE
+
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
+    algo = MuZero(env, seed=0, device="cpu", num_workers=2, **MUZERO_CARTPOLE)
+    algo.learn(4_000)
+    algo.close()
+    assert algo.num_timesteps == 4_000
+    mean, _ = evaluate_policy(
+        algo,
+        make_vec_env("CartPole-v1", n_envs=10, seed=10_000),
+        n_eval_episodes=10,
+        deterministic=True,
+        warn=False,
+    )
+    assert mean >= 300
