@@ -15,31 +15,16 @@ from mbwrap.spaces import space_to_json
 
 ray = pytest.importorskip("ray")
 
-TINY = {
-    "num_simulations": 4,
-    "network_kwargs": {"hidden_size": 16, "layers": 1, "support_size": 5},
-    "batch_size": 16,
-    "learning_starts": 20,
-    "train_freq": 4,
-    "gradient_steps": 1,
-    "buffer_size": 2_000,
-    "device": "cpu",
-}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def _cartpole() -> gym.Env:
     return gym.make("CartPole-v1", max_episode_steps=5)
 
 
-def test_the_worker_searches_as_the_learner_does_with_its_weights():
-    algo = MuZero(_cartpole(), seed=0, **TINY)
+def test_the_worker_searches_as_the_learner_does_with_its_weights(tiny_muzero):
+    algo = MuZero(_cartpole(), seed=0, **tiny_muzero)
     algo.learn(40)
     worker = ReanalyseWorker(
         f"{MuZero.__module__}:{MuZero.__qualname__}",
@@ -60,8 +45,8 @@ def test_the_worker_searches_as_the_learner_does_with_its_weights():
     np.testing.assert_allclose(policies.sum(-1), 1.0, rtol=1e-5)
 
 
-def test_apply_search_skips_rows_written_over_since():
-    algo = MuZero(_cartpole(), seed=0, **TINY)
+def test_apply_search_skips_rows_written_over_since(tiny_muzero):
+    algo = MuZero(_cartpole(), seed=0, **tiny_muzero)
     algo.learn(40)
     buffer = algo.buffer
     rows = torch.tensor([0, 1, 2])
@@ -75,7 +60,7 @@ def test_apply_search_skips_rows_written_over_since():
     assert buffer.policy[0].tolist() == [0.5, 0.5]
 
 
-def test_a_run_with_reanalyse_on_workers_refreshes_stored_targets(tmp_path):
+def test_a_run_with_reanalyse_on_workers_refreshes_stored_targets(tmp_path, tiny_muzero):
     from stable_baselines3.common.logger import configure
 
     algo = MuZero(
@@ -85,7 +70,7 @@ def test_a_run_with_reanalyse_on_workers_refreshes_stored_targets(tmp_path):
         envs_per_worker=2,
         worker_cpus=0.5,
         reanalyse_fraction=0.5,
-        **TINY,
+        **tiny_muzero,
     )
     assert algo.reanalyses_remotely
     algo.set_logger(configure(str(tmp_path), ["csv"]))

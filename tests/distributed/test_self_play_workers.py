@@ -31,16 +31,6 @@ from mbwrap.spaces import space_to_json
 
 ray = pytest.importorskip("ray")
 
-TINY = {
-    "num_simulations": 4,
-    "network_kwargs": {"hidden_size": 16, "layers": 1, "support_size": 5},
-    "batch_size": 16,
-    "learning_starts": 20,
-    "train_freq": 4,
-    "gradient_steps": 1,
-    "buffer_size": 2_000,
-    "device": "cpu",
-}
 # As tests/algos/test_alphazero.py: one training phase per move of the 8 games.
 SMALL = {
     "num_parallel_games": 8,
@@ -53,19 +43,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def _worker(algo, n_games: int, index: int = 0) -> SelfPlayWorker:
@@ -88,10 +66,10 @@ def _short_cartpole() -> gym.Env:
 
 
 # ---------------------------------------------------------------------- without Ray
-def test_worker_zero_plays_the_in_process_muzero_games():
+def test_worker_zero_plays_the_in_process_muzero_games(tiny_muzero):
     # Without training, worker 0's copy (seeded as the learner) plays the learner's own
     # games: the segments it sends, stored, are the in-process replay bit for bit.
-    settings = {**TINY, "learning_starts": 10**6}
+    settings = {**tiny_muzero, "learning_starts": 10**6}
     here = MuZero(make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=0, **settings)
     there = MuZero(make_vec_env("CartPole-v1", n_envs=2, seed=0), seed=0, **settings)
     here.learn(80)
@@ -130,7 +108,7 @@ def test_worker_zero_plays_the_in_process_alphazero_games():
         assert torch.equal(there.buffer.positions()[name], value), name
 
 
-def test_games_are_rebuilt_from_picklable_makers_even_without_tensor_rules():
+def test_games_are_rebuilt_from_picklable_makers_even_without_tensor_rules(tiny_muzero):
     # A game searched by snapshot and restore: the worker's games are copies of the game.
     algo = AlphaZero(
         "tictactoe_v3",
@@ -151,14 +129,14 @@ def test_games_are_rebuilt_from_picklable_makers_even_without_tensor_rules():
     assert played.counters["games_played"] == len(played.episodes) >= 3
     positions = sum(len(item["obs"]) for item in played.stored)
     assert positions + played.unsent == 3 * 12
-    make_env, changes = MuZero(_short_cartpole(), **TINY)._worker_games(2)
-    assert changes == {"buffer_size": TINY.get("segment_length", 200) + 1}
+    make_env, changes = MuZero(_short_cartpole(), **tiny_muzero)._worker_games(2)
+    assert changes == {"buffer_size": tiny_muzero.get("segment_length", 200) + 1}
     assert pickle.loads(pickle.dumps(make_env))().num_envs == 2
 
 
-def test_set_weights_gives_the_copy_the_networks_and_keeps_its_own_run():
-    learner = MuZero(_short_cartpole(), seed=1, **TINY)
-    worker = _worker(MuZero(_short_cartpole(), seed=2, **TINY), 2)
+def test_set_weights_gives_the_copy_the_networks_and_keeps_its_own_run(tiny_muzero):
+    learner = MuZero(_short_cartpole(), seed=1, **tiny_muzero)
+    worker = _worker(MuZero(_short_cartpole(), seed=2, **tiny_muzero), 2)
     worker.play(7)
     copy = worker.algo
     generator_state = copy.self_play_rng.get_state()
@@ -224,8 +202,8 @@ class _Record(BaseCallback):
         return True
 
 
-def test_two_muzero_actors_store_what_they_play_and_take_new_weights(tmp_path):
-    algo = MuZero(_short_cartpole(), seed=0, num_workers=2, envs_per_worker=2, **TINY)
+def test_two_muzero_actors_store_what_they_play_and_take_new_weights(tmp_path, tiny_muzero):
+    algo = MuZero(_short_cartpole(), seed=0, num_workers=2, envs_per_worker=2, **tiny_muzero)
     assert algo.n_envs == 4
     algo.set_logger(configure(str(tmp_path), ["csv"]))
     record = _Record(4)
@@ -265,25 +243,11 @@ class _StopAt(BaseCallback):
         return self.num_timesteps < self.moves
 
 
-class _KillActor(BaseCallback):
-    """Kills actor 0 (Ray restarts it) once the run passes ``at`` moves."""
-
-    def __init__(self, algo, at: int) -> None:
-        super().__init__()
-        self.algo, self.at, self.done = algo, at, False
-
-    def _on_step(self) -> bool:
-        if not self.done and self.num_timesteps >= self.at:
-            ray.kill(self.algo.self_play_pool.workers[0], no_restart=False)
-            self.done = True
-        return True
-
-
-def test_a_killed_actor_is_restarted_and_the_run_goes_on():
-    algo = MuZero(_short_cartpole(), seed=0, num_workers=2, envs_per_worker=2, **TINY)
+def test_a_killed_actor_is_restarted_and_the_run_goes_on(tiny_muzero, kill_worker):
+    algo = MuZero(_short_cartpole(), seed=0, num_workers=2, envs_per_worker=2, **tiny_muzero)
     # Killed 11 moves into its games' third episodes: the moves of those are lost.
     with pytest.warns(SelfPlayWorkerLostWarning, match="self-play worker 0 died"):
-        algo.learn(80, callback=_KillActor(algo, 44))
+        algo.learn(80, callback=kill_worker(lambda: algo.self_play_pool, at=44))
     pool = algo.self_play_pool
     assert algo.num_timesteps == 80
     assert pool.restarts == 1 and pool.lives == [1, 0] and pool.lost_moves in (2, 4)

@@ -30,11 +30,7 @@ from ray.tune.search.sample import Categorical, Float, Integer, LogUniform, Unif
 MAZE = "mbwrap/DynaMaze-v0"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 # ---------------------------------------------------------------------- search space

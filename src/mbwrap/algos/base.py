@@ -11,10 +11,11 @@ from stable_baselines3.common.type_aliases import MaybeCallback, PolicyPredictor
 from stable_baselines3.common.vec_env import VecEnv
 
 from mbwrap.algos import state as saved
+from mbwrap.algos.collection import RealCollection
 from mbwrap.algos.config import AlgoConfig
 from mbwrap.algos.core import AlgorithmCore
 from mbwrap.algos.workers import WorkerCollection
-from mbwrap.buffers import ReplayBuffer, check_finite_step, step_vec_env
+from mbwrap.buffers import ReplayBuffer
 from mbwrap.checkpoint import check_count
 from mbwrap.envs.sb3_vec_env import env_id, wrap_env
 from mbwrap.models import WorldModel
@@ -22,7 +23,7 @@ from mbwrap.models.build import model_config, resolve_model
 from mbwrap.spaces import check_same_space
 
 
-class Algorithm(WorkerCollection, AlgorithmCore):
+class Algorithm(RealCollection, WorkerCollection, AlgorithmCore):
     """Base of the algorithms that act in a real env, with SB3's
     ``learn``/``predict``/``save``/``load`` surface and one training loop.
 
@@ -109,97 +110,6 @@ class Algorithm(WorkerCollection, AlgorithmCore):
             raise ValueError("env: this algorithm has no env; pass one to load() or call set_env()")
         if reset_num_timesteps or self._last_obs is None:
             self._last_obs = self.env.reset()
-
-    def _collect_real_steps(
-        self,
-        buffer: ReplayBuffer,
-        steps: int,
-        callback: BaseCallback,
-        policy: PolicyPredictor | None = None,
-        deterministic: bool = False,
-    ) -> bool:
-        """Act in the real env for at least ``steps`` steps, storing every transition.
-
-        Each vector step adds ``n_envs`` to :attr:`num_timesteps` and :attr:`real_steps`,
-        stores the transitions in ``buffer`` (the observation the step produced, not the
-        reset one, with ``terminated`` and ``truncated`` apart), updates
-        :attr:`ep_info_buffer` and calls ``callback.on_step()`` with SB3's locals
-        (``new_obs``, ``rewards``, ``dones``, ``infos``, ``actions``). Episodes continue
-        across calls; when :meth:`learn` reset the env in between, the buffer's streams
-        are ended there.
-
-        :param buffer: a :class:`~mbwrap.ReplayBuffer` with ``n_envs`` equal to the env's.
-        :param steps: real steps to take, rounded up to whole vector steps.
-        :param policy: anything with SB3's ``predict()``; ``None`` samples uniformly.
-        :return: ``False`` when a callback asked to stop training.
-        :raises ValueError: when the env returns NaN or infinite observations or rewards.
-        """
-        assert self.env is not None and self._last_obs is not None, "call _start_learning() first"
-        if self.config.num_workers:
-            return self._collect_on_workers(buffer, steps, callback, policy, deterministic)
-        n_envs = self.env.num_envs
-        if self._last_obs is not self._collected_obs:
-            # learn() reset the env: the stored pieces end here, a recurrent state restarts.
-            buffer.end_episodes()
-            self._policy_state = None
-            self._episode_starts = np.ones(n_envs, dtype=bool)
-        callback.on_rollout_start()
-        continue_training = True
-        for _ in range(-(-steps // n_envs)):
-            if policy is None:
-                actions = np.stack([self.action_space.sample() for _ in range(n_envs)])
-            else:
-                actions, self._policy_state = policy.predict(
-                    self._last_obs,
-                    state=self._policy_state,
-                    episode_start=self._episode_starts,
-                    deterministic=deterministic,
-                )
-            # A checkpoint taken where every episode just ended restarts them from these
-            # states, as the uninterrupted run's autoreset did.
-            self._env_rngs_before_step = saved.env_rng_states(self.env)
-            new_obs, rewards, terminated, truncated, next_obs, infos = step_vec_env(
-                self.env, actions
-            )
-            step = (self._last_obs, actions, rewards, next_obs, terminated, truncated)
-            if not self._record_real_step(buffer, step, new_obs, infos, callback):
-                continue_training = False
-                break
-        callback.on_rollout_end()
-        return continue_training
-
-    def _record_real_step(
-        self,
-        buffer: ReplayBuffer,
-        step: tuple[Any, np.ndarray, np.ndarray, Any, np.ndarray, np.ndarray],
-        new_obs: Any,
-        infos: list[dict[str, Any]],
-        callback: BaseCallback,
-    ) -> bool:
-        """Count, store and report one vector step of the real env (here or on workers).
-
-        :param step: ``(obs, actions, rewards, next_obs, terminated, truncated)`` of every
-            stream, as :meth:`ReplayBuffer.add` takes them.
-        :param new_obs: what the policy sees next (after resets).
-        :return: ``False`` when a callback asked to stop.
-        """
-        obs, actions, rewards, next_obs, terminated, truncated = step
-        n_envs = len(rewards)
-        self.num_timesteps += n_envs
-        self.real_steps += n_envs
-        if self._steps_since_refit is not None:
-            self._steps_since_refit += n_envs
-        check_finite_step(next_obs, rewards, self.num_timesteps)
-        buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
-        self._last_obs = self._collected_obs = new_obs
-        dones = terminated | truncated
-        self._episode_starts = dones
-        self._update_info_buffer(infos)
-        callback.update_locals(
-            {"new_obs": new_obs, "rewards": rewards, "dones": dones, "infos": infos,
-             "actions": actions}
-        )
-        return bool(callback.on_step())
 
     # ------------------------------------------------------------------ the loop and its hooks
     def learn(
@@ -299,8 +209,8 @@ class Algorithm(WorkerCollection, AlgorithmCore):
         if not hasattr(self, "model"):
             return False
         every = getattr(self.config, "model_train_freq", None)
-        return self._steps_since_refit is None or every is None or (
-            self._steps_since_refit >= every
+        return (
+            self._steps_since_refit is None or every is None or (self._steps_since_refit >= every)
         )
 
     def _refit(self) -> None:

@@ -13,10 +13,9 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos import state as saved
-from mbwrap.algos.workers import WorkerCollection
+from mbwrap.algos.workers import WeightSync
 from mbwrap.distributed.reanalyse import ReanalysePool
 from mbwrap.distributed.self_play import SelfPlayPool, store_played
-from mbwrap.spaces import space_to_json
 
 
 def join_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
@@ -28,7 +27,7 @@ def join_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
     return joined
 
 
-class SelfPlayWorkers:
+class SelfPlayWorkers(WeightSync):
     """The ``num_workers > 0`` path of :meth:`SelfPlayAlgorithm.learn`: rounds of
     self-play on :class:`~mbwrap.distributed.self_play.SelfPlayPool` actors.
 
@@ -47,9 +46,6 @@ class SelfPlayWorkers:
     _self_play_pool: Any = None
     _reanalyse_pool: Any = None
     _reanalysis: Any = None
-    _pushed_fingerprint: tuple[int, ...] | None = None
-    _rounds_since_push = 0
-    _weights_fingerprint = WorkerCollection._weights_fingerprint
 
     def _worker_games(self, n_games: int) -> tuple[Callable[[], Any], dict[str, Any]]:
         """How a worker's copy plays ``n_games`` games: a picklable maker of the copy's
@@ -69,22 +65,15 @@ class SelfPlayWorkers:
         """The :class:`~mbwrap.distributed.self_play.SelfPlayPool`, started on first use."""
         if self._self_play_pool is None:
             algo: Any = self
-            config = algo.config
-            cls = type(self)
             make_games, changes = self._worker_games(self.games_per_worker)
+            args, group = self._pool_args(changes)
             self._self_play_pool = SelfPlayPool(
-                f"{cls.__module__}:{cls.__qualname__}",
-                (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
-                {**algo.get_config(), **changes},
+                *args,
                 make_games,
-                num_workers=config.num_workers,
+                num_workers=algo.config.num_workers,
                 games_per_worker=self.games_per_worker,
-                restarts=config.worker_restarts,
-                cpus=config.worker_cpus,
-                gpus=config.worker_gpus,
-                address=config.ray_address,
+                **group,
             )
-            self._pushed_fingerprint, self._rounds_since_push = None, 0
         return self._self_play_pool
 
     @property
@@ -98,18 +87,8 @@ class SelfPlayWorkers:
     def reanalyse_pool(self) -> Any:
         """The :class:`~mbwrap.distributed.reanalyse.ReanalysePool`, started on first use."""
         if self._reanalyse_pool is None:
-            algo: Any = self
-            config = algo.config
-            cls = type(self)
-            self._reanalyse_pool = ReanalysePool(
-                f"{cls.__module__}:{cls.__qualname__}",
-                (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
-                algo.get_config(),
-                restarts=config.worker_restarts,
-                cpus=config.worker_cpus,
-                gpus=config.worker_gpus,
-                address=config.ray_address,
-            )
+            args, group = self._pool_args()
+            self._reanalyse_pool = ReanalysePool(*args, **group)
             self._reanalysis = None
         return self._reanalyse_pool
 
@@ -156,20 +135,13 @@ class SelfPlayWorkers:
         algo._after_restore()
 
     def _push_weights(self) -> None:
-        """Send the learner's state to the workers when it changed since the last push
-        (always the first time: every copy must start from the learner's networks)."""
-        algo: Any = self
-        pool = self.self_play_pool
-        if pool.version >= 0 and self._rounds_since_push < algo.config.sync_interval:
-            return
-        fingerprint = self._weights_fingerprint()
-        if pool.version < 0 or fingerprint != self._pushed_fingerprint:
-            tensors = algo.get_tensors(include_buffer=False, include_generators=False)
-            pool.push(tensors)
-            if self.reanalyses_remotely:
-                self.reanalyse_pool.push(tensors)
-            self._pushed_fingerprint = fingerprint
-        self._rounds_since_push = 0
+        """Send the learner's state to the self-play (and reanalyse) workers when it
+        changed since the last push (always the first time: every copy must start from
+        the learner's networks)."""
+        pools = [self.self_play_pool]
+        if self.reanalyses_remotely:
+            pools.append(self.reanalyse_pool)
+        self._sync_weights(pools)
 
     def _round_moves(self, total_timesteps: int, ahead: int = 0) -> int:
         """Vector moves of the next round, which starts ``ahead`` moves from now: those of

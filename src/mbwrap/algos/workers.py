@@ -13,12 +13,11 @@ from mbwrap.distributed import WorkerPool, concat_obs, env_maker
 from mbwrap.spaces import space_to_json
 
 
-class WorkerCollection:
-    """The ``num_workers > 0`` path of ``_collect_real_steps``: rounds of steps on
-    :class:`~mbwrap.distributed.WorkerPool` workers, stored and reported as if the
-    learner had stepped one ``VecEnv`` of all their envs."""
+class WeightSync:
+    """What the learner of every actor pool does alike: start a pool with a copy of
+    itself, and send its weights when they changed (at most every ``sync_interval``
+    rounds)."""
 
-    _pool: Any = None
     _rounds_since_push = 0
     _pushed_fingerprint: tuple[int, ...] | None = None
 
@@ -36,6 +35,49 @@ class WorkerCollection:
             elif isinstance(value, torch.nn.Module):
                 versions.append(sum(t._version for t in value.state_dict().values()))
         return tuple(versions)
+
+    def _sync_weights(self, pools: list[Any]) -> None:
+        """Push the learner's state to ``pools`` when one has none yet (a new pool) or,
+        once ``sync_interval`` rounds have passed, when it changed since the last push."""
+        algo: Any = self
+        new = any(pool.version < 0 for pool in pools)
+        if not new and self._rounds_since_push < algo.config.sync_interval:
+            return
+        fingerprint = self._weights_fingerprint()
+        if new or fingerprint != self._pushed_fingerprint:
+            tensors = algo.get_tensors(include_buffer=False, include_generators=False)
+            for pool in pools:
+                pool.push(tensors)
+            self._pushed_fingerprint = fingerprint
+        self._rounds_since_push = 0
+
+    def _pool_args(
+        self, changes: dict[str, Any] | None = None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A pool's first arguments (the algorithm's ``"module:QualName"``, its spaces and
+        its settings with ``changes``) and its resources from the config."""
+        algo: Any = self
+        config, cls = algo.config, type(self)
+        args = (
+            f"{cls.__module__}:{cls.__qualname__}",
+            (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
+            {**algo.get_config(), **(changes or {})},
+        )
+        group = {
+            "restarts": config.worker_restarts,
+            "cpus": config.worker_cpus,
+            "gpus": config.worker_gpus,
+            "address": config.ray_address,
+        }
+        return args, group
+
+
+class WorkerCollection(WeightSync):
+    """The ``num_workers > 0`` path of ``_collect_real_steps``: rounds of steps on
+    :class:`~mbwrap.distributed.WorkerPool` workers, stored and reported as if the
+    learner had stepped one ``VecEnv`` of all their envs."""
+
+    _pool: Any = None
 
     def _policy_role(self, policy: Any) -> str:
         """How a worker finds ``policy`` on its copy (see
@@ -64,19 +106,13 @@ class WorkerCollection:
         """The :class:`~mbwrap.distributed.WorkerPool`, started on first use."""
         if self._pool is None:
             algo: Any = self
-            config = algo.config
-            cls = type(self)
+            args, group = self._pool_args()
             self._pool = WorkerPool(
-                f"{cls.__module__}:{cls.__qualname__}",
-                (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
-                algo.get_config(),
+                *args,
                 env_maker(algo.env),
-                num_workers=config.num_workers,
-                envs_per_worker=algo.n_envs // config.num_workers,
-                restarts=config.worker_restarts,
-                cpus=config.worker_cpus,
-                gpus=config.worker_gpus,
-                address=config.ray_address,
+                num_workers=algo.config.num_workers,
+                envs_per_worker=algo.n_envs // algo.config.num_workers,
+                **group,
             )
         return self._pool
 
@@ -100,14 +136,8 @@ class WorkerCollection:
         algo: Any = self
         pool = self.worker_pool
         role = self._policy_role(policy)
-        if role != "random" and (
-            pool.version < 0 or self._rounds_since_push >= algo.config.sync_interval
-        ):
-            fingerprint = self._weights_fingerprint()
-            if pool.version < 0 or fingerprint != self._pushed_fingerprint:
-                pool.push(algo.get_tensors(include_buffer=False, include_generators=False))
-                self._pushed_fingerprint = fingerprint
-            self._rounds_since_push = 0
+        if role != "random":
+            self._sync_weights([pool])
         rollouts = pool.collect(-(-steps // pool.num_envs), role, deterministic)
         self._rounds_since_push += 1
         m = pool.envs_per_worker

@@ -14,6 +14,7 @@ are :mod:`mbwrap.cli.sweep` (``mbwrap tune``).
 """
 
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
+from mbwrap.distributed.cpu_copy import CpuCopy, worker_seed
 from mbwrap.distributed.env_maker import env_maker
 from mbwrap.distributed.pool import WorkerPool
 from mbwrap.distributed.ray_support import ensure_ray, require_ray
@@ -26,12 +27,13 @@ from mbwrap.distributed.self_play import (
     SelfPlayWorkerLostWarning,
     store_played,
 )
-from mbwrap.distributed.worker import POLICY_ROLES, CollectionWorker, worker_seed
+from mbwrap.distributed.worker import POLICY_ROLES, CollectionWorker
 
 __all__ = [
     "POLICY_ROLES",
     "ActorGroup",
     "CollectionWorker",
+    "CpuCopy",
     "ReanalysePool",
     "ReanalyseWorker",
     "Rollout",

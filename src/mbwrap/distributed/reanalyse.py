@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from mbwrap.distributed.actor_group import ActorGroup
-from mbwrap.distributed.worker import _import, worker_seed
-from mbwrap.spaces import space_from_json
+from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors
 
 
 class ReanalyseWorker:
@@ -37,29 +36,19 @@ class ReanalyseWorker:
         index: int,
         threads: int = 1,
     ) -> None:
-        torch.set_num_threads(max(1, threads))
-        self._cls = _import(algo_class)
-        self._spaces = space_from_json(observation_space), space_from_json(action_space)
-        self._config = {
-            **config,
-            "device": "cpu",
-            "num_workers": 0,
-            "verbose": 0,
-            "tensorboard_log": None,
-        }
+        self._recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
         self.index = index
         self.start(life=0)
 
     def start(self, life: int) -> None:
         """Build this life's copy (its own seed); its weights are its own until
         :meth:`set_weights`."""
-        seed = worker_seed(self._config.get("seed"), self.index, life)
-        self.algo = self._cls._rebuild(None, *self._spaces, {**self._config, "seed": seed})
+        self.algo = self._recipe.build(None, self.index, life)
         self.version = -1
 
     def set_weights(self, arrays: dict[str, np.ndarray], version: int) -> int:
         """Take the learner's networks (:meth:`get_tensors` as NumPy arrays)."""
-        tensors = {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
+        tensors = numpy_to_tensors(arrays)
         self.algo._take_weights(tensors)
         self.version = version
         return version

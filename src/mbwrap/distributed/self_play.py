@@ -24,10 +24,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
+from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors
 from mbwrap.distributed.env_maker import EnvMaker
 from mbwrap.distributed.rollout import trim_infos
-from mbwrap.distributed.worker import _import, _Monitored, worker_seed
-from mbwrap.spaces import space_from_json
+from mbwrap.distributed.worker import _Monitored
 
 #: Makes what a self-play algorithm takes as ``env`` (a ``VecEnv``, a game).
 GamesMaker = Callable[[], Any]
@@ -272,17 +272,7 @@ class SelfPlayWorker:
         index: int,
         threads: int = 1,
     ) -> None:
-        torch.set_num_threads(max(1, threads))
-        self._cls = _import(algo_class)
-        self._spaces = space_from_json(observation_space), space_from_json(action_space)
-        self._config = {
-            **config,
-            "device": "cpu",
-            "num_workers": 0,
-            "verbose": 0,
-            "tensorboard_log": None,
-        }
-        self.seed: int | None = config.get("seed")
+        self._recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
         self.make_games, self.index = make_games, index
         self.version = -1
         self.start(life=0)
@@ -291,8 +281,7 @@ class SelfPlayWorker:
         """Build this life's copy and start its games: seeded as the in-process algorithm
         for worker 0's first life, with a stream of its own for every other (worker, life).
         The copy's weights are its own until :meth:`set_weights`."""
-        config = {**self._config, "seed": worker_seed(self.seed, self.index, life)}
-        algo = self._cls._rebuild(self.make_games(), *self._spaces, config)
+        algo = self._recipe.build(self.make_games(), self.index, life)
         # Every episode goes to the learner, not only the last stats_window_size.
         algo.ep_info_buffer = deque()
         algo.buffer = outbox_for(algo.buffer)
@@ -311,7 +300,7 @@ class SelfPlayWorker:
         """Take the learner's state (:meth:`get_tensors` as NumPy arrays, without its
         random streams); keep this copy's games, run counters and random streams; return
         ``version``."""
-        tensors = {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
+        tensors = numpy_to_tensors(arrays)
         self.algo._take_weights(tensors)
         self.version = version
         return version

@@ -4,47 +4,23 @@ or in-process in tests)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
 import numpy as np
-import torch
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mbwrap.buffers import step_vec_env
+from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors, worker_seed
 from mbwrap.distributed.env_maker import EnvMaker
 from mbwrap.distributed.rollout import Rollout, trim_infos
-from mbwrap.spaces import space_from_json
 
 #: How a worker finds, on its copy of the algorithm, what acts: uniformly random
 #: actions, the algorithm's ``predict``, its ``agent`` or ``planner``, or what
 #: ``_behaviour_policy()`` returns.
 POLICY_ROLES = ("random", "predict", "agent", "planner", "behaviour")
-
-
-def worker_seed(seed: int | None, index: int, life: int) -> int | None:
-    """The seed of the random streams of worker ``index`` in its ``life``-th life (0
-    before any restart).
-
-    Worker 0's first life takes ``seed`` itself, so that one worker reproduces the
-    in-process run; every other (worker, life) draws its own stream.
-    """
-    if seed is None:
-        return None
-    if index == 0 and life == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, index, life]).generate_state(1)[0])
-
-
-def _import(path: str) -> type:
-    module, _, qualname = path.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 class _Monitored:
@@ -82,18 +58,10 @@ class CollectionWorker:
         index: int,
         threads: int = 1,
     ) -> None:
-        torch.set_num_threads(max(1, threads))
-        config = {
-            **config,
-            "device": "cpu",
-            "num_workers": 0,
-            "verbose": 0,
-            "tensorboard_log": None,
-        }
-        self.seed: int | None = config.get("seed")
-        self.algo = _import(algo_class)._rebuild(
-            None, space_from_json(observation_space), space_from_json(action_space), config
-        )
+        recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
+        self.seed = recipe.seed
+        # One copy for every life: a restart reseeds its streams, the weights come anew.
+        self.algo = recipe.build(None, index=0, life=0)
         self.env = DummyVecEnv([_Monitored(make_env) for _ in range(n_envs)])
         self.n_envs, self.index = n_envs, index
         self.version = -1
@@ -118,8 +86,7 @@ class CollectionWorker:
     def set_weights(self, arrays: dict[str, np.ndarray], version: int) -> int:
         """Take the learner's state (:meth:`get_tensors` as NumPy arrays, without its
         random streams); return ``version``."""
-        tensors = {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
-        self.algo.set_tensors(tensors, keep_random_state=True)
+        self.algo.set_tensors(numpy_to_tensors(arrays), keep_random_state=True)
         self.version = version
         return version
 
