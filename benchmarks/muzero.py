@@ -74,18 +74,22 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0,
                         help="self-play actors on Ray (each plays --n-envs games); 0: here")
+    parser.add_argument("--replay-actor", action="store_true",
+                        help="with --workers: the prioritised replay on its own Ray actor")
     parser.add_argument("--keep-going", action="store_true",
                         help="train the whole budget after reaching the target")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     where = f"{args.workers} self-play actors x " if args.workers else ""
+    if args.replay_actor:
+        where = f"a replay actor, {where}"
     print(f"MuZero on {ENV_ID}, settings {MUZERO_CARTPOLE}, {where}{args.n_envs} envs",
           flush=True)
     firsts: list[int | None] = []
     for seed in args.seeds:
         env = make_vec_env(ENV_ID, n_envs=args.n_envs, seed=seed)
         algo = MuZero(env, seed=seed, device=args.device, num_workers=args.workers,
-                      **MUZERO_CARTPOLE)
+                      replay_actor=args.replay_actor, **MUZERO_CARTPOLE)
         log = PeriodicEval(seed, args.eval_every, args.eval_episodes, args.target,
                            stop=not args.keep_going)
         start = time.perf_counter()

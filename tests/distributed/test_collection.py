@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
-from mbwrap.algos import MBPO, PETS, Dyna
+from mbwrap.algos import MBPO, PETS, Dyna, PlaNet
 from mbwrap.algos.presets import CARTPOLE_MBPO
 from mbwrap.distributed import WorkerLostWarning
 
@@ -199,6 +199,85 @@ def test_an_env_without_a_spec_is_refused_naming_env():
     )
     with pytest.raises(ValueError, match=r"^env: num_workers > 0 rebuilds the env"):
         algo.learn(10)
+
+
+def _small_planet(env: gym.Env, **kwargs) -> PlaNet:
+    return PlaNet(
+        env,
+        seed=0,
+        device="cpu",
+        learning_starts=30,
+        gradient_steps=5,
+        batch_size=8,
+        sequence_length=8,
+        action_repeat=2,
+        model_kwargs={"deter": 16, "hidden": 16, "stoch": 4, "layers": 1},
+        planner_kwargs={"population": 16, "num_elites": 4, "iterations": 2, "horizon": 3},
+        **kwargs,
+    )
+
+
+def test_one_planet_worker_collects_the_in_process_decisions():
+    # Random decisions, then planned ones with beliefs filtered on the worker: the weights
+    # pushed after each training round leave the worker's beliefs and noise its own.
+    def pendulum() -> gym.Env:
+        return gym.make("Pendulum-v1", max_episode_steps=30)
+
+    here, there = _small_planet(pendulum()), _small_planet(pendulum(), num_workers=1)
+    here.learn(120)
+    there.learn(120)
+    assert there.train_rounds == here.train_rounds >= 3
+    there.close()
+    ours, theirs = here.buffer.transitions(), there.buffer.transitions()
+    assert len(there.buffer) == len(here.buffer) == 60  # 2 env steps per decision
+    for field in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+        assert torch.equal(getattr(theirs, field), getattr(ours, field)), field
+
+
+def test_planet_workers_decide_together_when_one_worker_s_episodes_end():
+    # CartPole's episodes end at different steps on the two workers; each stored decision
+    # of 2 steps sums 2 rewards of 1, or 1 where its episode ended after the first step.
+    algo = _small_planet(gym.make("CartPole-v1"), num_workers=2, envs_per_worker=1)
+
+    class Decisions(BaseCallback):
+        """Every env's action may change only where the learner's writer starts a
+        decision (the step after it finished one)."""
+
+        def _on_training_start(self) -> None:
+            self.last, self.mid_changes, self.steps = None, 0, 0
+
+        def _on_step(self) -> bool:
+            actions = np.asarray(self.locals["actions"]).reshape(-1)
+            if self.last is not None and self.mid_decision:
+                self.mid_changes += int((actions != self.last).any())
+            self.last, self.mid_decision = actions, algo._writer.pending > 0
+            self.steps += 1
+            return True
+
+    decisions = Decisions()
+    algo.learn(200, callback=decisions)
+    algo.close()
+    assert decisions.steps == 100 and decisions.mid_changes == 0
+    data = algo.buffer.transitions()
+    ended = data.terminated | data.truncated
+    assert set(data.reward[~ended].tolist()) == {2.0}
+    assert set(data.reward[ended].tolist()) <= {1.0, 2.0}
+    assert algo.real_episodes >= 4 and algo.train_rounds >= 1
+
+
+def test_actors_ray_cannot_place_are_an_error_naming_worker_cpus(monkeypatch):
+    from mbwrap.distributed import ActorGroup
+
+    monkeypatch.setattr(ActorGroup, "placement_patience_s", 3.0)
+    algo = _maze_dyna(num_workers=1, worker_cpus=3)  # the test session has 2 CPUs
+    with pytest.raises(RuntimeError, match=r"worker_cpus: only 0 of 1 collection workers "
+                       r"started within 3 s; each asks for 3(\.0)? CPUs"):
+        algo.learn(400)
+    # Nothing was left holding the CPUs: a pool that fits starts.
+    monkeypatch.undo()
+    algo = _maze_dyna(num_workers=2, envs_per_worker=1)
+    algo.learn(400)
+    algo.close()
 
 
 def test_settings_are_checked():

@@ -29,6 +29,10 @@ class Checkpointed:
     saved_state: ClassVar[tuple[str, ...]] = ()
     #: Replay attributes a checkpoint holds unless ``save(include_buffer=False)``.
     saved_buffers: ClassVar[tuple[str, ...]] = ()
+    #: Parts of :attr:`saved_state` that are how the algorithm acts between calls (the
+    #: beliefs of a latent filter and its noise): a collection worker taking the
+    #: learner's weights keeps its own.
+    acting_state: ClassVar[tuple[str, ...]] = ()
 
     def _run_state(self) -> dict[str, Any]:
         """Counters and random states of the run (subclasses add theirs)."""
@@ -88,13 +92,15 @@ class Checkpointed:
         """Restore :meth:`get_tensors`'s output.
 
         :param keep_random_state: keep this process's global random states (Python,
-            NumPy, torch) and the action space's instead of taking the saved ones: a
-            collector takes the learner's weights, not its random streams.
+            NumPy, torch), the action space's and the :attr:`acting_state` instead of
+            taking the saved ones: a collector takes the learner's weights, not its
+            random streams or beliefs.
         """
         tree = json.loads(bytes(tensors["__tree__"].tolist()).decode())
         state = saved.join_tree(tree, tensors)
         for name, part in state["parts"].items():
-            saved.restore(self, name, part)
+            if not (keep_random_state and name in self.acting_state):
+                saved.restore(self, name, part)
         if keep_random_state:
             own = saved.global_rng_state(), self.action_space.np_random.bit_generator.state
             state["run"]["rng"], state["run"]["action_space_rng"] = own

@@ -142,6 +142,7 @@ class Dreamer(Algorithm):
         "filter",
     )
     saved_buffers = ("buffer",)
+    acting_state = ("filter",)
     config: DreamerConfig
 
     def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:

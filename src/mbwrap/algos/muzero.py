@@ -302,6 +302,8 @@ class MuZero(SelfPlayAlgorithm):
             cfg.batch_size,
             bootstrap_fn=self._target_values if cfg.bootstrap_with_network else None,
         )
+        if batch is None:  # a replay actor restarted empty: train once games are stored
+            return {}
         nets = self.networks
         nets.train()
         state = nets.represent(self.search_model.observations(batch.obs))

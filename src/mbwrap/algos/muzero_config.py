@@ -83,6 +83,11 @@ class MuZeroConfig(AlgoConfig):
         "observation n steps ahead instead of the stored search value",
         source=f"{_PAPER}, Appendix H (Reanalyze bootstraps from a recent network)",
     )
+    replay_actor: bool = setting(
+        False, "with num_workers: the replay lives on its own Ray actor, which stores what "
+        "the self-play actors played, draws prioritised batches and takes new priorities",
+        source="muzero-general's ReplayBuffer actor",
+    )
     target_update_interval: int | None = setting(
         None, "with bootstrap_with_network: bootstrap from a copy of the networks refreshed "
         "every this many updates; None: from the networks being trained",
@@ -103,6 +108,13 @@ class MuZeroConfig(AlgoConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.replay_actor and not self.num_workers:
+            raise ValueError("replay_actor: needs num_workers > 0 (self-play on Ray actors)")
+        if self.replay_actor and self.bootstrap_with_network:
+            raise ValueError(
+                "replay_actor: bootstrap_with_network needs the networks beside the replay; "
+                "turn one of them off"
+            )
         if self.segment_length >= self.buffer_size:
             raise ValueError(
                 f"segment_length: expected at most buffer_size - 1 = {self.buffer_size - 1}, "

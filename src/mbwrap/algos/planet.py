@@ -19,103 +19,16 @@ from stable_baselines3.common import utils as sb3_utils
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos.base import Algorithm
+from mbwrap.algos.planet_acting import Acting
 from mbwrap.algos.planet_config import PLANET_CEM_KWARGS, PLANET_MODEL_KWARGS, PlaNetConfig
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.buffers.action_repeat import ActionRepeatWriter
 from mbwrap.device import make_generator
-from mbwrap.models.latent_filter import LatentFilter, missing_filter_methods, observation_batch
+from mbwrap.models.latent_filter import LatentFilter, missing_filter_methods
 from mbwrap.planners import Planner
 from mbwrap.registry import make_planner
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds
-
-
-class _Acting:
-    """What acting keeps between calls for a batch of envs, as an SB3 predictor: the
-    filtered beliefs, the planner (and its warm start), the last decision and the action
-    repeat's phase.
-
-    PlaNet keeps one for collecting experience and one for :meth:`PlaNet.predict`, so that
-    an evaluation during learning (SB3's ``EvalCallback``) leaves the training envs'
-    beliefs and planner memory alone.
-    """
-
-    def __init__(self, algo: PlaNet, planner: Planner) -> None:
-        self.algo = algo
-        self.planner = planner
-        #: Filters the beliefs; its generator also draws the exploration noise.
-        self.filter = LatentFilter(algo.model)
-        #: Uniformly random decisions (the ``learning_starts`` steps) instead of planned.
-        self.random = False
-        #: ``[B, *act_shape]`` the action executed since the beliefs were filtered.
-        self.action: torch.Tensor | None = None
-        #: ``[B, *act_shape]`` the last decision, repeated between decisions.
-        self.decided: np.ndarray | None = None
-        #: ``[B]`` bool: envs whose episode started since the last decision.
-        self.pending: np.ndarray | None = None
-        #: Env steps since the last decision, modulo the action repeat.
-        self.phase = 0
-
-    def forget(self, *, decisions: bool = True) -> None:
-        """Drop every env's belief (and the decisions being repeated): the next decision
-        starts from the observation alone."""
-        self.filter.reset()
-        self.planner.reset()
-        self.action = None
-        if decisions:
-            self.decided = self.pending = None
-            self.phase = 0
-
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
-        """See :meth:`PlaNet.predict`."""
-        algo = self.algo
-        obs, batched = observation_batch(observation, algo.observation_space, algo.model.device)
-        batch = next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
-        starts = np.zeros(batch, dtype=bool)
-        if episode_start is not None:
-            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-            if starts.shape != (batch,):
-                raise ValueError(
-                    f"episode_start: expected {batch} booleans, one per observation, got "
-                    f"shape {np.shape(episode_start)}"
-                )
-        if self.decided is None or self.decided.shape[0] != batch:
-            self.forget()
-            starts = np.ones(batch, dtype=bool)
-        self.pending = starts if self.pending is None else self.pending | starts
-        if starts.all():
-            self.phase = 0
-        if self.phase == 0:
-            self.decided = self._decide(obs, batch, explore=not deterministic)
-            self.pending = np.zeros(batch, dtype=bool)
-        self.phase = (self.phase + 1) % algo.config.action_repeat
-        assert self.decided is not None
-        actions = self.decided.copy()
-        return (actions if batched else actions[0]), state
-
-    @torch.no_grad()
-    def _decide(self, obs: Any, batch: int, explore: bool) -> np.ndarray:
-        """Filter every env's belief with its new observation ``[B, *obs_shape]`` and plan
-        from it: ``[B, *act_shape]`` actions, noisy if ``explore``."""
-        algo, restart = self.algo, self.pending
-        if self.random:
-            self.forget(decisions=False)
-            return np.stack([algo.action_space.sample() for _ in range(batch)])
-        known = self.filter.state is not None and self.action is not None
-        self.planner.reset(restart if known else None)
-        vector = algo.model.action_vector(self.action) if known else None
-        state = self.filter.observe(obs, vector, restart)
-        action = self.planner.plan_states(state)
-        if explore and algo.config.exploration_noise > 0:
-            action = algo._explore(action, self.filter.generator)
-        self.action = action
-        return action.cpu().numpy()
 
 
 class PlaNet(Algorithm):
@@ -166,6 +79,7 @@ class PlaNet(Algorithm):
         "_episodes_since_round",
     )
     saved_buffers = ("buffer",)
+    acting_state = ("collect_filter", "eval_filter")
     config: PlaNetConfig
 
     def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
@@ -195,8 +109,8 @@ class PlaNet(Algorithm):
             config.planner_kwargs = {**PLANET_CEM_KWARGS, **config.planner_kwargs}
         #: The planner :meth:`predict` acts with.
         self.planner: Planner = self._make_planner()
-        self._collecting = _Acting(self, self._make_planner())
-        self._evaluating = _Acting(self, self.planner)
+        self._collecting = Acting(self, self._make_planner())
+        self._evaluating = Acting(self, self.planner)
         self.buffer = ReplayBuffer(
             self.observation_space,
             self.action_space,
@@ -315,6 +229,26 @@ class PlaNet(Algorithm):
         if self.config.train_freq is None:
             return self._episodes_since_round > 0
         return self.real_steps - self._steps_at_round >= self.config.train_freq
+
+    def _policy_role(self, policy: Any) -> str:
+        """On collection workers the collecting policy is named with what the learner
+        knows: warm-up (random decisions) and whether its writer starts a decision at
+        this vector step, which PlaNet's ``_collect`` takes one at a time."""
+        if policy is self._collecting:
+            flags = ["random"] * policy.random + ["decide"] * (self._writer.pending == 0)
+            return "+".join(["collecting", *flags])
+        return super()._policy_role(policy)
+
+    def _worker_policy(self, role: str) -> Acting:
+        """A worker copy's collecting policy for ``role`` (see :meth:`_policy_role`)."""
+        name, *flags = role.split("+")
+        if name != "collecting":
+            raise ValueError(f"role: expected 'collecting[+random][+decide]', got {role!r}")
+        acting = self._collecting
+        acting.learner_decides, acting.random = True, "random" in flags
+        if "decide" in flags:
+            acting.phase = 0
+        return acting
 
     def _collect(self, callback: BaseCallback, remaining: int) -> bool:
         """Train a round when one is due, then make one decision for every env and act on

@@ -15,6 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from mbwrap.algos import state as saved
 from mbwrap.algos.workers import WeightSync
 from mbwrap.distributed.reanalyse import ReanalysePool
+from mbwrap.distributed.replay import RemoteReplay
 from mbwrap.distributed.self_play import SelfPlayPool, store_played
 
 
@@ -46,6 +47,7 @@ class SelfPlayWorkers(WeightSync):
     _self_play_pool: Any = None
     _reanalyse_pool: Any = None
     _reanalysis: Any = None
+    _home_buffer: Any = None
 
     def _worker_games(self, n_games: int) -> tuple[Callable[[], Any], dict[str, Any]]:
         """How a worker's copy plays ``n_games`` games: a picklable maker of the copy's
@@ -92,9 +94,27 @@ class SelfPlayWorkers(WeightSync):
             self._reanalysis = None
         return self._reanalyse_pool
 
+    def _use_replay_actor(self) -> None:
+        """With ``replay_actor``: move the replay onto its own actor (what this process
+        held goes with it) until :meth:`close`."""
+        algo: Any = self
+        if not getattr(algo.config, "replay_actor", False) or self._home_buffer is not None:
+            return
+        args, group = self._pool_args()
+        remote = RemoteReplay(*args, device=algo.device, **group)
+        remote.generator = algo.buffer.generator
+        if algo.buffer.added:
+            remote.load_state_dict(algo.buffer.state_dict())
+        self._home_buffer, algo.buffer = algo.buffer, remote
+
     def close(self) -> None:
         """Stop the self-play (and reanalyse) workers, if any (a later ``learn`` starts
-        new ones)."""
+        new ones); a replay actor's contents come back to this process first."""
+        algo: Any = self
+        if self._home_buffer is not None:
+            self._home_buffer.load_state_dict(algo.buffer.state_dict())
+            algo.buffer.close()
+            algo.buffer, self._home_buffer = self._home_buffer, None
         if self._self_play_pool is not None:
             self._self_play_pool.close()
             self._self_play_pool = None
@@ -119,9 +139,8 @@ class SelfPlayWorkers(WeightSync):
                 values, policies = (torch.from_numpy(np.array(r)) for r in result)
                 buffer.apply_search(rows, values, policies, index=index)
         count = max(1, int(config.reanalyse_fraction * config.batch_size)) * updates
-        rows = torch.unique(buffer.uniform_rows(count))
-        index = buffer.index[rows].clone()
-        self._reanalysis = (rows, index, pool.submit(buffer.obs[rows].cpu().numpy()))
+        rows, index, obs = buffer.positions_to_reanalyse(count)
+        self._reanalysis = (rows, index, pool.submit(obs.cpu().numpy()))
 
     def _take_weights(self, tensors: dict[str, torch.Tensor]) -> None:
         """A worker's copy takes the declared state of :meth:`get_tensors`'s output (the
@@ -165,6 +184,7 @@ class SelfPlayWorkers(WeightSync):
         of the round, and the next round already under way) are stored, not counted."""
         algo: Any = self
         pool = self.self_play_pool
+        self._use_replay_actor()
         per_move = algo.n_envs
         iteration = 0
         keep_going = True
@@ -204,32 +224,37 @@ class SelfPlayWorkers(WeightSync):
             if updates:
                 algo._train_metrics = algo.train(updates)
                 self._reanalyse_round(updates)
-            algo._record_metrics(
-                "workers",
-                {
-                    "weights_version": pool.version,
-                    "restarts": pool.restarts,
-                    "lost_moves": pool.lost_moves,
-                    **(
-                        {
-                            "reanalysed": self._reanalyse_pool.reanalysed,
-                            "lost_positions": self._reanalyse_pool.lost_positions,
-                        }
-                        if self._reanalyse_pool is not None
-                        else {}
-                    ),
-                },
-            )
+            algo._record_metrics("workers", self._worker_metrics())
             if dump:
                 algo._log()
         if pending is not None:
             self._store_rounds(pool.finish(pending))
 
+    def _worker_metrics(self) -> dict[str, float]:
+        """The ``workers/*`` logs: weights version, restarts, what dead actors lost."""
+        algo: Any = self
+        pool = self.self_play_pool
+        metrics = {
+            "weights_version": pool.version,
+            "restarts": pool.restarts,
+            "lost_moves": pool.lost_moves,
+        }
+        if self._reanalyse_pool is not None:
+            metrics["reanalysed"] = self._reanalyse_pool.reanalysed
+            metrics["lost_positions"] = self._reanalyse_pool.lost_positions
+        if isinstance(algo.buffer, RemoteReplay):
+            metrics["replay_restarts"] = algo.buffer.restarts
+            metrics["replay_lost_positions"] = algo.buffer.lost_positions
+        return metrics
+
     def _store_rounds(self, rounds: list[Any]) -> None:
         """Store what the workers played, with their episodes and counters."""
         algo: Any = self
+        if isinstance(algo.buffer, RemoteReplay):
+            algo.buffer.store([item for played in rounds for item in played.stored])
         for played in rounds:
-            store_played(algo.buffer, played.stored)
+            if not isinstance(algo.buffer, RemoteReplay):
+                store_played(algo.buffer, played.stored)
             algo.ep_info_buffer.extend(played.episodes)
             algo._episode_num += len(played.episodes)
             for name, delta in played.counters.items():

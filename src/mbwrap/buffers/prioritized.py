@@ -356,6 +356,15 @@ class PrioritizedTrajectoryBuffer:
             raise ValueError("buffer: holds no positions yet; add a segment first")
         return torch.multinomial(weights, count, replacement=True, generator=self.generator)
 
+    def positions_to_reanalyse(
+        self, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``count`` rows drawn uniformly, duplicates dropped: ``(rows [M], their move
+        indices [M], their observations [M, *obs_shape])``; search the observations
+        again and give the results to :meth:`apply_search` with ``index``."""
+        rows = torch.unique(self.uniform_rows(count))
+        return rows, self.index[rows].clone(), self.obs[rows]
+
     def reanalyse(self, search_fn: Any, rows: torch.Tensor, *, batch_size: int = 256) -> None:
         """Recompute the search values and policies of ``rows`` with the latest network
         (MuZero Reanalyze, Appendix H), in batches, and refresh their priorities.

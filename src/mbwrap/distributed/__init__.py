@@ -8,7 +8,8 @@ replay, one stream per worker env; the algorithm's own rule of how much training
 step decides how many steps each round collects. AlphaZero and MuZero play on
 :class:`SelfPlayWorker` actors (:class:`SelfPlayPool`) and send what they played to the
 learner's replay; with ``reanalyse_fraction`` one :class:`ReanalyseWorker` searches
-stored positions again with the latest weights. A worker that dies is restarted and the run goes on
+stored positions again with the latest weights, and with ``replay_actor`` the replay
+lives on a :class:`RemoteReplay` actor. A worker that dies is restarted and the run goes on
 (:class:`ActorGroup`). Ray is imported only when a worker is started; sweeps on Ray Tune
 are :mod:`mbwrap.cli.sweep` (``mbwrap tune``).
 """
@@ -19,6 +20,7 @@ from mbwrap.distributed.env_maker import env_maker
 from mbwrap.distributed.pool import WorkerPool
 from mbwrap.distributed.ray_support import ensure_ray, require_ray
 from mbwrap.distributed.reanalyse import ReanalysePool, ReanalyseWorker
+from mbwrap.distributed.replay import RemoteReplay, ReplayLostWarning, ReplayWorker
 from mbwrap.distributed.rollout import Rollout, concat_obs
 from mbwrap.distributed.self_play import (
     SelfPlayPool,
@@ -36,6 +38,9 @@ __all__ = [
     "CpuCopy",
     "ReanalysePool",
     "ReanalyseWorker",
+    "RemoteReplay",
+    "ReplayLostWarning",
+    "ReplayWorker",
     "Rollout",
     "SelfPlayPool",
     "SelfPlayRound",

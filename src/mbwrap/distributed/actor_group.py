@@ -39,6 +39,8 @@ class ActorGroup:
     #: The unit of what a dead actor loses, in warnings.
     unit = "steps"
     warning: type[Warning] = WorkerLostWarning
+    #: Seconds to wait for the actors to be placed before giving up with an error.
+    placement_patience_s = 180.0
 
     def __init__(
         self,
@@ -66,6 +68,23 @@ class ActorGroup:
         self._weights: Any = None
         #: Worker restarts so far.
         self.restarts = 0
+        self._await_placement(cpus, gpus)
+
+    def _await_placement(self, cpus: float, gpus: float) -> None:
+        """Wait until every actor runs: one Ray cannot place (not enough free CPUs or
+        GPUs) would otherwise leave the first call waiting for ever."""
+        patience_s = self.placement_patience_s
+        pending = [worker.pid.remote() for worker in self.workers]
+        ready, _ = self._ray.wait(pending, num_returns=len(pending), timeout=patience_s)
+        if len(ready) < len(pending):
+            free = self._ray.available_resources()
+            self.close()
+            raise RuntimeError(
+                f"worker_cpus: only {len(ready)} of {len(pending)} {self.what}s started "
+                f"within {patience_s:.0f} s; each asks for {cpus} CPUs and {gpus} GPUs and "
+                f"the Ray cluster has {free.get('CPU', 0)} CPUs and {free.get('GPU', 0)} "
+                "GPUs free: lower worker_cpus, worker_gpus or num_workers"
+            )
 
     def push(self, tensors: dict[str, torch.Tensor]) -> int:
         """Send the learner's state to every worker (one object in Ray's store, read by

@@ -70,6 +70,8 @@ class CpuCopy:
             "verbose": 0,
             "tensorboard_log": None,
         }
+        if "replay_actor" in config:  # the copy's replay is its own, in its process
+            self.config["replay_actor"] = False
         #: The learner's seed (``None``: unseeded).
         self.seed: int | None = config.get("seed")
 

@@ -19,7 +19,8 @@ from mbwrap.distributed.rollout import Rollout, trim_infos
 
 #: How a worker finds, on its copy of the algorithm, what acts: uniformly random
 #: actions, the algorithm's ``predict``, its ``agent`` or ``planner``, or what
-#: ``_behaviour_policy()`` returns.
+#: ``_behaviour_policy()`` returns. Any other role goes to the copy's
+#: ``_worker_policy(role)``, where the algorithm has one.
 POLICY_ROLES = ("random", "predict", "agent", "planner", "behaviour")
 
 
@@ -99,6 +100,8 @@ class CollectionWorker:
             return self.algo._behaviour_policy()
         if role in ("agent", "planner"):
             return getattr(self.algo, role)
+        if hasattr(self.algo, "_worker_policy"):  # an algorithm's own roles (PlaNet's)
+            return self.algo._worker_policy(role)
         raise ValueError(f"role: expected one of {POLICY_ROLES}, got {role!r}")
 
     def collect(self, vector_steps: int, role: str, deterministic: bool = False) -> Rollout:
