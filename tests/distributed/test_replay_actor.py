@@ -85,14 +85,31 @@ def test_the_actor_replay_holds_what_the_learner_buffer_would(tiny_muzero):
 def test_replay_actor_settings_are_checked(tiny_muzero):
     with pytest.raises(ValueError, match="replay_actor: needs num_workers > 0"):
         MuZero(_short_cartpole(), replay_actor=True, **tiny_muzero)
-    with pytest.raises(ValueError, match="replay_actor: bootstrap_with_network needs"):
-        MuZero(
-            _short_cartpole(),
-            replay_actor=True,
-            num_workers=1,
-            bootstrap_with_network=True,
-            **tiny_muzero,
-        )
+
+
+def _value(obs: torch.Tensor) -> torch.Tensor:
+    return obs.sum(-1).float()
+
+
+def test_bootstrap_terms_turn_stored_value_targets_into_network_ones(tiny_muzero):
+    # Two replays with the same segments and generator state draw the same rows: one
+    # bootstraps from a value function, the other from stored values plus the terms.
+    settings = {**tiny_muzero, "n_step": 3}
+    a = MuZero(_short_cartpole(), seed=0, **settings)
+    b = MuZero(_short_cartpole(), seed=0, **settings)
+    stored = _played(a, 12) + _played(a, 9, seed=1)
+    stored[-1]["terminated"] = False  # one segment cut, one ended
+    for algo in (a, b):
+        store_played(algo.buffer, stored)
+    fresh = a.buffer.sample(32, bootstrap_fn=_value)
+    plain = b.buffer.sample(32)
+    torch.testing.assert_close(plain.indices, fresh.indices)
+    rows, scale = b.buffer.bootstrap_terms(plain.indices)
+    finished = plain.target_values + scale * (
+        _value(b.buffer.obs[rows]) - b.buffer.root_value[rows]
+    )
+    torch.testing.assert_close(finished, fresh.target_values)
+    assert (scale == 0).any() and (scale > 0).any()
 
 
 # ---------------------------------------------------------------------- on Ray
@@ -110,6 +127,20 @@ def test_remote_replay_prefetches_batches_and_takes_priorities(tiny_muzero):
     assert second.indices.shape == third.indices.shape == (8,)
     state = remote.state_dict()
     np.testing.assert_allclose(state["priority"][first.indices], 50.0, rtol=1e-5)
+    # Bootstrapping from the learner's networks: the actor sends what the value needs.
+    remote.sample(8, bootstrap_fn=_value)  # the batch drawn before asking for values
+    batch = remote.sample(8, bootstrap_fn=_value)
+    buffer = algo.buffer
+    store_played(buffer, _played(algo, 30))  # the same replay, in this process
+    rows = batch.indices
+    end = buffer.end[rows].unsqueeze(-1)
+    expected, _ = buffer.value_targets(
+        buffer.index[rows].unsqueeze(-1) + torch.arange(buffer.num_unroll_steps + 1),
+        end,
+        buffer.terminal[end % buffer.capacity],
+        _value,
+    )
+    torch.testing.assert_close(batch.target_values, expected)
     remote.close()
 
 

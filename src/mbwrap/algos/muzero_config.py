@@ -110,11 +110,6 @@ class MuZeroConfig(AlgoConfig):
         super().validate()
         if self.replay_actor and not self.num_workers:
             raise ValueError("replay_actor: needs num_workers > 0 (self-play on Ray actors)")
-        if self.replay_actor and self.bootstrap_with_network:
-            raise ValueError(
-                "replay_actor: bootstrap_with_network needs the networks beside the replay; "
-                "turn one of them off"
-            )
         if self.segment_length >= self.buffer_size:
             raise ValueError(
                 f"segment_length: expected at most buffer_size - 1 = {self.buffer_size - 1}, "

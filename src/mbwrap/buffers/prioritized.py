@@ -342,6 +342,20 @@ class PrioritizedTrajectoryBuffer:
         inside = position <= end
         return torch.where(inside, z, 0.0), inside | terminal
 
+    def bootstrap_terms(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the n-step value targets of sampled ``rows [B]`` bootstrap, and with what
+        weight: ``(bootstrap rows [B, K + 1], scale [B, K + 1])``, ``scale = gamma^m``
+        (0 past a segment's end or at a terminal state). A target bootstrapped from a
+        value ``v`` is the stored-value target plus ``scale * (v - root_value[row])``: how
+        a sampler without the networks (a replay actor) lets the learner bootstrap."""
+        k = torch.arange(self.num_unroll_steps + 1, device=self.device)
+        start, end = self.index[rows].unsqueeze(-1), self.end[rows].unsqueeze(-1)
+        position = start + k
+        steps = (end - position).clamp(0, self.n_step)
+        bootstrap_rows = (position + steps) % self.capacity
+        counted = (position <= end) & ~self.terminal[bootstrap_rows]
+        return bootstrap_rows, self.gamma ** steps.float() * counted
+
     def update_priorities(self, rows: torch.Tensor, priorities: torch.Tensor) -> None:
         """Set the priorities of sampled ``rows [B]`` to ``priorities [B]`` (e.g.
         ``|predicted value - n-step return|``, MuZero Appendix G)."""

@@ -60,13 +60,26 @@ class ReplayWorker:
         store_played(self.buffer, stored)
         return self.buffer.num_positions, self.buffer.added
 
-    def sample(self, batch_size: int) -> dict[str, np.ndarray] | None:
+    def sample(self, batch_size: int, bootstrap: bool = False) -> dict[str, np.ndarray] | None:
         """A prioritised batch (:class:`PrioritizedBatch`'s fields as arrays), or ``None``
-        while the replay holds no position."""
-        if self.buffer.num_positions == 0:
+        while the replay holds no position.
+
+        :param bootstrap: also return what the learner needs to bootstrap the value
+            targets from its networks (``bootstrap_obs [B, K + 1, *obs_shape]``,
+            ``bootstrap_scale`` and ``bootstrap_stored [B, K + 1]``; see
+            :meth:`~mbwrap.buffers.PrioritizedTrajectoryBuffer.bootstrap_terms`).
+        """
+        buffer = self.buffer
+        if buffer.num_positions == 0:
             return None
-        batch = self.buffer.sample(batch_size)
-        return {name: value.numpy() for name, value in batch._asdict().items()}
+        batch = buffer.sample(batch_size)
+        arrays = {name: value.numpy() for name, value in batch._asdict().items()}
+        if bootstrap:
+            rows, scale = buffer.bootstrap_terms(batch.indices)
+            arrays["bootstrap_obs"] = buffer.obs[rows].numpy()
+            arrays["bootstrap_scale"] = scale.numpy()
+            arrays["bootstrap_stored"] = buffer.root_value[rows].numpy()
+        return arrays
 
     def update_priorities(self, rows: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priorities of ``rows`` (what a batch's ``indices`` were)."""
@@ -150,7 +163,7 @@ class RemoteReplay(ActorGroup):
         self.added = 0
         #: Positions lost with an actor that died.
         self.lost_positions = 0
-        self._next: tuple[Any, int, int] | None = None
+        self._next: tuple[Any, int, tuple[int, bool]] | None = None
 
     def __len__(self) -> int:
         return self.num_positions
@@ -178,15 +191,16 @@ class RemoteReplay(ActorGroup):
 
     def sample(self, batch_size: int, *, bootstrap_fn: Any = None) -> PrioritizedBatch | None:
         """A prioritised batch on :attr:`device` (the one drawn since the last call), or
-        ``None`` while the replay is empty."""
-        if bootstrap_fn is not None:
-            raise ValueError(
-                "replay_actor: bootstrap_with_network needs the networks beside the replay; "
-                "turn one of them off"
-            )
+        ``None`` while the replay is empty.
+
+        :param bootstrap_fn: values observations ``[N, *obs_shape] -> [N]``; the value
+            targets then bootstrap from it instead of the stored search values (MuZero
+            Reanalyze), here on the learner.
+        """
+        request = (batch_size, bootstrap_fn is not None)
         pending, self._next = self._next, None
         arrays = None
-        if pending is not None and pending[1] == self.lives[0] and pending[2] == batch_size:
+        if pending is not None and pending[1] == self.lives[0] and pending[2] == request:
             try:
                 arrays = self._ray.get(pending[0])
             except (
@@ -195,12 +209,17 @@ class RemoteReplay(ActorGroup):
             ):
                 arrays = None  # the next call finds the actor dead and restarts it
         if arrays is None:
-            arrays = self._call("sample", batch_size)
+            arrays = self._call("sample", *request)
         if arrays is None:
             return None
-        self._next = (self.workers[0].sample.remote(batch_size), self.lives[0], batch_size)
-        tensors = numpy_to_tensors(arrays)
-        return PrioritizedBatch(**{key: value.to(self.device) for key, value in tensors.items()})
+        self._next = (self.workers[0].sample.remote(*request), self.lives[0], request)
+        tensors = {key: value.to(self.device) for key, value in numpy_to_tensors(arrays).items()}
+        if bootstrap_fn is not None:
+            obs = tensors.pop("bootstrap_obs")
+            scale, stored = tensors.pop("bootstrap_scale"), tensors.pop("bootstrap_stored")
+            fresh = bootstrap_fn(obs.flatten(0, 1)).reshape(scale.shape).float()
+            tensors["target_values"] = tensors["target_values"] + scale * (fresh - stored)
+        return PrioritizedBatch(**tensors)
 
     def update_priorities(self, rows: torch.Tensor, priorities: torch.Tensor) -> None:
         """Send new priorities for ``rows`` (not waited for: the actor applies calls in
