@@ -200,15 +200,17 @@ def test_a_killed_replay_actor_restarts_empty_and_the_run_goes_on(tiny_muzero):
     algo.close()
 
 
-@pytest.mark.slow  # about 70 s on 2 cores
+@pytest.mark.slow  # about 2 minutes on 2 cores
 def test_muzero_learns_cartpole_with_its_replay_on_an_actor():
-    # As test_muzero_learns_cartpole_on_two_actors, with the replay on its own actor.
+    # MUZERO_CARTPOLE on 2 self-play actors with the replay on its own actor
+    # (benchmarks/muzero.py --workers 2 --replay-actor, seed 0): 486.7 over 10 episodes at
+    # 8,000 real steps (201.9 at 4,000); a uniformly random policy lasts about 22 steps.
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
     env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
     algo = MuZero(env, seed=0, device="cpu", num_workers=2, replay_actor=True, **MUZERO_CARTPOLE)
-    algo.learn(4_000)
+    algo.learn(8_000)
     algo.close()
     mean, _ = evaluate_policy(
         algo,
@@ -217,4 +219,4 @@ def test_muzero_learns_cartpole_with_its_replay_on_an_actor():
         deterministic=True,
         warn=False,
     )
-    assert mean >= 300
+    assert mean >= 400

@@ -83,7 +83,9 @@ class ReplayWorker:
 
     def update_priorities(self, rows: np.ndarray, priorities: np.ndarray) -> None:
         """Set the priorities of ``rows`` (what a batch's ``indices`` were)."""
-        self.buffer.update_priorities(torch.from_numpy(rows), torch.from_numpy(priorities))
+        self.buffer.update_priorities(
+            torch.from_numpy(np.array(rows)), torch.from_numpy(priorities)
+        )
 
     def positions_to_reanalyse(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The buffer's :meth:`positions_to_reanalyse`, as arrays."""
