@@ -15,7 +15,7 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 
-from mbwrap.algos import MBPO, PETS, Dyna, PlaNet
+from mbwrap.algos import MBPO, PETS, Dyna, PlaNet, WorldModels
 from mbwrap.algos.presets import CARTPOLE_MBPO
 from mbwrap.distributed import WorkerLostWarning
 
@@ -263,6 +263,33 @@ def test_planet_workers_decide_together_when_one_worker_s_episodes_end():
     assert set(data.reward[~ended].tolist()) == {2.0}
     assert set(data.reward[ended].tolist()) <= {1.0, 2.0}
     assert algo.real_episodes >= 4 and algo.train_rounds >= 1
+
+
+def test_one_world_models_worker_collects_the_in_process_rollouts():
+    # Pixels through a wrapper, the controller evolved in the dream between rounds.
+    from mbwrap.envs.pixels import PixelObservation
+
+    settings = {
+        "model_kwargs": {"latent_dim": 4, "vae_channels": [4, 8, 8, 16], "hidden_size": 16},
+        "fit_kwargs": {"vae_epochs": 1, "rnn_epochs": 1},
+        "population": 4,
+        "rollouts": 2,
+        "generations": 1,
+        "imagination_horizon": 5,
+        "learning_starts": 60,
+    }
+
+    def make(**extra) -> WorldModels:
+        env = gym.make("CartPole-v1", render_mode="rgb_array", max_episode_steps=30)
+        return WorldModels(PixelObservation(env), seed=0, device="cpu", **settings, **extra)
+
+    here, there = make(), make(num_workers=1)
+    here.learn(120)
+    there.learn(120)
+    there.close()
+    ours, theirs = here.buffer.transitions(), there.buffer.transitions()
+    assert len(there.buffer) == len(here.buffer) == 120
+    assert torch.equal(theirs.obs, ours.obs) and torch.equal(theirs.action, ours.action)
 
 
 def test_actors_ray_cannot_place_are_an_error_naming_worker_cpus(monkeypatch):

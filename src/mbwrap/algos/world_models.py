@@ -206,13 +206,15 @@ class WorldModels(Algorithm):
         self._reserve(remaining)
         return super()._collect(callback, remaining)
 
-    def set_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+    def set_tensors(
+        self, tensors: dict[str, torch.Tensor], keep_random_state: bool = False
+    ) -> None:
         """Restore a checkpoint, first growing the buffer to hold its replay."""
         tree = saved.join_tree(json.loads(bytes(tensors["__tree__"].tolist())), tensors)
         replay = tree["parts"].get("buffer")
         if replay is not None:
             self._reserve(replay["state"]["obs"].shape[0] * self.n_envs)
-        super().set_tensors(tensors)
+        super().set_tensors(tensors, keep_random_state)
 
     def _after_restore(self) -> None:
         self.controller = self.controller.to(self.device, torch.float32)
