@@ -15,6 +15,15 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts on one torch thread (code under test, such as an in-process
+    worker, may set its own): tiny networks on shared cores only contend with more."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_registry():
     """Each test sees the installed plugins as they are now (tests add fake ones)."""
     import mbwrap

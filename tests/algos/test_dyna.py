@@ -25,15 +25,6 @@ from mbwrap.errors import CheckpointError, SpaceMismatchError
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small networks on a shared CPU: threads only add contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def maze() -> gym.Env:
     return gym.make("mbwrap/DynaMaze-v0", max_episode_steps=200)
 

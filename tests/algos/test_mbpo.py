@@ -28,14 +28,6 @@ from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exa
 from mbwrap.types import ModelStep
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_mbpo(env: gym.Env | None = None, **overrides: Any) -> MBPO:
     """MBPO scaled down to a few dozen real steps, on Pendulum with the linear model."""
     kwargs: dict[str, Any] = {

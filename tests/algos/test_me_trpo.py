@@ -33,15 +33,6 @@ from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exa
 from mbwrap.types import ModelStep, Transition
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks on shared cores: torch's intra-op threads only contend.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---------------------------------------------------------------------------- a toy task
 class DriftEnv(gym.Env):
     """``s' = clip(s + a)``, reward ``-s'^2``, 20 steps: push the point to 0."""

@@ -20,14 +20,6 @@ from mbwrap.planners import CEM, RandomShooting
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Reach(gym.Env):
     """Move a point on a line to the origin: ``x' = x + 0.5 a``, reward ``-x'^2``, 20 steps
     from ``x ~ U(-4, 4)``. Doing nothing scores about -107 per episode; the best policy

@@ -26,14 +26,6 @@ from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exa
 from mbwrap.types import ModelStep
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Reach(gym.Env):
     """Move a point on a line to the origin: ``x' = x + 0.5 a``, reward ``-x'^2``, 20 steps
     from ``x ~ U(-4, 4)``. Random actions score about -150 to -230 per episode; the best

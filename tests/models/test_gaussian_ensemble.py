@@ -31,16 +31,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds synchronisation (and stalls badly
-    # when other processes share the cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_buffer(n: int, seed: int = 0) -> ReplayBuffer:
     """``s' = A s + B a``, ``r = c . s``."""
     rng = np.random.default_rng(seed)

@@ -22,16 +22,6 @@ C = np.array([1.0, -1.0, 0.5], np.float32)
 SMALL = {"hidden_sizes": (32, 32), "batch_size": 64, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds synchronisation (and stalls badly
-    # when other processes share the cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def buffer() -> ReplayBuffer:
     """``s' = A s + B[:, a]``, ``r = c . s``, with a Discrete(3) action."""

@@ -21,16 +21,6 @@ C = np.array([1.0, -1.0, 0.5], np.float32)
 TINY = {"hidden_sizes": (16,), "batch_size": 64, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny matrices: a second OpenMP thread only adds synchronisation (and stalls badly
-    # when other processes share the cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def action_effect(action: np.ndarray, space: spaces.Space) -> np.ndarray:
     """``B a`` for a Box action, a column of ``B`` per discrete action."""
     table = np.array([[0.5, 0.0, -0.5], [0.0, 0.5, 0.5], [0.2, 0.2, 0.0]], np.float32)

@@ -21,15 +21,6 @@ _PHI2 = math.exp(-2.0) / math.sqrt(2 * math.pi)
 TRUNCATED_STD = math.sqrt(1 - 4 * _PHI2 / math.erf(2 / math.sqrt(2)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: more threads only add synchronisation on the shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_defaults_are_pets(shift_model):
     config = CEM(shift_model).get_config()
     assert config["population"] == 500 and config["num_elites"] == 50

@@ -11,14 +11,6 @@ from mbwrap.planners import ICEM
 from mbwrap.planners.icem import colored_noise, icem_update, population_sizes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_defaults_are_the_released_icem_settings(shift_model):
     config = ICEM(shift_model).get_config()
     assert config["population"] == 40 and config["num_elites"] == 10

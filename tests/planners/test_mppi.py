@@ -13,14 +13,6 @@ from mbwrap.planners import MPPI
 from mbwrap.planners.mppi import filter_sequences, mppi_update, mppi_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_defaults_are_pddm(shift_model):
     config = MPPI(shift_model).get_config()
     assert config["population"] == 700 and config["horizon"] == 7

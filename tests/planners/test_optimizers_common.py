@@ -42,14 +42,6 @@ STATES = np.array([[0.5, -0.3], [2.0, -0.2], [-0.2, 0.7]], np.float32)
 BEST = np.clip(-STATES, -1.0, 1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(name: str, model: Any, **kwargs: Any) -> mbwrap.Planner:
     return mbwrap.make_planner(name, model, **{**SMALL[name], "seed": 0, **kwargs})
 
