@@ -1,6 +1,5 @@
-"""What the tests of Ray actors share: one Ray session per module that asks for it,
-one torch thread (in-process workers set their own), an actor killer and tiny MuZero
-settings."""
+"""What the tests of Ray actors share: one Ray session per module that asks for it, an
+actor killer and tiny MuZero settings."""
 
 from __future__ import annotations
 
