@@ -63,3 +63,63 @@ def percentile_range(x: torch.Tensor, low: float = 0.05, high: float = 0.95) -> 
     flat = x.detach().float().reshape(-1)
     bounds = torch.quantile(flat, torch.tensor([low, high], device=flat.device))
     return bounds[1] - bounds[0]
+
+
+def horizon_targets(
+    reward: torch.Tensor, value: torch.Tensor, continues: torch.Tensor, *, discount: float
+) -> torch.Tensor:
+    """Value-expansion targets of one state for every horizon ``i = 0 .. H``.
+
+    ``T_i = sum_{t < i} gamma^t C_t r_t + gamma^i C_i v_i`` with ``C_t = prod_{s < t} c_s``
+    the probability that the episode is still running at step ``t``: the first ``i``
+    imagined rewards, then the value of the state reached (STEVE, Buckman et al. 2018,
+    Section 3; ``T_H`` is MVE's target, Feinberg et al. 2018, eq. 3). Extra dimensions
+    after the first (ensemble members, batch) are carried through.
+
+    :param reward: ``[H, ...]`` rewards of the imagined steps.
+    :param value: ``[H + 1, ...]`` values of the states ``0 .. H``.
+    :param continues: ``[H, ...]`` in ``[0, 1]``, continuation after each step.
+    :return: ``[H + 1, ...]``.
+    """
+    if value.shape[0] != reward.shape[0] + 1 or value.shape[1:] != reward.shape[1:]:
+        raise ValueError(
+            f"value: expected shape {(reward.shape[0] + 1, *reward.shape[1:])} (one more "
+            f"step than reward), got {tuple(value.shape)}"
+        )
+    if continues.shape != reward.shape:
+        raise ValueError(
+            f"continues: expected the reward's shape {tuple(reward.shape)}, got "
+            f"{tuple(continues.shape)}"
+        )
+    horizon = reward.shape[0]
+    powers = discount ** torch.arange(horizon + 1, dtype=value.dtype, device=value.device)
+    powers = powers.reshape(-1, *([1] * (value.ndim - 1)))
+    running = torch.cat([torch.ones_like(value[:1]), torch.cumprod(continues, 0)])  # C_0..C_H
+    earned = torch.cat(
+        [torch.zeros_like(value[:1]), torch.cumsum(powers[:-1] * running[:-1] * reward, 0)]
+    )
+    return earned + powers * running * value
+
+
+def inverse_variance_mix(
+    candidates: torch.Tensor, *, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """STEVE's target: the candidates' mean at each horizon, weighted by the inverse of
+    their variance across the ensembles (Buckman et al. 2018, eq. 5).
+
+    :param candidates: ``[H + 1, E, ...]`` the target of each horizon under each of ``E``
+        ensemble combinations (dynamics x reward x Q members).
+    :param eps: added to each variance, so that a horizon whose candidates agree exactly
+        takes (almost) all the weight without dividing by zero.
+    :return: ``(target [...], weights [H + 1, ...])``; the weights sum to 1 over the
+        horizons.
+    """
+    if candidates.ndim < 2 or candidates.shape[1] < 2:
+        raise ValueError(
+            "candidates: expected [H + 1, E, ...] with E >= 2 ensemble combinations, got "
+            f"shape {tuple(candidates.shape)}"
+        )
+    mean = candidates.mean(1)
+    precision = 1.0 / (candidates.var(1, unbiased=False) + eps)
+    weights = precision / precision.sum(0, keepdim=True)
+    return (weights * mean).sum(0), weights
