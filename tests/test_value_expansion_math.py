@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbwrap.returns import horizon_targets, inverse_variance_mix, lambda_returns
+from mbwrap.returns import (
+    expansion_as_one_step,
+    horizon_targets,
+    inverse_variance_mix,
+    lambda_returns,
+)
 
 
 def test_horizon_targets_by_hand():
@@ -55,3 +60,33 @@ def test_a_horizon_whose_candidates_agree_takes_the_weight():
     assert weights[0, 0] > 0.999 and abs(target.item() - 2.0) < 1e-3
     with pytest.raises(ValueError, match=r"candidates: expected \[H \+ 1, E, \.\.\.\] with E >= 2"):
         inverse_variance_mix(torch.zeros(3, 1, 4))
+
+
+def test_expansion_as_one_step_by_hand():
+    # H = 2, gamma 0.5, rewards 1 and 2, running throughout. State 0: rewards 1 + 0.5 * 2
+    # = 2, Q' discounted by gamma^2 = 0.25 = (1 - dones) * gamma -> dones = 0.5. State 1:
+    # reward 2, Q' discounted by gamma -> dones = 0.
+    rewards, dones = expansion_as_one_step(
+        torch.tensor([[1.0], [2.0]]), torch.ones(2, 1), discount=0.5
+    )
+    torch.testing.assert_close(rewards, torch.tensor([[2.0], [2.0]]))
+    torch.testing.assert_close(dones, torch.tensor([[0.5], [0.0]]))
+    # The episode ends after step 0: state 0 keeps its own reward only, and no Q'.
+    rewards, dones = expansion_as_one_step(
+        torch.tensor([[1.0], [2.0]]), torch.tensor([[0.0], [1.0]]), discount=0.5
+    )
+    torch.testing.assert_close(rewards, torch.tensor([[1.0], [2.0]]))
+    torch.testing.assert_close(dones, torch.tensor([[1.0], [0.0]]))
+
+
+def test_sb3_s_one_step_target_of_the_expansion_is_the_td_k_target():
+    generator = torch.Generator().manual_seed(1)
+    horizon, gamma = 4, 0.9
+    reward = torch.randn(horizon, 5, generator=generator)
+    continues = (torch.rand(horizon, 5, generator=generator) > 0.3).float()
+    value = torch.randn(horizon + 1, 5, generator=generator)
+    rewards, dones = expansion_as_one_step(reward, continues, discount=gamma)
+    sb3_target = rewards + (1 - dones) * gamma * value[-1]  # Q'(s_H) for every state
+    # TD-k: the state i's target is the lambda = 1 return from i, bootstrapped at s_H.
+    expected = lambda_returns(reward, value, continues, discount=gamma, lambda_=1.0)
+    torch.testing.assert_close(sb3_target, expected)

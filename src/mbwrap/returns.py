@@ -123,3 +123,36 @@ def inverse_variance_mix(
     precision = 1.0 / (candidates.var(1, unbiased=False) + eps)
     weights = precision / precision.sum(0, keepdim=True)
     return (weights * mean).sum(0), weights
+
+
+def expansion_as_one_step(
+    reward: torch.Tensor, continues: torch.Tensor, *, discount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value-expansion targets written as one-step transitions, so that an SB3 off-policy
+    agent's own update computes them.
+
+    SB3's critics regress on ``rewards + (1 - dones) * gamma * Q'(next_obs)``. For the
+    imagined state ``i`` of an ``H``-step rollout (MVE's TD-k trick trains every one,
+    Feinberg et al. 2018, Section 3.1) the target is ``sum_{t = i}^{H - 1} gamma^{t - i}
+    C_{i,t} r_t + gamma^{H - i} C_{i,H} Q'(s_H)`` with ``C_{i,t}`` the continuation from
+    ``i`` to ``t``: the same form with ``next_obs = s_H``, these ``rewards`` and
+    ``dones = 1 - gamma^{H - i - 1} C_{i,H}``.
+
+    :param reward: ``[H, ...]`` rewards of the imagined steps.
+    :param continues: ``[H, ...]`` in ``[0, 1]``, continuation after each step.
+    :return: ``(rewards [H, ...], dones [H, ...])`` for the states ``0 .. H - 1``.
+    """
+    if continues.shape != reward.shape:
+        raise ValueError(
+            f"continues: expected the reward's shape {tuple(reward.shape)}, got "
+            f"{tuple(continues.shape)}"
+        )
+    rewards = torch.empty_like(reward)
+    carried = torch.ones_like(reward)  # gamma^{H - 1 - i} C_{i,H}, built backwards
+    total = torch.zeros_like(reward[0])
+    weight = torch.ones_like(reward[0])
+    for i in range(reward.shape[0] - 1, -1, -1):
+        total = reward[i] + discount * continues[i] * total
+        weight = continues[i] * (weight if i == reward.shape[0] - 1 else discount * weight)
+        rewards[i], carried[i] = total, weight
+    return rewards, 1.0 - carried
