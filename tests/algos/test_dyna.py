@@ -76,6 +76,10 @@ def test_agent_whitelist():
 
 def test_policy_kwargs_classes_round_trip_through_json_only_from_allowed_modules():
     kwargs = {"policy_kwargs": {"net_arch": [8], "activation_fn": torch.nn.Tanh}, "gamma": 0.9}
+    from mbwrap.algos.agent_kwargs import is_json
+
+    assert is_json({"a": [1, 2.5, "x"]}) and not is_json(float("nan"))
+    assert not is_json(torch.nn.Tanh)
     encoded = encode_kwargs(kwargs, name="agent_kwargs")
     assert encoded["policy_kwargs"]["activation_fn"] == {"class": "torch.nn.Tanh"}
     assert decode_kwargs(encoded) == kwargs

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 from typing import Any
 
 import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
-from stable_baselines3.common import torch_layers
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
+from mbwrap.algos.agent_kwargs import decode_kwargs, encode_kwargs, is_json
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.spaces import check_same_space
 
@@ -59,15 +58,6 @@ _MIN_CNN_SIDE = 36
 _RUNTIME_KEYWORDS = frozenset(
     {"self", "policy", "env", "device", "seed", "verbose", "tensorboard_log", "_init_setup_model"}
 )
-
-# Classes allowed as values of policy_kwargs (activation_fn, optimizer_class,
-# features_extractor_class...), by the module they are looked up in and their base.
-_KWARG_CLASSES: dict[str, tuple[Any, type]] = {
-    "torch.nn": (torch.nn, torch.nn.Module),
-    "torch.optim": (torch.optim, torch.optim.Optimizer),
-    "stable_baselines3.common.torch_layers": (torch_layers, torch.nn.Module),
-}
-
 
 def _table(*, contrib: bool = True) -> dict[str, type[BaseAlgorithm]]:
     """The whitelist; sb3-contrib (slow to import) is added only when ``contrib``."""
@@ -200,65 +190,6 @@ def check_agent_action_space(cls: type[BaseAlgorithm], action_space: spaces.Spac
         )
 
 
-def _is_json(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _class_module(cls: type) -> str | None:
-    """The allowed module ``cls`` is reachable from by name, or ``None``."""
-    for module_name, (module, base) in _KWARG_CLASSES.items():
-        if getattr(module, cls.__name__, None) is cls and issubclass(cls, base):
-            return module_name
-    return None
-
-
-def encode_kwargs(kwargs: dict[str, Any], *, name: str) -> dict[str, Any]:
-    """JSON form of agent keywords; classes from torch.nn, torch.optim and SB3's
-    ``torch_layers`` (e.g. ``policy_kwargs={"activation_fn": nn.Tanh}``) become
-    ``{"class": "torch.nn.Tanh"}``.
-
-    :raises TypeError: naming the keyword that has no JSON form.
-    """
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if isinstance(value, dict):
-            out[key] = encode_kwargs(value, name=f"{name}[{key!r}]")
-        elif isinstance(value, type) and _class_module(value) is not None:
-            out[key] = {"class": f"{_class_module(value)}.{value.__name__}"}
-        elif _is_json(value):
-            out[key] = value
-        else:
-            raise TypeError(
-                f"{name}[{key!r}]: {value!r} cannot be stored in a checkpoint; use JSON values "
-                "(numbers, strings, lists, dicts) or classes from torch.nn / torch.optim"
-            )
-    return out
-
-
-def decode_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`encode_kwargs`; only the whitelisted modules are looked in."""
-    out: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if isinstance(value, dict) and set(value) == {"class"} and isinstance(value["class"], str):
-            module_name, _, attr = value["class"].rpartition(".")
-            if module_name not in _KWARG_CLASSES:
-                raise ValueError(f"{key}: class {value['class']!r} is not from an allowed module")
-            module, base = _KWARG_CLASSES[module_name]
-            cls = getattr(module, attr, None)
-            if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise ValueError(f"{key}: {value['class']!r} is not a {base.__name__} class")
-            out[key] = cls
-        elif isinstance(value, dict):
-            out[key] = decode_kwargs(value)
-        else:
-            out[key] = value
-    return out
-
-
 def agent_config(agent: BaseAlgorithm) -> dict[str, Any]:
     """Constructor keywords that rebuild ``agent``'s architecture and hyperparameters.
 
@@ -272,7 +203,7 @@ def agent_config(agent: BaseAlgorithm) -> dict[str, Any]:
         if key in _RUNTIME_KEYWORDS or key == "policy_kwargs" or not hasattr(agent, key):
             continue
         value = getattr(agent, key)
-        if _is_json(value):
+        if is_json(value):
             config[key] = value
     aliases = [a for a, policy in cls.policy_aliases.items() if policy is agent.policy_class]
     if not aliases:

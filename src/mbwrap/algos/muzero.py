@@ -251,8 +251,7 @@ class MuZero(SelfPlayAlgorithm):
 
     def _stored_obs(self, obs: Any) -> torch.Tensor:
         """Observations as stored: ``[n, *obs_shape]`` in the env's dtype, on the device."""
-        tensor, _ = as_batch(obs, self.observation_space, name="obs", device=self.device)
-        return tensor
+        return as_batch(obs, self.observation_space, name="obs", device=self.device)[0]
 
     def _finish_episodes(
         self, terminated: np.ndarray, truncated: np.ndarray, final_obs: np.ndarray
@@ -277,9 +276,8 @@ class MuZero(SelfPlayAlgorithm):
     def _worker_games(self, n_games: int) -> tuple[VecEnvMaker, dict[str, Any]]:
         """A worker's copy steps ``n_games`` copies of the env, rebuilt from its Gymnasium
         spec; its replay only passes segments on, so it holds one."""
-        return VecEnvMaker(env_maker(self.env), n_games), {
-            "buffer_size": self.config.segment_length + 1
-        }
+        changes = {"buffer_size": self.config.segment_length + 1}
+        return VecEnvMaker(env_maker(self.env), n_games), changes
 
     def _self_play_metrics(self) -> dict[str, Any]:
         return {"buffer_positions": self.buffer.num_positions}
