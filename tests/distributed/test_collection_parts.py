@@ -13,8 +13,9 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from mbwrap.algos import Dyna
 from mbwrap.distributed import CollectionWorker, concat_obs, env_maker, require_ray, worker_seed
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy
 from mbwrap.distributed.rollout import trim_infos
-from mbwrap.spaces import space_to_json
+from mbwrap.spaces import space_from_json
 
 
 def test_worker_seeds():
@@ -65,15 +66,17 @@ def test_require_ray_names_the_extra(monkeypatch):
 
 
 def _worker(algo: Dyna, n_envs: int = 2, index: int = 0) -> CollectionWorker:
-    return CollectionWorker(
-        f"{type(algo).__module__}:{type(algo).__qualname__}",
-        space_to_json(algo.observation_space),
-        space_to_json(algo.action_space),
-        algo.get_config(),
-        env_maker(algo.env),
-        n_envs,
-        index,
-    )
+    return CollectionWorker(CopySpec.of(algo), env_maker(algo.env), n_envs, index)
+
+
+def test_copy_spec_names_the_class_spaces_and_changed_settings():
+    algo = Dyna(gym.make("CartPole-v1"), "PPO", "mlp", seed=3, device="cpu")
+    spec = CopySpec.of(algo, {"seed": 5})
+    assert spec.algo_class == "mbwrap.algos.dyna:Dyna"
+    assert spec.config["seed"] == 5 and spec.config["agent"] == algo.get_config()["agent"]
+    assert space_from_json(spec.action_space) == algo.action_space
+    copy = CpuCopy(spec).build(None, index=0, life=0)
+    assert type(copy) is Dyna and copy.config.seed == 5 and copy.config.num_workers == 0
 
 
 def test_a_worker_in_process_collects_well_formed_rounds_and_takes_weights():

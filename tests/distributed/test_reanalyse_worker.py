@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mbwrap.algos import MuZero
+from mbwrap.distributed.cpu_copy import CopySpec
 from mbwrap.distributed.reanalyse import ReanalyseWorker
-from mbwrap.spaces import space_to_json
 
 ray = pytest.importorskip("ray")
 
@@ -26,13 +26,7 @@ def _cartpole() -> gym.Env:
 def test_the_worker_searches_as_the_learner_does_with_its_weights(tiny_muzero):
     algo = MuZero(_cartpole(), seed=0, **tiny_muzero)
     algo.learn(40)
-    worker = ReanalyseWorker(
-        f"{MuZero.__module__}:{MuZero.__qualname__}",
-        space_to_json(algo.observation_space),
-        space_to_json(algo.action_space),
-        algo.get_config(),
-        0,
-    )
+    worker = ReanalyseWorker(CopySpec.of(algo), 0)
     tensors = algo.get_tensors(include_buffer=False, include_generators=False)
     assert worker.set_weights({k: v.numpy() for k, v in tensors.items()}, 3) == 3
     for mine, theirs in zip(

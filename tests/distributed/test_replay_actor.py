@@ -13,9 +13,9 @@ import torch
 from mbwrap.algos import MuZero
 from mbwrap.algos.presets import MUZERO_CARTPOLE
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
+from mbwrap.distributed.cpu_copy import CopySpec
 from mbwrap.distributed.replay import RemoteReplay, ReplayLostWarning, ReplayWorker
 from mbwrap.distributed.self_play import SegmentOutbox, store_played
-from mbwrap.spaces import space_to_json
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -23,16 +23,6 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 def _short_cartpole() -> gym.Env:
     # CartPole cannot fall in fewer than 8 steps: every episode is cut at step 5.
     return gym.make("CartPole-v1", max_episode_steps=5)
-
-
-def _args(algo: MuZero) -> tuple:
-    cls = type(algo)
-    return (
-        f"{cls.__module__}:{cls.__qualname__}",
-        space_to_json(algo.observation_space),
-        space_to_json(algo.action_space),
-        algo.get_config(),
-    )
 
 
 def _played(algo: MuZero, moves: int, seed: int = 0) -> list[dict]:
@@ -54,7 +44,7 @@ def _played(algo: MuZero, moves: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------------- without Ray
 def test_the_actor_replay_holds_what_the_learner_buffer_would(tiny_muzero):
     algo = MuZero(_short_cartpole(), seed=0, **tiny_muzero)
-    worker = ReplayWorker(*_args(algo))
+    worker = ReplayWorker(CopySpec.of(algo))
     assert isinstance(worker.buffer, PrioritizedTrajectoryBuffer)
     stored = _played(algo, 12) + _played(algo, 7, seed=1)
     assert worker.store(stored) == (19, 21)  # 19 positions; a slot per segment's end
@@ -76,7 +66,7 @@ def test_the_actor_replay_holds_what_the_learner_buffer_would(tiny_muzero):
         index,
     )
     assert (worker.state_dict()["root_value"][rows] == 3.0).all()
-    fresh = ReplayWorker(*_args(algo))
+    fresh = ReplayWorker(CopySpec.of(algo))
     assert fresh.sample(4) is None  # nothing stored yet
     fresh.load_state_dict(worker.state_dict())
     np.testing.assert_array_equal(fresh.state_dict()["priority"], worker.state_dict()["priority"])
@@ -115,7 +105,7 @@ def test_bootstrap_terms_turn_stored_value_targets_into_network_ones(tiny_muzero
 # ---------------------------------------------------------------------- on Ray
 def test_remote_replay_prefetches_batches_and_takes_priorities(tiny_muzero):
     algo = MuZero(_short_cartpole(), seed=0, **tiny_muzero)
-    remote = RemoteReplay(*_args(algo)[:1], _args(algo)[1:3], _args(algo)[3])
+    remote = RemoteReplay(CopySpec.of(algo))
     assert remote.sample(8) is None and remote.num_positions == 0
     remote.store(_played(algo, 30))
     assert (remote.num_positions, remote.added, len(remote)) == (30, 31, 30)

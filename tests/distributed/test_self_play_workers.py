@@ -19,6 +19,7 @@ from mbwrap.algos.alphazero import AlphaZero
 from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.self_play_workers import join_steps
 from mbwrap.buffers.replay import ReplayBuffer
+from mbwrap.distributed.cpu_copy import CopySpec
 from mbwrap.distributed.self_play import (
     PositionOutbox,
     SegmentOutbox,
@@ -27,7 +28,6 @@ from mbwrap.distributed.self_play import (
     outbox_for,
     store_played,
 )
-from mbwrap.spaces import space_to_json
 
 ray = pytest.importorskip("ray")
 
@@ -48,16 +48,8 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 def _worker(algo, n_games: int, index: int = 0) -> SelfPlayWorker:
     """A worker of ``algo`` in this process, as its pool would start it."""
-    cls = type(algo)
     make_games, changes = algo._worker_games(n_games)
-    return SelfPlayWorker(
-        f"{cls.__module__}:{cls.__qualname__}",
-        space_to_json(algo.observation_space),
-        space_to_json(algo.action_space),
-        {**algo.get_config(), **changes},
-        make_games,
-        index,
-    )
+    return SelfPlayWorker(CopySpec.of(algo, changes), make_games, index)
 
 
 def _short_cartpole() -> gym.Env:

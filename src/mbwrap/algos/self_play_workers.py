@@ -68,9 +68,9 @@ class SelfPlayWorkers(WeightSync):
         if self._self_play_pool is None:
             algo: Any = self
             make_games, changes = self._worker_games(self.games_per_worker)
-            args, group = self._pool_args(changes)
+            spec, group = self._pool_args(changes)
             self._self_play_pool = SelfPlayPool(
-                *args,
+                spec,
                 make_games,
                 num_workers=algo.config.num_workers,
                 games_per_worker=self.games_per_worker,
@@ -89,8 +89,8 @@ class SelfPlayWorkers(WeightSync):
     def reanalyse_pool(self) -> Any:
         """The :class:`~mbwrap.distributed.reanalyse.ReanalysePool`, started on first use."""
         if self._reanalyse_pool is None:
-            args, group = self._pool_args()
-            self._reanalyse_pool = ReanalysePool(*args, **group)
+            spec, group = self._pool_args()
+            self._reanalyse_pool = ReanalysePool(spec, **group)
             self._reanalysis = None
         return self._reanalyse_pool
 
@@ -100,8 +100,8 @@ class SelfPlayWorkers(WeightSync):
         algo: Any = self
         if not getattr(algo.config, "replay_actor", False) or self._home_buffer is not None:
             return
-        args, group = self._pool_args()
-        remote = RemoteReplay(*args, device=algo.device, **group)
+        spec, group = self._pool_args()
+        remote = RemoteReplay(spec, device=algo.device, **group)
         remote.generator = algo.buffer.generator
         if algo.buffer.added:
             remote.load_state_dict(algo.buffer.state_dict())

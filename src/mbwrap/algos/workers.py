@@ -10,7 +10,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.distributed import WorkerPool, concat_obs, env_maker
-from mbwrap.spaces import space_to_json
+from mbwrap.distributed.cpu_copy import CopySpec
 
 
 class WeightSync:
@@ -51,25 +51,17 @@ class WeightSync:
             self._pushed_fingerprint = fingerprint
         self._rounds_since_push = 0
 
-    def _pool_args(
-        self, changes: dict[str, Any] | None = None
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """A pool's first arguments (the algorithm's ``"module:QualName"``, its spaces and
-        its settings with ``changes``) and its resources from the config."""
-        algo: Any = self
-        config, cls = algo.config, type(self)
-        args = (
-            f"{cls.__module__}:{cls.__qualname__}",
-            (space_to_json(algo.observation_space), space_to_json(algo.action_space)),
-            {**algo.get_config(), **(changes or {})},
-        )
+    def _pool_args(self, changes: dict[str, Any] | None = None) -> tuple[CopySpec, dict[str, Any]]:
+        """A pool's copy of this algorithm (its settings with ``changes``) and its actors'
+        resources from the config."""
+        config = self.config  # type: ignore[attr-defined]
         group = {
             "restarts": config.worker_restarts,
             "cpus": config.worker_cpus,
             "gpus": config.worker_gpus,
             "address": config.ray_address,
         }
-        return args, group
+        return CopySpec.of(self, changes), group
 
 
 class WorkerCollection(WeightSync):
@@ -106,9 +98,9 @@ class WorkerCollection(WeightSync):
         """The :class:`~mbwrap.distributed.WorkerPool`, started on first use."""
         if self._pool is None:
             algo: Any = self
-            args, group = self._pool_args()
+            spec, group = self._pool_args()
             self._pool = WorkerPool(
-                *args,
+                spec,
                 env_maker(algo.env),
                 num_workers=algo.config.num_workers,
                 envs_per_worker=algo.n_envs // algo.config.num_workers,

@@ -15,7 +15,7 @@ are :mod:`mbwrap.cli.sweep` (``mbwrap tune``).
 """
 
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
-from mbwrap.distributed.cpu_copy import CpuCopy, worker_seed
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy, worker_seed
 from mbwrap.distributed.env_maker import env_maker
 from mbwrap.distributed.pool import WorkerPool
 from mbwrap.distributed.ray_support import ensure_ray, require_ray
@@ -35,6 +35,7 @@ __all__ = [
     "POLICY_ROLES",
     "ActorGroup",
     "CollectionWorker",
+    "CopySpec",
     "CpuCopy",
     "ReanalysePool",
     "ReanalyseWorker",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from mbwrap.spaces import space_from_json
+from mbwrap.spaces import space_from_json, space_to_json
 
 
 def import_path(path: str) -> Any:
@@ -41,25 +42,45 @@ def numpy_to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.array(value)) for key, value in arrays.items()}
 
 
+@dataclass(frozen=True)
+class CopySpec:
+    """What an actor needs to rebuild the learner's algorithm, in a form Ray sends as is.
+
+    :param algo_class: ``"module:QualName"`` of the algorithm (imported by the actor from
+        its own installed package).
+    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
+    :param action_space: likewise.
+    :param config: the copy's settings (the learner's :meth:`get_config`, with changes).
+    """
+
+    algo_class: str
+    observation_space: dict[str, Any]
+    action_space: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, algo: Any, changes: dict[str, Any] | None = None) -> CopySpec:
+        """The spec of ``algo``, its settings updated with ``changes``."""
+        kind = type(algo)
+        return cls(
+            f"{kind.__module__}:{kind.__qualname__}",
+            space_to_json(algo.observation_space),
+            space_to_json(algo.action_space),
+            {**algo.get_config(), **(changes or {})},
+        )
+
+
 class CpuCopy:
     """The recipe of an actor's copy of the learner's algorithm: its class, spaces and
     settings, moved to the CPU and kept from starting workers or logs of its own.
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
-    :param action_space: likewise.
-    :param config: the algorithm's :meth:`get_config`.
+    :param spec: what to rebuild.
     :param threads: torch threads of this process (the actor's CPUs).
     """
 
-    def __init__(
-        self,
-        algo_class: str,
-        observation_space: dict[str, Any],
-        action_space: dict[str, Any],
-        config: dict[str, Any],
-        threads: int = 1,
-    ) -> None:
+    def __init__(self, spec: CopySpec, threads: int = 1) -> None:
+        algo_class, config = spec.algo_class, spec.config
+        observation_space, action_space = spec.observation_space, spec.action_space
         torch.set_num_threads(max(1, threads))
         self.cls = import_path(algo_class)
         self.spaces = space_from_json(observation_space), space_from_json(action_space)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
+from mbwrap.distributed.cpu_copy import CopySpec
 from mbwrap.distributed.env_maker import EnvMaker
 from mbwrap.distributed.rollout import Rollout
 from mbwrap.distributed.worker import CollectionWorker
@@ -23,9 +24,7 @@ class WorkerPool(ActorGroup):
     still has every worker's steps. What the dead worker had not sent is lost and
     counted (:attr:`lost_steps`).
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param spaces: the algorithm's ``(observation_space, action_space)`` as JSON.
-    :param config: the algorithm's :meth:`get_config`.
+    :param spec: the algorithm the workers rebuild.
     :param make_env: makes one copy of the real env.
     :param envs_per_worker: envs each actor steps.
     :param group: ``num_workers``, ``restarts``, ``cpus``, ``gpus``, ``address`` (see
@@ -37,15 +36,13 @@ class WorkerPool(ActorGroup):
 
     def __init__(
         self,
-        algo_class: str,
-        spaces: tuple[dict[str, Any], dict[str, Any]],
-        config: dict[str, Any],
+        spec: CopySpec,
         make_env: EnvMaker,
         *,
         envs_per_worker: int,
         **group: Any,
     ) -> None:
-        args = (algo_class, *spaces, config, make_env, envs_per_worker)
+        args = (spec, make_env, envs_per_worker)
         super().__init__(CollectionWorker, args, **group)
         self.envs_per_worker = envs_per_worker
         #: Env steps the dead workers had not sent.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mbwrap.distributed.actor_group import ActorGroup
-from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy, numpy_to_tensors
 
 
 class ReanalyseWorker:
@@ -19,24 +19,18 @@ class ReanalyseWorker:
     weights it was last given (run as a Ray actor by :class:`ReanalysePool`, or
     in-process in tests).
 
-    :param algo_class: ``"module:QualName"`` of the algorithm (it has ``_reanalyse_fn``).
-    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
-    :param action_space: likewise.
-    :param config: the algorithm's :meth:`get_config`; the copy runs on the CPU.
+    :param spec: the algorithm to rebuild (its copy runs on the CPU).
     :param index: the worker's place (its seed).
     :param threads: torch threads (its CPUs).
     """
 
     def __init__(
         self,
-        algo_class: str,
-        observation_space: dict[str, Any],
-        action_space: dict[str, Any],
-        config: dict[str, Any],
+        spec: CopySpec,
         index: int,
         threads: int = 1,
     ) -> None:
-        self._recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
+        self._recipe = CpuCopy(spec, threads)
         self.index = index
         self.start(life=0)
 
@@ -69,9 +63,7 @@ class ReanalysePool(ActorGroup):
     """One :class:`ReanalyseWorker` actor (restarted when it dies: a request in flight is
     dropped, and the positions keep their targets).
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param spaces: the algorithm's ``(observation_space, action_space)`` as JSON.
-    :param config: the algorithm's :meth:`get_config`.
+    :param spec: the algorithm to rebuild.
     :param group: ``restarts``, ``cpus``, ``gpus``, ``address`` (see
         :class:`~.actor_group.ActorGroup`).
     """
@@ -81,12 +73,10 @@ class ReanalysePool(ActorGroup):
 
     def __init__(
         self,
-        algo_class: str,
-        spaces: tuple[dict[str, Any], dict[str, Any]],
-        config: dict[str, Any],
+        spec: CopySpec,
         **group: Any,
     ) -> None:
-        super().__init__(ReanalyseWorker, (algo_class, *spaces, config), num_workers=1, **group)
+        super().__init__(ReanalyseWorker, (spec,), num_workers=1, **group)
         #: Positions searched again, and those dropped with a worker that died.
         self.reanalysed = 0
         self.lost_positions = 0

@@ -12,7 +12,7 @@ import torch
 
 from mbwrap.buffers.prioritized import PrioritizedBatch
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
-from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy, numpy_to_tensors
 from mbwrap.distributed.self_play import store_played
 
 
@@ -25,24 +25,18 @@ class ReplayWorker:
     as the learner's, seeded from its seed); run as a Ray actor by :class:`RemoteReplay`,
     or in-process in tests.
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
-    :param action_space: likewise.
-    :param config: the algorithm's :meth:`get_config`.
+    :param spec: the algorithm to rebuild (its copy runs on the CPU).
     :param index: always 0 (one replay).
     :param threads: torch threads (its CPUs).
     """
 
     def __init__(
         self,
-        algo_class: str,
-        observation_space: dict[str, Any],
-        action_space: dict[str, Any],
-        config: dict[str, Any],
+        spec: CopySpec,
         index: int = 0,
         threads: int = 1,
     ) -> None:
-        self._recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
+        self._recipe = CpuCopy(spec, threads)
         self.index = index
         self.start(life=0)
 
@@ -132,9 +126,7 @@ class RemoteReplay(ActorGroup):
     restarted empty; the positions it held are counted in :attr:`lost_positions` and
     the learner trains again once new games are stored.
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param spaces: the algorithm's ``(observation_space, action_space)`` as JSON.
-    :param config: the algorithm's :meth:`get_config`.
+    :param spec: the algorithm to rebuild.
     :param device: where sampled batches go (the learner's device).
     :param group: ``restarts`` and ``address`` (see :class:`ActorGroup`); the actor
         reserves no CPU or GPU.
@@ -148,9 +140,7 @@ class RemoteReplay(ActorGroup):
 
     def __init__(
         self,
-        algo_class: str,
-        spaces: tuple[dict[str, Any], dict[str, Any]],
-        config: dict[str, Any],
+        spec: CopySpec,
         *,
         device: torch.device | str = "cpu",
         **group: Any,
@@ -158,7 +148,7 @@ class RemoteReplay(ActorGroup):
         # No CPU reserved: the replay only stores and draws batches, and the self-play
         # actors should hold the CPUs.
         group = {**group, "cpus": 0.0, "gpus": 0.0}
-        super().__init__(ReplayWorker, (algo_class, *spaces, config), num_workers=1, **group)
+        super().__init__(ReplayWorker, (spec,), num_workers=1, **group)
         self.device = torch.device(device)
         #: Positions the replay holds, and positions ever added (as of the last store).
         self.num_positions = 0

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.self_play import SelfPlayBuffer
 from mbwrap.distributed.actor_group import ActorGroup, WorkerLostWarning
-from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy, numpy_to_tensors
 from mbwrap.distributed.env_maker import EnvMaker
 from mbwrap.distributed.rollout import trim_infos
 from mbwrap.distributed.worker import _Monitored
@@ -252,11 +252,8 @@ class SelfPlayWorker:
     """Plays its own batch of games with a CPU copy of a self-play algorithm (run as a Ray
     actor by :class:`SelfPlayPool`, or in-process in tests).
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
-    :param action_space: likewise.
-    :param config: the settings of the copy (the learner's :meth:`get_config` with the
-        changes its ``_worker_games`` gives); the copy runs on the CPU.
+    :param spec: the algorithm to rebuild, with the settings its ``_worker_games`` changes;
+        the copy runs on the CPU.
     :param make_games: makes the copy's ``env`` (its games).
     :param index: the worker's place among the learner's workers (its seeds).
     :param threads: torch threads (its CPUs).
@@ -264,15 +261,12 @@ class SelfPlayWorker:
 
     def __init__(
         self,
-        algo_class: str,
-        observation_space: dict[str, Any],
-        action_space: dict[str, Any],
-        config: dict[str, Any],
+        spec: CopySpec,
         make_games: GamesMaker,
         index: int,
         threads: int = 1,
     ) -> None:
-        self._recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
+        self._recipe = CpuCopy(spec, threads)
         self.make_games, self.index = make_games, index
         self.version = -1
         self.start(life=0)
@@ -374,9 +368,7 @@ class SelfPlayPool(ActorGroup):
     the learner: they are counted (:attr:`lost_moves`), as the last round it delivered
     reported them.
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param spaces: the algorithm's ``(observation_space, action_space)`` as JSON.
-    :param config: the workers' copies' settings.
+    :param spec: the workers' copies of the algorithm.
     :param make_games: makes a copy's games.
     :param games_per_worker: games each actor plays.
     :param group: ``num_workers``, ``restarts``, ``cpus``, ``gpus``, ``address`` (see
@@ -389,15 +381,13 @@ class SelfPlayPool(ActorGroup):
 
     def __init__(
         self,
-        algo_class: str,
-        spaces: tuple[dict[str, Any], dict[str, Any]],
-        config: dict[str, Any],
+        spec: CopySpec,
         make_games: GamesMaker,
         *,
         games_per_worker: int,
         **group: Any,
     ) -> None:
-        super().__init__(SelfPlayWorker, (algo_class, *spaces, config, make_games), **group)
+        super().__init__(SelfPlayWorker, (spec, make_games), **group)
         self.games_per_worker = games_per_worker
         #: Moves the dead workers had not sent.
         self.lost_moves = 0

@@ -13,7 +13,7 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mbwrap.buffers import step_vec_env
-from mbwrap.distributed.cpu_copy import CpuCopy, numpy_to_tensors, worker_seed
+from mbwrap.distributed.cpu_copy import CopySpec, CpuCopy, numpy_to_tensors, worker_seed
 from mbwrap.distributed.env_maker import EnvMaker
 from mbwrap.distributed.rollout import Rollout, trim_infos
 
@@ -37,10 +37,7 @@ class _Monitored:
 class CollectionWorker:
     """Steps ``n_envs`` copies of the real env with a CPU copy of an algorithm.
 
-    :param algo_class: ``"module:QualName"`` of the algorithm.
-    :param observation_space: the algorithm's, as :func:`~mbwrap.spaces.space_to_json`.
-    :param action_space: likewise.
-    :param config: the algorithm's :meth:`get_config`; the copy runs on the CPU.
+    :param spec: the algorithm to rebuild (its copy runs on the CPU).
     :param make_env: makes one copy of the real env (see :func:`~.env_maker.env_maker`).
     :param n_envs: envs stepped side by side.
     :param index: the worker's place among the learner's workers; its envs are the
@@ -50,16 +47,13 @@ class CollectionWorker:
 
     def __init__(
         self,
-        algo_class: str,
-        observation_space: dict[str, Any],
-        action_space: dict[str, Any],
-        config: dict[str, Any],
+        spec: CopySpec,
         make_env: EnvMaker,
         n_envs: int,
         index: int,
         threads: int = 1,
     ) -> None:
-        recipe = CpuCopy(algo_class, observation_space, action_space, config, threads)
+        recipe = CpuCopy(spec, threads)
         self.seed = recipe.seed
         # One copy for every life: a restart reseeds its streams, the weights come anew.
         self.algo = recipe.build(None, index=0, life=0)
