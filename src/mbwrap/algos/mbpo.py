@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from mbwrap.algos.agent_clock import AgentClock
 from mbwrap.algos.agents import resolve_agent
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.mbpo_config import MBPOConfig, model_buffer_capacity, rollout_length
@@ -28,7 +29,7 @@ from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds, unscale_action
 
 
-class MBPO(Algorithm):
+class MBPO(AgentClock, Algorithm):
     """MBPO: an off-policy SB3 agent trained on branched model rollouts.
 
     After ``learning_starts`` uniformly random real steps, each iteration:
@@ -195,11 +196,8 @@ class MBPO(Algorithm):
 
     # ------------------------------------------------------------------ the loop's hooks
     def _on_training_start(self) -> None:
-        self.agent.set_logger(self.logger)
+        super()._on_training_start()
         self._dumped_epoch = self.epoch
-
-    def _behaviour_policy(self) -> Any:
-        return self.agent
 
     def _collect(self, callback: BaseCallback, remaining: int) -> bool:
         # The official code refits and rolls out before the real step that makes a refit
@@ -212,24 +210,6 @@ class MBPO(Algorithm):
         self._collected = self.real_steps - before
         self._advance_agent(self._collected)
         return keep_going
-
-    def _advance_agent(self, steps: int) -> None:
-        """Move the agent's clock by ``steps`` real steps as SB3's ``collect_rollouts``
-        would have: its count, its progress (learning-rate and exploration schedules) and
-        its per-step hook (``_on_step``: the DQN family's exploration rate and target-network
-        copies; nothing for SAC, TD3, TQC, whose targets move in ``train``)."""
-        agent = self.agent
-        start = self.num_timesteps - steps
-        for i in range(1, steps + 1):
-            agent.num_timesteps += 1
-            agent._update_current_progress_remaining(start + i, self._total_timesteps)
-            agent._on_step()
-
-    def _after_restore(self) -> None:
-        # SB3 does not save the exploration rate: it follows from the restored progress.
-        schedule = getattr(self.agent, "exploration_schedule", None)
-        if schedule is not None:
-            self.agent.exploration_rate = schedule(self.agent._current_progress_remaining)
 
     def _refit_due(self) -> bool:
         """Never after collecting: :meth:`_collect` refits before the step, as MBPO does."""

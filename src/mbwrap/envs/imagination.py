@@ -234,6 +234,27 @@ class ImaginationCore:
         return self.obs
 
     @torch.no_grad()
+    def start_at(self, obs: Tree, member: torch.Tensor | None = None) -> Tree:
+        """Start every episode at given observations instead of drawn ones: value
+        expansion branches its rollouts from replayed states, all of which are known.
+
+        :param obs: ``[B, *obs_shape]`` on the model's device, ``B`` = :attr:`batch_size`.
+        :param member: ``[B]`` ensemble member of each episode (STEVE follows each member);
+            ``None``: the model's own choice (:meth:`WorldModel.sample_members`).
+        :return: the episodes' observations.
+        """
+        if tree_batch_size(obs) != self.batch_size:
+            raise SpaceMismatchError(
+                f"obs: expected {self.batch_size} start observations, got {tree_batch_size(obs)}"
+            )
+        self.state = self.model.encode(obs)
+        self.obs = self.model.dream_observation(self.state)
+        self.member = (
+            self.model.sample_members(self.batch_size, self._gen) if member is None else member
+        )
+        return self.obs
+
+    @torch.no_grad()
     def step(
         self, action: Any, ignore: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

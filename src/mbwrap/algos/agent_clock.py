@@ -1,0 +1,42 @@
+"""An SB3 off-policy agent trained by a model-based algorithm that steps the real env for
+it: the agent's clock, logger and exploration follow the algorithm's real steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AgentClock:
+    """Mixin of :class:`~mbwrap.algos.base.Algorithm` subclasses whose ``agent`` (an SB3
+    off-policy algorithm) acts in the real env and trains through its own ``train()``
+    (MBPO, MVE, STEVE), but never runs its own ``learn()``."""
+
+    agent: Any
+    num_timesteps: int
+    _total_timesteps: int
+
+    def _on_training_start(self) -> None:
+        super()._on_training_start()  # type: ignore[misc]
+        self.agent.set_logger(self.logger)  # type: ignore[attr-defined]
+
+    def _behaviour_policy(self) -> Any:
+        return self.agent
+
+    def _advance_agent(self, steps: int) -> None:
+        """Move the agent's clock by ``steps`` real steps as SB3's ``collect_rollouts``
+        would have: its count, its progress (learning-rate and exploration schedules) and
+        its per-step hook (``_on_step``: the DQN family's exploration rate and target-network
+        copies; nothing for SAC, TD3, TQC, whose targets move in ``train``)."""
+        agent = self.agent
+        start = self.num_timesteps - steps
+        for i in range(1, steps + 1):
+            agent.num_timesteps += 1
+            agent._update_current_progress_remaining(start + i, self._total_timesteps)
+            agent._on_step()
+
+    def _after_restore(self) -> None:
+        super()._after_restore()  # type: ignore[misc]
+        # SB3 does not save the exploration rate: it follows from the restored progress.
+        schedule = getattr(self.agent, "exploration_schedule", None)
+        if schedule is not None:
+            self.agent.exploration_rate = schedule(self.agent._current_progress_remaining)
