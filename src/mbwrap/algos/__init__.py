@@ -15,10 +15,13 @@ from mbwrap.algos.mbpo import MBPO, MBPOConfig, model_buffer_capacity, rollout_l
 from mbwrap.algos.me_trpo import METRPO, METRPOConfig
 from mbwrap.algos.muzero import MuZero
 from mbwrap.algos.muzero_config import MuZeroConfig
+from mbwrap.algos.mve import MVE
 from mbwrap.algos.pets import PETS, PETSConfig
 from mbwrap.algos.planet import PlaNet
 from mbwrap.algos.planet_config import PlaNetConfig
 from mbwrap.algos.self_play import SelfPlayAlgorithm
+from mbwrap.algos.steve import STEVE
+from mbwrap.algos.value_expansion_config import MVEConfig, STEVEConfig
 from mbwrap.algos.world_models import WorldModels, WorldModelsConfig
 from mbwrap.envs.sb3_vec_env import wrap_env
 
@@ -26,7 +29,9 @@ __all__ = [
     "MBMF",
     "MBPO",
     "METRPO",
+    "MVE",
     "PETS",
+    "STEVE",
     "AlgoConfig",
     "Algorithm",
     "AlgorithmCore",
@@ -42,11 +47,13 @@ __all__ = [
     "MBMFConfig",
     "MBPOConfig",
     "METRPOConfig",
+    "MVEConfig",
     "MuZero",
     "MuZeroConfig",
     "PETSConfig",
     "PlaNet",
     "PlaNetConfig",
+    "STEVEConfig",
     "SelfPlayAlgorithm",
     "WorldModels",
     "WorldModelsConfig",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 class AgentClock:
     """Mixin of :class:`~mbwrap.algos.base.Algorithm` subclasses whose ``agent`` (an SB3
@@ -20,6 +22,8 @@ class AgentClock:
         self.agent.set_logger(self.logger)  # type: ignore[attr-defined]
 
     def _behaviour_policy(self) -> Any:
+        if getattr(self.agent, "action_noise", None) is not None:
+            return NoisyPolicy(self.agent)
         return self.agent
 
     def _advance_agent(self, steps: int) -> None:
@@ -40,3 +44,29 @@ class AgentClock:
         schedule = getattr(self.agent, "exploration_schedule", None)
         if schedule is not None:
             self.agent.exploration_rate = schedule(self.agent._current_progress_remaining)
+
+
+class NoisyPolicy:
+    """An SB3 off-policy agent's ``predict`` plus its ``action_noise``, as its own
+    ``collect_rollouts`` acts (``_sample_action``): the noise is added in the policy's
+    ``[-1, 1]`` units, clipped there, and mapped back to the env's bounds. TD3 and DDPG
+    explore only through this noise; their ``predict`` is deterministic."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        action, state = self.agent.predict(observation, state, episode_start, deterministic)
+        if deterministic:
+            return action, state
+        policy, noise = self.agent.policy, self.agent.action_noise
+        scaled = policy.scale_action(action)
+        draws = np.stack([noise() for _ in range(scaled.shape[0])]).reshape(scaled.shape)
+        scaled = np.clip(scaled + draws, -1.0, 1.0)
+        return policy.unscale_action(scaled).astype(action.dtype), state

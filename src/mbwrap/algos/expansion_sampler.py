@@ -1,0 +1,356 @@
+"""Replay samplers that put value-expansion targets into an SB3 agent's own update.
+
+An SB3 off-policy agent's ``train()`` draws ``replay_buffer.sample(batch_size)`` and
+regresses its critics on ``rewards + (1 - dones) * gamma * Q'(next_observations)``. The
+samplers here stand in for that buffer: each draws real transitions, imagines ``H`` model
+steps from every next state with the agent's target policy, and writes the expanded
+targets into those fields, so the agent's own code (TD3's clipped double Q, SAC's entropy
+term, its optimisers and target updates) trains on them unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from mbwrap.algos.expansion_agent import (
+    RealRowsDriveTheActor,
+    bootstrap_values,
+    rollout_actions,
+)
+from mbwrap.buffers import ReplayBuffer
+from mbwrap.device import make_generator
+from mbwrap.envs.imagination import ImaginationCore
+from mbwrap.models import WorldModel
+from mbwrap.returns import expansion_as_one_step, horizon_targets, inverse_variance_mix
+from mbwrap.spaces import action_bounds, scale_action, unscale_action
+
+
+@dataclass
+class Imagined:
+    """``H`` imagined steps of ``N`` rollouts.
+
+    :ivar obs: ``[H + 1, N, *obs_shape]``, the start states first.
+    :ivar actions: ``[H, N, *act_shape]`` in the agent's ``[-1, 1]`` units.
+    :ivar rewards: ``[H, N]``.
+    :ivar continues: ``[H, N]`` float, 0 where the step terminated.
+    :ivar nonfinite: ``[N]`` bool, rollouts where the model predicted NaN or infinity (the
+        state then stays where it was and the reward is 0).
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    continues: torch.Tensor
+    nonfinite: torch.Tensor
+
+
+@dataclass
+class RealBatch:
+    """Real transitions as SB3 sees them: actions in ``[-1, 1]``, floats ``[B]``."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+
+
+class ExpansionSampler:
+    """Base of :class:`MVESampler` and :class:`STEVESampler`: draws real transitions and
+    imagines from them; subclasses turn both into a batch (:meth:`_batch`).
+
+    :param real: the real transitions (an :class:`~mbwrap.ReplayBuffer`).
+    :param model: the world model; reward and termination come from the functions
+        registered for its env id where there are some (see ``resolve_fns``).
+    :param agent: the SB3 actor-critic whose ``replay_buffer`` this replaces.
+    :param horizon: ``H``, model steps imagined after each real transition (0: the
+        agent's own one-step targets).
+    :param seed: seeds the real draws, the model's sampling and TD3's smoothing noise.
+    """
+
+    def __init__(
+        self, real: ReplayBuffer, model: WorldModel, agent: Any, horizon: int, *, seed: int | None
+    ) -> None:
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or horizon < 0:
+            raise ValueError(f"horizon: expected an int >= 0, got {horizon!r}")
+        self.real, self.model, self.agent, self.horizon = real, model, agent, int(horizon)
+        self.device = torch.device(agent.device)
+        self._bounds = action_bounds(real.action_space, self.device)
+        self._model_bounds = action_bounds(real.action_space, model.device)
+        seeds = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64) >> np.uint64(1)
+        self._draws = make_generator(real.device, int(seeds[0]))
+        self._noise = make_generator(self.device, int(seeds[1]))
+        self._core_seed = int(seeds[2])
+        self._cores: dict[int, ImaginationCore] = {}
+        self._sums: dict[str, torch.Tensor] = {}
+        self._batches = 0
+
+    def size(self) -> int:
+        """Real transitions stored (SB3 buffers report ``size()``)."""
+        return len(self.real)
+
+    # ------------------------------------------------------------------ drawing, imagining
+    def _draw(self, n: int) -> RealBatch:
+        batch = self.real.sample(n, generator=self._draws).to(self.device)
+        return RealBatch(
+            obs=batch.obs.float(),
+            action=scale_action(batch.action.float(), *self._bounds),
+            reward=batch.reward.float(),
+            next_obs=batch.next_obs.float(),
+            terminated=batch.terminated.float(),
+        )
+
+    def _core(self, n: int) -> ImaginationCore:
+        if n not in self._cores:
+            core = ImaginationCore(self.model, n, start_states=self.real)
+            core.seed(self._core_seed + n)
+            self._cores[n] = core
+        return self._cores[n]
+
+    @torch.no_grad()
+    def imagine(self, start: torch.Tensor, member: torch.Tensor | None = None) -> Imagined:
+        """``H`` model steps from ``start`` (``[N, *obs_shape]``) acting with the agent's
+        :func:`~mbwrap.algos.expansion_agent.rollout_actions`, batched on the model's
+        device with no host round trip; results on the agent's device."""
+        core = self._core(start.shape[0])
+        obs = core.start_at(start.to(self.model.device), member)
+        states, actions, rewards, continues = [obs], [], [], []
+        nonfinite = torch.zeros(start.shape[0], dtype=torch.bool, device=self.model.device)
+        for _ in range(self.horizon):
+            scaled = rollout_actions(self.agent, obs.to(self.device), self._noise)
+            scaled = scaled.to(self.model.device)
+            obs, reward, terminated, bad = core.step(unscale_action(scaled, *self._model_bounds))
+            states.append(obs)
+            actions.append(scaled)
+            rewards.append(reward)
+            continues.append((~terminated).float())
+            nonfinite |= bad
+
+        def stack(items: list[torch.Tensor], empty: tuple[int, ...]) -> torch.Tensor:
+            out = torch.stack(items) if items else start.new_zeros(empty)
+            return out.float().to(self.device)
+
+        n = start.shape[0]
+        return Imagined(
+            obs=stack(states, ()),
+            actions=stack(actions, (0, n, *self._bounds[0].shape)),
+            rewards=stack(rewards, (0, n)),
+            continues=stack(continues, (0, n)),
+            nonfinite=nonfinite.to(self.device),
+        )
+
+    # ------------------------------------------------------------------ SB3's interface
+    def sample(self, batch_size: int, env: object = None) -> ReplayBufferSamples:
+        """A batch for the agent's ``train()``; ``env`` (SB3's ``VecNormalize``) is not
+        supported and ignored."""
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        real = self._draw(int(batch_size))
+        return self._batch(real)
+
+    def _batch(self, real: RealBatch) -> ReplayBufferSamples:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ metrics, state
+    def _accumulate(self, **values: torch.Tensor) -> None:
+        # Summed on the device; read once per log dump, not once per batch.
+        for name, value in values.items():
+            value = value.detach().float()
+            self._sums[name] = self._sums[name] + value if name in self._sums else value
+        self._batches += 1
+
+    def metrics(self) -> dict[str, float]:
+        """Means since the last call of what the batches held (``target_mean``,
+        ``model_reward_mean``, ``nonfinite_rollouts``...), then reset."""
+        count = max(self._batches, 1)
+        out: dict[str, float] = {}
+        for name, value in self._sums.items():
+            flat = value.reshape(-1).cpu()
+            if flat.numel() == 1:
+                out[name] = float(flat[0]) / count
+            else:
+                out.update({f"{name}_{i}": float(v) / count for i, v in enumerate(flat)})
+        self._sums, self._batches = {}, 0
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The random states of the draws, the noise and each imagination batch size."""
+        return {
+            "draws": self._draws.get_state(),
+            "noise": self._noise.get_state(),
+            "cores": {
+                str(n): {"model": c._gen.get_state(), "start": c._start_gen.get_state()}
+                for n, c in self._cores.items()
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self._draws.set_state(state["draws"].to(torch.uint8).cpu())
+        self._noise.set_state(state["noise"].to(torch.uint8).cpu())
+        for n, gens in state["cores"].items():
+            core = self._core(int(n))
+            core._gen.set_state(gens["model"].to(torch.uint8).cpu())
+            core._start_gen.set_state(gens["start"].to(torch.uint8).cpu())
+
+
+class MVESampler(ExpansionSampler):
+    """Model-based value expansion with the TD-k trick (Feinberg et al. 2018, Algorithm 1).
+
+    From each real transition ``(s, a, r, s')`` it imagines ``ŝ_0 = s', ..., ŝ_H`` and
+    returns ``(H + 1) B`` rows: the real ``(s, a)`` and every imagined ``(ŝ_t, â_t)``,
+    ``t < H``, each with ``next_observations = ŝ_H`` and the ``rewards`` and ``dones`` of
+    :func:`~mbwrap.returns.expansion_as_one_step`, so that the agent's
+    ``rewards + (1 - dones) * gamma * Q'(ŝ_H)`` is the expanded target of that row: the real
+    and imagined rewards to ``ŝ_H``, then the critic. The paper's critic loss averages over
+    these ``H + 1`` states too. Where the real transition terminated, its imagined rows are
+    copies of the real one (no state after a terminal one is trained on).
+
+    The actor's update reads the same batch; :class:`RealRowsDriveTheActor` keeps the
+    imagined rows out of it, as Feinberg et al. update the actor on the real states alone.
+
+    :param td_k: train the critic at the imagined states too; ``False`` returns the ``B``
+        real rows alone with their ``H``-step targets (the paper's ablation "MVE without
+        the TD-k trick").
+    """
+
+    def __init__(
+        self,
+        real: ReplayBuffer,
+        model: WorldModel,
+        agent: Any,
+        horizon: int,
+        *,
+        td_k: bool = True,
+        seed: int | None,
+    ) -> None:
+        super().__init__(real, model, agent, horizon, seed=seed)
+        self.td_k = bool(td_k)
+        self.actor_rows = RealRowsDriveTheActor(agent) if hasattr(agent, "policy") else None
+
+    def _batch(self, real: RealBatch) -> ReplayBufferSamples:
+        imagined = self.imagine(real.next_obs)
+        horizon = self.horizon
+        batch = real.obs.shape[0]
+        if self.actor_rows is not None:
+            self.actor_rows.expect(batch, (horizon + 1 if self.td_k else 1) * batch)
+        rewards = torch.cat([real.reward[None], imagined.rewards])
+        continues = torch.cat([1.0 - real.terminated[None], imagined.continues])
+        rewards, dones = expansion_as_one_step(rewards, continues, discount=self.agent.gamma)
+        obs = torch.cat([real.obs[None], imagined.obs[:-1]])
+        actions = torch.cat([real.action[None], imagined.actions])
+        next_obs = imagined.obs[-1].expand(horizon + 1, *imagined.obs.shape[1:])
+        # Rows imagined after a real terminal state become copies of the real row.
+        ended = (real.terminated > 0) & (torch.arange(horizon + 1, device=self.device) > 0)[:, None]
+        rewards = torch.where(ended, rewards[:1], rewards)
+        dones = torch.where(ended, dones[:1], dones)
+
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            mask = ended.reshape(*ended.shape, *([1] * (x.ndim - 2)))
+            return torch.where(mask, x[:1], x).reshape(-1, *x.shape[2:])
+
+        self._accumulate(
+            target_reward_mean=rewards[0].mean(),
+            model_reward_mean=imagined.rewards.mean() if horizon else rewards.new_zeros(()),
+            nonfinite_rollouts=imagined.nonfinite.float().sum(),
+        )
+        if not self.td_k:
+            return ReplayBufferSamples(
+                observations=obs[0],
+                actions=actions[0],
+                next_observations=next_obs[0],
+                dones=dones[0].reshape(-1, 1),
+                rewards=rewards[0].reshape(-1, 1),
+            )
+        return ReplayBufferSamples(
+            observations=rows(obs),
+            actions=rows(actions),
+            next_observations=rows(next_obs),
+            dones=dones.reshape(-1, 1),
+            rewards=rewards.reshape(-1, 1),
+        )
+
+
+class STEVESampler(ExpansionSampler):
+    """Stochastic ensemble value expansion (Buckman et al. 2018, Section 3).
+
+    Each dynamics member ``m`` imagines its own ``H`` steps from every real next state,
+    acting with the agent's target policy; every target critic ``k`` bootstraps every
+    state reached. For each real ``(s, a)`` that gives ``M K`` candidate targets at each
+    horizon ``i = 0 .. H`` (:func:`~mbwrap.returns.horizon_targets`, the real reward
+    first), combined by :func:`~mbwrap.returns.inverse_variance_mix`. The batch is the
+    real transitions with ``rewards`` = that target and ``dones = 1``, so the agent's
+    update regresses each critic on it exactly.
+
+    Rewards come from the registered reward function where the env has one (exact, so the
+    candidates' spread is the dynamics' and the critics'); otherwise from member ``m``'s
+    reward head on its own rollout, a reward ensemble paired with the dynamics one.
+
+    :param members: ``M``, the dynamics members; the model must have that many.
+    """
+
+    def __init__(
+        self,
+        real: ReplayBuffer,
+        model: WorldModel,
+        agent: Any,
+        horizon: int,
+        *,
+        members: int,
+        seed: int | None,
+    ) -> None:
+        super().__init__(real, model, agent, horizon, seed=seed)
+        self.members = int(members)
+        self._weight_sum: torch.Tensor | None = None
+
+    def targets(self, real: RealBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """STEVE's target of each real transition and the weight of each horizon.
+
+        :return: ``(target [B], weights [H + 1, B])``.
+        """
+        batch, members, horizon = real.obs.shape[0], self.members, self.horizon
+        start = real.next_obs.repeat(members, *([1] * (real.next_obs.ndim - 1)))
+        member = torch.arange(members, device=self.model.device).repeat_interleave(batch)
+        imagined = self.imagine(start, member)
+        states = imagined.obs.reshape(-1, *imagined.obs.shape[2:])  # [(H + 1) M B, ...]
+        values = bootstrap_values(self.agent, states, self._noise)  # [K, (H + 1) M B]
+        critics = values.shape[0]
+        values = values.reshape(critics, horizon + 1, members, batch).permute(1, 2, 0, 3)
+        shape = (horizon + 1, members, critics, batch)
+        rewards = torch.cat(
+            [
+                real.reward.expand(1, members, batch),
+                imagined.rewards.reshape(horizon, members, batch),
+            ]
+        )[:, :, None].expand(shape)
+        continues = torch.cat(
+            [
+                (1.0 - real.terminated).expand(1, members, batch),
+                imagined.continues.reshape(horizon, members, batch),
+            ]
+        )[:, :, None].expand(shape)
+        # State 0 is the real s, whose value is what is being learned: no candidate uses it.
+        values = torch.cat([values.new_zeros(1, members, critics, batch), values])
+        candidates = horizon_targets(rewards, values, continues, discount=self.agent.gamma)[1:]
+        target, weights = inverse_variance_mix(candidates.reshape(horizon + 1, -1, batch))
+        self._accumulate(
+            horizon_weight=weights.mean(-1),
+            model_reward_mean=imagined.rewards.mean() if horizon else target.new_zeros(()),
+            nonfinite_rollouts=imagined.nonfinite.float().sum(),
+        )
+        return target, weights
+
+    def _batch(self, real: RealBatch) -> ReplayBufferSamples:
+        target, _ = self.targets(real)
+        return ReplayBufferSamples(
+            observations=real.obs,
+            actions=real.action,
+            next_observations=real.next_obs,
+            dones=torch.ones_like(target).reshape(-1, 1),
+            rewards=target.reshape(-1, 1),
+        )

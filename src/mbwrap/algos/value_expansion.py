@@ -1,0 +1,113 @@
+"""The loop MVE and STEVE share: an SB3 actor-critic acts in the real env and trains
+through its own ``train()``, whose replay samples carry model-expanded targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import TD3
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.noise import NormalActionNoise
+
+from mbwrap.algos.agent_clock import AgentClock
+from mbwrap.algos.agents import resolve_agent
+from mbwrap.algos.base import Algorithm
+from mbwrap.algos.expansion_sampler import ExpansionSampler
+from mbwrap.algos.value_expansion_config import ValueExpansionConfig
+from mbwrap.envs import DreamVecEnv, as_vec_env
+from mbwrap.space_support import SpaceSupport
+
+
+class ValueExpansion(AgentClock, Algorithm):
+    """Base of :class:`~mbwrap.algos.mve.MVE` and :class:`~mbwrap.algos.steve.STEVE`.
+
+    After ``learning_starts`` uniformly random real steps, each iteration takes
+    ``train_freq`` real steps with the agent's policy (its own exploration noise, its clock
+    following them), refits the model on all real data every ``model_train_freq`` real
+    steps, and runs ``gradient_steps`` of the agent's ``train()`` per ``train_freq`` real
+    steps. The agent's ``replay_buffer`` is an :class:`ExpansionSampler` (:meth:`_sampler`)
+    over the real transitions: every batch is imagined afresh from the current model and
+    target policy, and discarded after the update, as the papers do.
+
+    Logs: the real episodes (``rollout/...``), the model's fit (``model/...``), the
+    expansion (``expansion/...``: the model's mean reward, rollouts cut by non-finite
+    predictions, and STEVE's weight on each horizon) and the agent's losses (``train/...``).
+    """
+
+    space_support = SpaceSupport(
+        observations=("Box",),
+        actions=("Box",),
+        bounded_actions=True,
+        action_note="an SB3 actor-critic (DDPG, TD3, SAC) acts",
+    )
+    positional_settings = ("agent", "model")
+    saved_state = ("agent", "model", "sampler", "agent_updates")
+    saved_buffers = ("buffer",)
+    config: ValueExpansionConfig
+
+    def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        config = self.config
+        self.model = self._make_model()
+        self.buffer = self._make_buffer()
+        # The agent never steps an env; one dream episode gives it its spaces. Its own
+        # replay buffer is replaced, so it is made as small as SB3 allows.
+        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)
+        self.agent, config.agent, config.agent_kwargs = resolve_agent(
+            config.agent,
+            config.agent_kwargs,
+            as_vec_env(placeholder),
+            seed=config.seed,
+            device=self.device,
+            verbose=max(self.verbose - 1, 0),
+            extra_kwargs={"buffer_size": 1, **self._agent_overrides()},
+        )
+        if isinstance(self.agent, TD3) and self.agent.action_noise is None and config.action_noise:
+            dim = self.action_space.shape  # type: ignore[union-attr]
+            self.agent.action_noise = NormalActionNoise(
+                np.zeros(dim, np.float32), np.full(dim, config.action_noise, np.float32)
+            )
+        #: What the agent's ``train()`` samples from.
+        self.sampler = self._sampler()
+        self.agent.replay_buffer = self.sampler  # type: ignore[assignment]
+        #: Agent gradient updates done.
+        self.agent_updates = 0
+        self._collected = 0  # real steps of the current iteration
+        self._dumped_episode = 0
+
+    def _agent_overrides(self) -> dict[str, Any]:
+        """Constructor keywords the algorithm imposes on a named agent."""
+        return {}
+
+    def _sampler(self) -> ExpansionSampler:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the loop's hooks
+    def _collect(self, callback: BaseCallback, remaining: int) -> bool:
+        before = self.real_steps
+        keep_going = super()._collect(callback, remaining)
+        self._collected = self.real_steps - before
+        self._advance_agent(self._collected)
+        return keep_going
+
+    def _train(self) -> None:
+        """``gradient_steps`` agent updates per ``train_freq`` real steps taken with the
+        policy; none for the random steps (SB3 trains once ``num_timesteps >
+        learning_starts``)."""
+        config = self.config
+        if self.real_steps - self._collected < config.learning_starts:
+            return
+        updates = config.gradient_steps * self._collected // config.train_freq
+        if updates:
+            self.agent.train(gradient_steps=updates, batch_size=self.agent.batch_size)
+            self.agent_updates += updates
+
+    def _dump_logs(self) -> None:
+        # SB3's off-policy agents report once per finished episode, not per step.
+        if self._episode_num == self._dumped_episode:
+            return
+        self._dumped_episode = self._episode_num
+        self._record_metrics("expansion", self.sampler.metrics())
+        self.logger.record("train/agent_updates", self.agent_updates)
+        super()._dump_logs()
