@@ -6,15 +6,19 @@ episodes on the real env every ``--eval-freq`` real steps):
 - ``pendulum``: MBPO (SAC in a learned ensemble) against SB3's SAC, to a mean return of
   -200 on ``Pendulum-v1``;
 - ``cartpole``: Dyna with PPO (PPO trained only in the learned model) against SB3's PPO,
-  to a mean return of 475 on ``CartPole-v1``.
+  to a mean return of 475 on ``CartPole-v1``;
+- ``pendulum-td3``: MVE (with and without the TD-k trick) and STEVE, each training TD3,
+  against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``.
 
 Prints, per method and seed, the first evaluated real step count at which the mean return
-reached the threshold, and the ratio of the model-based median to the model-free median.
+reached the threshold, and the ratio of each model-based median to the model-free one
+(the task's last method).
 
 Usage::
 
     python benchmarks/sample_efficiency.py pendulum --seeds 0 1 2
     python benchmarks/sample_efficiency.py cartpole --seeds 0 1 2
+    python benchmarks/sample_efficiency.py pendulum-td3 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -30,13 +34,20 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import PPO, SAC
+from stable_baselines3 import PPO, SAC, TD3
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import NormalActionNoise
 
 import mbwrap
-from mbwrap.algos.presets import CARTPOLE_DYNA, PENDULUM_MBPO
+from mbwrap.algos.presets import (
+    CARTPOLE_DYNA,
+    PENDULUM_MBPO,
+    PENDULUM_MVE,
+    PENDULUM_STEVE,
+    PENDULUM_TD3_KWARGS,
+)
 
 
 @dataclass
@@ -98,7 +109,42 @@ def _cartpole_task() -> Task:
     )
 
 
-TASKS = {"pendulum": _pendulum_task, "cartpole": _cartpole_task}
+def _td3(env: gym.Env, seed: int) -> TD3:
+    """SB3's TD3 as MVE's and STEVE's presets configure it."""
+    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    return TD3(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        learning_starts=1000,
+        action_noise=noise,
+        **PENDULUM_TD3_KWARGS,
+    )
+
+
+def _pendulum_td3_task() -> Task:
+    return Task(
+        "Pendulum-v1",
+        -200.0,
+        budget={"mve-td3": 8_000, "mve-td3-no-td-k": 8_000, "steve-td3": 8_000, "td3": 10_000},
+        make={
+            "mve-td3": lambda env, seed: mbwrap.make_algo("mve", env, seed=seed, **PENDULUM_MVE),
+            "mve-td3-no-td-k": lambda env, seed: mbwrap.make_algo(
+                "mve", env, seed=seed, td_k=False, **PENDULUM_MVE
+            ),
+            "steve-td3": lambda env, seed: mbwrap.make_algo(
+                "steve", env, seed=seed, **PENDULUM_STEVE
+            ),
+            "td3": _td3,
+        },
+    )
+
+
+TASKS = {
+    "pendulum": _pendulum_task,
+    "cartpole": _cartpole_task,
+    "pendulum-td3": _pendulum_td3_task,
+}
 
 
 def run(task: Task, method: str, seed: int, eval_freq: int, episodes: int) -> dict[str, Any]:
@@ -155,9 +201,11 @@ def main() -> None:
         cells = ", ".join("not reached" if s is None else f"{s:,}" for s in reached)
         median = "n/a" if medians[method] is None else f"{medians[method]:,.0f}"
         print(f"| {method} | {len(reached)} | {cells} | {median} |")
-    if len(methods) == 2 and all(medians[m] for m in methods):
-        ratio = medians[methods[0]] / medians[methods[1]]
-        print(f"\n{methods[0]} / {methods[1]} median real steps: {ratio:.2f}")
+    peer = methods[-1]
+    for method in methods[:-1]:
+        if medians[method] and medians[peer]:
+            ratio = medians[method] / medians[peer]
+            print(f"{method} / {peer} median real steps: {ratio:.2f}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(

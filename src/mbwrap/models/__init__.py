@@ -1,6 +1,7 @@
 """World models: the :class:`WorldModel` contract and its implementations."""
 
 from mbwrap.models.base import WorldModel
+from mbwrap.models.distill import distill_ensemble
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
 from mbwrap.models.latent_filter import LatentFilter
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP, ResidualBlock
@@ -33,6 +34,7 @@ __all__ = [
     "ResidualBlock",
     "TabularModel",
     "WorldModel",
+    "distill_ensemble",
     "gaussian_nll",
     "mixture_nll",
     "sample_mixture",
