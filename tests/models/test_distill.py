@@ -82,7 +82,7 @@ def test_student_keeps_the_held_out_likelihood_and_imagines_alone():
     teacher.fit(buffer)
     student, report = distill_ensemble(teacher, buffer, seed=0)
     assert student.ensemble_size == 1 and student.hidden_sizes == [64, 64]
-    # Held-out NLL within 10% of the ensemble's (measured: about 4%).
+    # Held-out NLL within 10% of the ensemble's.
     assert report["nll_gap"] < 0.10, report
     assert report["student_nll"] < 0 and report["teacher_nll"] < 0
     dream = DreamVecEnv(student, 4, start_states=buffer, horizon=5)
@@ -100,7 +100,7 @@ def test_errors_name_the_argument():
     teacher = GaussianEnsemble(env.observation_space, env.action_space, device="cpu")
     with pytest.raises(TypeError, match="buffer"):
         distill_ensemble(teacher, buffer.transitions())
-    with pytest.raises(ValueError, match="epochs"):
-        distill_ensemble(teacher, buffer, epochs=0)
+    with pytest.raises(ValueError, match="steps"):
+        distill_ensemble(teacher, buffer, steps=0)
     with pytest.raises(ValueError, match="holdout_ratio"):
         distill_ensemble(teacher, buffer, holdout_ratio=1.0)

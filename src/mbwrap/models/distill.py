@@ -84,7 +84,7 @@ def distill_ensemble(
     ensemble: GaussianEnsemble,
     buffer: ReplayBuffer,
     *,
-    epochs: int = 200,
+    steps: int = 4000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
     holdout_ratio: float = 0.2,
@@ -100,9 +100,10 @@ def distill_ensemble(
 
     :param ensemble: a fitted :class:`GaussianEnsemble` with two members or more.
     :param buffer: real transitions in the model's spaces.
+    :param steps: gradient steps, each on ``batch_size`` inputs drawn with replacement.
     :return: ``(student, report)``; ``report`` has ``teacher_nll``, ``student_nll`` (nats per
         transition, held out), ``nll_gap`` (student minus teacher, relative to the
-        teacher's magnitude), ``train_loss``, ``transitions`` and ``epochs``.
+        teacher's magnitude), ``train_loss``, ``transitions`` and ``steps``.
     """
     if not isinstance(ensemble, GaussianEnsemble):
         raise TypeError(
@@ -110,7 +111,7 @@ def distill_ensemble(
         )
     if not isinstance(buffer, ReplayBuffer):
         raise TypeError(f"buffer: expected an mbwrap.ReplayBuffer, got {type(buffer).__name__}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
     if not 0.0 < holdout_ratio < 1.0:
@@ -141,17 +142,17 @@ def distill_ensemble(
         label_mean, label_var = ensemble_moments(ensemble, inputs[train])
     optimizer = torch.optim.Adam(student.parameters(), lr=learning_rate)
     loss = torch.zeros(())
-    for _ in range(epochs):
-        for rows in torch.randperm(
-            train.numel(), device=ensemble.device, generator=generator
-        ).split(batch_size):
-            head, _ = student._forward(inputs[train[rows]])
-            mean, logvar = student._gaussian(head[0])
-            loss = soft_gaussian_nll(mean, logvar, label_mean[rows], label_var[rows]).mean()
-            loss = loss + student._regularizer()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    for _ in range(steps):
+        rows = torch.randint(
+            train.numel(), (batch_size,), device=ensemble.device, generator=generator
+        )
+        head, _ = student._forward(inputs[train[rows]])
+        mean, logvar = student._gaussian(head[0])
+        loss = soft_gaussian_nll(mean, logvar, label_mean[rows], label_var[rows]).mean()
+        loss = loss + student._regularizer()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     student.eval()
     teacher_nll = _nll(ensemble, inputs[test], targets[test])
     student_nll = _nll(student, inputs[test], targets[test])
@@ -161,5 +162,5 @@ def distill_ensemble(
         "nll_gap": (student_nll - teacher_nll) / max(abs(teacher_nll), 1e-8),
         "train_loss": float(loss.detach()),
         "transitions": float(train.numel()),
-        "epochs": float(epochs),
+        "steps": float(steps),
     }
