@@ -95,7 +95,7 @@ def test_errors_name_the_argument():
     env = gym.make("Pendulum-v1")
     buffer = pendulum_buffer(10)
     mlp = MLPModel(env.observation_space, env.action_space, device="cpu")
-    with pytest.raises(TypeError, match="ensemble: expected an mbwrap.models.GaussianEnsemble"):
+    with pytest.raises(TypeError, match=r"ensemble: expected an mbwrap\.models\.GaussianEnsemble"):
         distill_ensemble(mlp, buffer)
     teacher = GaussianEnsemble(env.observation_space, env.action_space, device="cpu")
     with pytest.raises(TypeError, match="buffer"):

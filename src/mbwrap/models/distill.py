@@ -136,7 +136,7 @@ def distill_ensemble(
     generator = make_generator(ensemble.device, seed)
     inputs, targets = _targets(ensemble, buffer.transitions())
     order = torch.randperm(inputs.shape[0], device=ensemble.device, generator=generator)
-    held = max(1, int(round(holdout_ratio * inputs.shape[0])))
+    held = max(1, round(holdout_ratio * inputs.shape[0]))
     train, test = order[held:], order[:held]
     with torch.no_grad():
         label_mean, label_var = ensemble_moments(ensemble, inputs[train])
