@@ -7,6 +7,7 @@ from mbwrap.algos.base import Algorithm
 from mbwrap.algos.callbacks import EpisodeStatsCallback
 from mbwrap.algos.config import AlgoConfig, setting, settings_table
 from mbwrap.algos.core import AlgorithmCore
+from mbwrap.algos.distill_planner import distill_planner
 from mbwrap.algos.dreamer import Dreamer, DreamerConfig
 from mbwrap.algos.dyna import Dyna, DynaConfig
 from mbwrap.algos.dyna_q import DynaQ, DynaQConfig
@@ -59,6 +60,7 @@ __all__ = [
     "WorldModelsConfig",
     "alphazero_loss",
     "available_agents",
+    "distill_planner",
     "imitation_loss",
     "model_buffer_capacity",
     "register_agent",

@@ -7,6 +7,7 @@ from mbwrap.planners.ilqr import ILQR
 from mbwrap.planners.mcts import MCTSPlanner
 from mbwrap.planners.mppi import MPPI
 from mbwrap.planners.objective import NONFINITE_RETURN, predicted_returns
+from mbwrap.planners.poplin import POPLINA
 from mbwrap.planners.random_shooting import RandomShooting
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ILQR",
     "MPPI",
     "NONFINITE_RETURN",
+    "POPLINA",
     "MCTSPlanner",
     "Objective",
     "Planner",
