@@ -7,8 +7,8 @@ episodes on the real env every ``--eval-freq`` real steps):
   -200 on ``Pendulum-v1``;
 - ``cartpole``: Dyna with PPO (PPO trained only in the learned model) against SB3's PPO,
   to a mean return of 475 on ``CartPole-v1``;
-- ``pendulum-td3``: MVE (with and without the TD-k trick) and STEVE, each training TD3,
-  against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``.
+- ``pendulum-td3``: MVE (its preset, without the TD-k trick, and with it) and STEVE, each
+  training TD3, against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``.
 
 Prints, per method and seed, the first evaluated real step count at which the mean return
 reached the threshold, and the ratio of each model-based median to the model-free one
@@ -126,11 +126,11 @@ def _pendulum_td3_task() -> Task:
     return Task(
         "Pendulum-v1",
         -200.0,
-        budget={"mve-td3": 8_000, "mve-td3-no-td-k": 8_000, "steve-td3": 8_000, "td3": 10_000},
+        budget={"mve-td3": 8_000, "mve-td3-td-k": 8_000, "steve-td3": 8_000, "td3": 10_000},
         make={
             "mve-td3": lambda env, seed: mbwrap.make_algo("mve", env, seed=seed, **PENDULUM_MVE),
-            "mve-td3-no-td-k": lambda env, seed: mbwrap.make_algo(
-                "mve", env, seed=seed, td_k=False, **PENDULUM_MVE
+            "mve-td3-td-k": lambda env, seed: mbwrap.make_algo(
+                "mve", env, seed=seed, **{**PENDULUM_MVE, "td_k": True}
             ),
             "steve-td3": lambda env, seed: mbwrap.make_algo(
                 "steve", env, seed=seed, **PENDULUM_STEVE

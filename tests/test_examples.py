@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,21 @@ def test_planning_in_a_learned_model_of_dict_observations_reaches_goals():
                                          eval_episodes=3))
     # Measured 100% of 10 episodes with the default settings (random play: 0%).
     assert result["cem"] >= 2 / 3 and result["random"] < 1 / 3
+
+
+def test_steve_example_logs_and_plots_the_horizon_weights(tmp_path):
+    example = _load("steve_pendulum")
+    settings = {**example.Config().settings, "learning_starts": 400, "model_train_freq": 200}
+    config = example.Config(total_timesteps=800, settings=settings, eval_episodes=1,
+                            plot=str(tmp_path / "weights.png"))
+    result = example.main(config)
+    assert result["weights"].shape == (len(result["steps"]), 4)  # horizons 0..3
+    np.testing.assert_allclose(result["weights"].sum(1), 1.0, atol=1e-4)
+    assert (tmp_path / "weights.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_steve_example_swings_the_pendulum_up():
+    # STEVE-TD3 reached -200 after 3,500-4,000 real steps on seeds 0-2 (benchmarks/RESULTS.md).
+    example = _load("steve_pendulum")
+    assert example.main(example.Config())["return"] >= -250
