@@ -8,7 +8,9 @@ episodes on the real env every ``--eval-freq`` real steps):
 - ``cartpole``: Dyna with PPO (PPO trained only in the learned model) against SB3's PPO,
   to a mean return of 475 on ``CartPole-v1``;
 - ``pendulum-td3``: MVE (its preset, without the TD-k trick, and with it) and STEVE, each
-  training TD3, against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``.
+  training TD3, against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``;
+- ``inverted-pendulum-td3``: the same four with the same settings, to 950 (of 1,000) on
+  MuJoCo's ``InvertedPendulum-v5``.
 
 Prints, per method and seed, the first evaluated real step count at which the mean return
 reached the threshold, and the ratio of each model-based median to the model-free one
@@ -111,7 +113,8 @@ def _cartpole_task() -> Task:
 
 def _td3(env: gym.Env, seed: int) -> TD3:
     """SB3's TD3 as MVE's and STEVE's presets configure it."""
-    noise = NormalActionNoise(np.zeros(1), 0.1 * np.ones(1))
+    dim = env.action_space.shape[0]
+    noise = NormalActionNoise(np.zeros(dim), 0.1 * np.ones(dim))
     return TD3(
         "MlpPolicy",
         env,
@@ -122,11 +125,12 @@ def _td3(env: gym.Env, seed: int) -> TD3:
     )
 
 
-def _pendulum_td3_task() -> Task:
+def _value_expansion_task(env_id: str, threshold: float, budget: int, td3_budget: int) -> Task:
+    """MVE (its preset, and with the TD-k trick) and STEVE training TD3, against TD3."""
     return Task(
-        "Pendulum-v1",
-        -200.0,
-        budget={"mve-td3": 8_000, "mve-td3-td-k": 8_000, "steve-td3": 8_000, "td3": 10_000},
+        env_id,
+        threshold,
+        budget={"mve-td3": budget, "mve-td3-td-k": budget, "steve-td3": budget, "td3": td3_budget},
         make={
             "mve-td3": lambda env, seed: mbwrap.make_algo("mve", env, seed=seed, **PENDULUM_MVE),
             "mve-td3-td-k": lambda env, seed: mbwrap.make_algo(
@@ -143,7 +147,10 @@ def _pendulum_td3_task() -> Task:
 TASKS = {
     "pendulum": _pendulum_task,
     "cartpole": _cartpole_task,
-    "pendulum-td3": _pendulum_td3_task,
+    "pendulum-td3": lambda: _value_expansion_task("Pendulum-v1", -200.0, 8_000, 10_000),
+    "inverted-pendulum-td3": lambda: _value_expansion_task(
+        "InvertedPendulum-v5", 950.0, 10_000, 15_000
+    ),
 }
 
 

@@ -247,7 +247,9 @@ def test_errors_name_the_argument():
         small(MVE, agent="PPO")
     with pytest.raises(TypeError, match=r"agent: STEVE .* TD3, DDPG and SAC .* got TQC"):
         small(STEVE, agent="TQC")
-    with pytest.raises(ValueError, match=r"dynamics_members: STEVE imagines with 2 members .* 1"):
+    with pytest.raises(
+        ValueError, match=r"dynamics_members: STEVE imagines with 2 members .* predicts with 1"
+    ):
         small(STEVE, model="mlp", model_kwargs={"hidden_sizes": [8]})
     with pytest.raises(ValueError, match="dynamics_members, critics"):
         small(STEVE, dynamics_members=1, critics=1)
@@ -323,3 +325,14 @@ def test_mve_td3_swings_the_pendulum_up():
     algo.learn(3_500)
     assert _eval_pendulum(algo) >= -250
 
+
+def test_steve_imagines_with_the_models_elites():
+    algo = small(STEVE, model_kwargs={"hidden_sizes": [8], "ensemble_size": 4, "num_elites": 2})
+    algo.model.elite_indices.copy_(torch.tensor([3, 1]))
+    assert algo.sampler.member_ids().tolist() == [3, 1]
+    with pytest.raises(ValueError, match="predicts with 2"):
+        small(
+            STEVE,
+            model_kwargs={"hidden_sizes": [8], "ensemble_size": 4, "num_elites": 2},
+            dynamics_members=3,
+        )

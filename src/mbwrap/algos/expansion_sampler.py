@@ -308,6 +308,14 @@ class STEVESampler(ExpansionSampler):
         self.members = int(members)
         self._weight_sum: torch.Tensor | None = None
 
+    def member_ids(self) -> torch.Tensor:
+        """The ``M`` members that imagine: the model's first ``M`` elites where it ranks its
+        members (``elite_indices``), else members ``0 .. M - 1``."""
+        elites = getattr(self.model, "elite_indices", None)
+        if isinstance(elites, torch.Tensor):
+            return elites[: self.members].to(self.model.device)
+        return torch.arange(self.members, device=self.model.device)
+
     def targets(self, real: RealBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """STEVE's target of each real transition and the weight of each horizon.
 
@@ -315,7 +323,7 @@ class STEVESampler(ExpansionSampler):
         """
         batch, members, horizon = real.obs.shape[0], self.members, self.horizon
         start = real.next_obs.repeat(members, *([1] * (real.next_obs.ndim - 1)))
-        member = torch.arange(members, device=self.model.device).repeat_interleave(batch)
+        member = self.member_ids().repeat_interleave(batch)
         imagined = self.imagine(start, member)
         states = imagined.obs.reshape(-1, *imagined.obs.shape[2:])  # [(H + 1) M B, ...]
         values = bootstrap_values(self.agent, states, self._noise)  # [K, (H + 1) M B]

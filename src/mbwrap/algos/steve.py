@@ -21,7 +21,7 @@ class STEVE(ValueExpansion):
 
     A named agent gets ``critics`` Q functions (SB3's ``n_critics``; its own target, e.g.
     TD3's minimum over them, is replaced by STEVE's). The model needs at least
-    ``dynamics_members`` ensemble members. Too few members and critics together (one of
+    ``dynamics_members`` members it predicts with (elites); its first elites imagine. Too few members and critics together (one of
     each) raise: there would be no variance to weigh by.
 
     Settings: :class:`~mbwrap.algos.value_expansion_config.STEVEConfig` (``agent``,
@@ -40,12 +40,12 @@ class STEVE(ValueExpansion):
     def _sampler(self) -> ExpansionSampler:
         config = self.config
         members = config.dynamics_members
-        available = int(getattr(self.model, "ensemble_size", 1))
+        available = int(getattr(self.model, "num_elites", getattr(self.model, "ensemble_size", 1)))
         if available < members:
             raise ValueError(
                 f"dynamics_members: STEVE imagines with {members} members but the model "
-                f"({type(self.model).__name__}) has {available}; use an ensemble model "
-                "(model_kwargs ensemble_size) or fewer members"
+                f"({type(self.model).__name__}) predicts with {available}; use an ensemble "
+                "model (model_kwargs ensemble_size and num_elites) or fewer members"
             )
         if members * critic_count(self.agent) < 2:
             raise ValueError(
