@@ -21,8 +21,9 @@ class STEVE(ValueExpansion):
 
     A named agent gets ``critics`` Q functions (SB3's ``n_critics``; its own target, e.g.
     TD3's minimum over them, is replaced by STEVE's). The model needs at least
-    ``dynamics_members`` members it predicts with (elites); its first elites imagine. Too few members and critics together (one of
-    each) raise: there would be no variance to weigh by.
+    ``dynamics_members`` members it predicts with (elites); its first elites imagine. Too
+    few members and critics together (one of each) raise: there would be no variance to
+    weigh by.
 
     Settings: :class:`~mbwrap.algos.value_expansion_config.STEVEConfig` (``agent``,
     ``model`` also by position).
