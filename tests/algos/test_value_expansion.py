@@ -336,3 +336,32 @@ def test_steve_imagines_with_the_models_elites():
             model_kwargs={"hidden_sizes": [8], "ensemble_size": 4, "num_elites": 2},
             dynamics_members=3,
         )
+
+
+@pytest.mark.parametrize("cls", [MVE, STEVE])
+@pytest.mark.parametrize("agent", ["DDPG", "SAC", "instance"])
+def test_ddpg_sac_and_an_instance_train_on_expanded_batches(cls, agent):
+    env = gym.make("Pendulum-v1", max_episode_steps=20)
+    kwargs: dict[str, Any] = {}
+    if agent == "instance":
+        n_critics = {"n_critics": 2} if cls is STEVE else {}
+        kwargs = {
+            "agent": TD3(
+                "MlpPolicy",
+                env,
+                batch_size=16,
+                device="cpu",
+                policy_kwargs={"net_arch": [16], **n_critics},
+            ),
+            "agent_kwargs": None,
+        }
+    else:
+        kwargs = {"agent": agent}
+    algo = small(cls, env, **kwargs)
+    algo.learn(30)
+    assert algo.agent.replay_buffer is algo.sampler
+    assert algo.agent._n_updates == 10 * algo.config.gradient_steps  # after 20 random steps
+    if agent == "DDPG" or agent == "instance":
+        assert isinstance(algo._behaviour_policy(), NoisyPolicy)
+    else:
+        assert algo._behaviour_policy() is algo.agent  # SAC explores by sampling
