@@ -141,7 +141,7 @@ def run_planner(args: argparse.Namespace) -> None:
         planner,
         gym.make("Pendulum-v1"),
         "TD3",
-        agent_kwargs={"policy_kwargs": {"net_arch": [64, 64]}},
+        agent_kwargs={"policy_kwargs": {"net_arch": args.net}},
         iterations=args.dagger_iterations,
         steps_per_iteration=args.dagger_steps,
         seed=args.seed,
@@ -185,6 +185,13 @@ def main() -> None:
     parser.add_argument("--dagger-iterations", type=int, default=3)
     parser.add_argument("--dagger-steps", type=int, default=400)
     parser.add_argument("--episodes", type=int, default=5)
+    parser.add_argument(
+        "--net",
+        type=int,
+        nargs="+",
+        default=[256, 256],
+        help="hidden sizes of the distilled TD3 actor",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     (run_ensemble if args.part == "ensemble" else run_planner)(args)

@@ -101,3 +101,29 @@ def test_errors_name_the_argument():
         distill_planner(planner, Line(), bc_loss="l1")
     with pytest.raises(ValueError, match="bc_loss: 'nll' needs a stochastic policy"):
         distill_planner(planner, Line(), "TD3", bc_loss="nll", device="cpu")
+
+
+def test_labels_follow_each_episode_in_order_planned_side_by_side():
+    from mbwrap.algos.distill_planner import label_in_order
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[list[float], list[bool]]] = []
+
+        def reset(self) -> None:
+            pass
+
+        def predict(self, obs, episode_start=None, deterministic=False):
+            self.calls.append((obs[:, 0].tolist(), list(episode_start)))
+            return 2 * obs, None
+
+    obs = np.arange(5, dtype=np.float32)[:, None]  # episodes [0, 1, 2] and [3, 4]
+    planner = Recorder()
+    labels = label_in_order(planner, obs, [0, 3])
+    np.testing.assert_array_equal(labels, 2 * obs)
+    # One batched call per time step; the shorter episode repeats its last state.
+    assert planner.calls == [
+        ([0, 3], [True, True]),
+        ([1, 4], [False, False]),
+        ([2, 4], [False, False]),
+    ]

@@ -6,6 +6,7 @@ of the planner's decision time, or seeds the planner's search (POPLIN-A, Wang & 
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -20,7 +21,6 @@ from mbwrap.algos.mb_mf_distill import (
     check_distillable,
     clone,
     cloning_optimizer,
-    expert_labels,
 )
 from mbwrap.device import resolve_device
 from mbwrap.envs.sb3_vec_env import wrap_env
@@ -29,13 +29,13 @@ from mbwrap.planners import Planner
 
 def _rollout(
     env: gym.Env, act: Any, steps: int, seed: int | None
-) -> tuple[np.ndarray, np.ndarray, list[float]]:
+) -> tuple[np.ndarray, np.ndarray, list[float], list[int]]:
     """``steps`` real steps of ``act(obs) -> action`` from a reset: the observations acted
-    on ``[steps, *obs_shape]``, the actions ``[steps, *act_shape]`` and the returns of the
-    episodes that ended."""
+    on ``[steps, *obs_shape]``, the actions ``[steps, *act_shape]``, the returns of the
+    episodes that ended and the index of each episode's first step."""
     obs, _ = env.reset(seed=seed)
-    seen, taken, returns, total = [], [], [], 0.0
-    for _ in range(steps):
+    seen, taken, returns, starts, total = [], [], [], [0], 0.0
+    for step in range(steps):
         seen.append(obs)
         taken.append(act(obs))
         obs, reward, terminated, truncated, _ = env.step(taken[-1])
@@ -44,7 +44,35 @@ def _rollout(
             returns.append(total)
             total = 0.0
             obs, _ = env.reset()
-    return np.stack(seen), np.stack(taken), returns
+            if step + 1 < steps:
+                starts.append(step + 1)
+    return np.stack(seen), np.stack(taken), returns, starts
+
+
+def label_in_order(planner: Planner, obs: np.ndarray, starts: list[int]) -> np.ndarray:
+    """The planner's actions on the states of whole episodes, each episode in its own order
+    so the planner warm-starts from its plan for the previous state, as when it acts; the
+    episodes are planned side by side, one batched call per time step.
+
+    :param obs: ``[N, *obs_shape]``, episodes one after another.
+    :param starts: the index of each episode's first state in ``obs``.
+    :return: ``[N, *act_shape]``.
+    """
+    bounds = [*starts, len(obs)]
+    lengths = [b - a for a, b in itertools.pairwise(bounds)]
+    longest = max(lengths)
+    # Shorter episodes repeat their last state; those labels are dropped.
+    index = np.array(
+        [[a + min(t, n - 1) for t in range(longest)] for a, n in zip(starts, lengths, strict=True)]
+    )  # [E, T]
+    planner.reset()
+    labels = []
+    for t in range(longest):
+        first = np.full(len(starts), t == 0)
+        labels.append(planner.predict(obs[index[:, t]], episode_start=first, deterministic=True)[0])
+    planner.reset()
+    grid = np.stack(labels, axis=1)  # [E, T, *act_shape]
+    return np.concatenate([grid[e, :n] for e, n in enumerate(lengths)])
 
 
 def distill_planner(
@@ -59,7 +87,6 @@ def distill_planner(
     bc_epochs: int = 300,
     bc_batch_size: int = 512,
     bc_learning_rate: float = 1e-3,
-    label_batch_size: int = 256,
     seed: int | None = None,
     device: str | torch.device = "auto",
 ) -> tuple[BaseAlgorithm, list[dict[str, float]]]:
@@ -67,7 +94,8 @@ def distill_planner(
 
     The planner acts for ``steps_per_iteration`` real steps; its (observation, action)
     pairs are cloned into the policy. Then, ``iterations`` times, the policy acts for as
-    many steps (deterministically), the planner labels every state it visited, and the
+    many steps (deterministically), the planner labels every state it visited (each episode
+    in order, so that it warm-starts as when it acts: :func:`label_in_order`), and the
     policy is cloned again on all pairs so far. Defaults are MB-MF's (3 DAgger iterations
     of 2 rollouts of 1000 steps, 300 epochs of Adam at 1e-3 on batches of 512; the squared
     error of the deterministic actions, ``bc_loss="mse"``).
@@ -114,15 +142,13 @@ def distill_planner(
         planner.reset()
         start = time.perf_counter()
         episode_seed = None if seed is None else seed + iteration
-        obs, actions, returns = _rollout(env, act, steps_per_iteration, episode_seed)
+        obs, actions, returns, starts = _rollout(env, act, steps_per_iteration, episode_seed)
         decision_ms = 1000 * (time.perf_counter() - start) / steps_per_iteration
         obs_t = torch.as_tensor(obs, device=device)
         all_obs.append(obs_t)
         # The planner's own round is labelled by what it did; later rounds by asking it.
-        labels = (
-            torch.as_tensor(actions)
-            if iteration == 0
-            else expert_labels(planner, obs_t, label_batch_size)
+        labels = torch.as_tensor(
+            actions if iteration == 0 else label_in_order(planner, obs, starts)
         )
         all_actions.append(labels.to(device))
         fit = clone(
