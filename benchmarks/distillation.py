@@ -7,14 +7,15 @@ into a policy, each beside what it was distilled from, in the same run.
   the one-step NLL of held-out real transitions.
 - ``planner``: CEM over Pendulum's exact dynamics (so the expert is good without a model
   fit) distilled by :func:`mbwrap.algos.distill_planner` (DAgger) into TD3's actor; then
-  the planner, the policy alone and POPLIN-A (CEM started from the policy's plan, with a
-  quarter of the population) on the same start states: mean return and milliseconds per
-  decision.
+  the planner, the policy alone and POPLIN-A (CEM started from the policy's plan, with the
+  same population and with a quarter of it) on the same start states: mean return and
+  milliseconds per decision.
 
 Usage::
 
     python benchmarks/distillation.py ensemble --threads 1
-    python benchmarks/distillation.py planner --threads 1
+    python benchmarks/distillation.py planner --threads 1 --dagger-steps 1000 \
+        --dagger-iterations 4 --episodes 10
 """
 
 from __future__ import annotations
@@ -157,14 +158,19 @@ def run_planner(args: argparse.Namespace) -> None:
             f"{row['return']:.1f}, expert gap {row['expert_gap']:.4f}"
         )
     quarter = max(args.population // 4, 8)
-    poplin = POPLINA(
-        ExactPendulum(), policy=agent, population=quarter, num_elites=max(quarter // 10, 2), **cem
-    )
-    rows = [
+    rows: list[tuple[str, Any]] = [
         (f"CEM ({args.population} x 4 iterations, H 20)", planner),
         ("TD3 policy distilled by DAgger", agent),
-        (f"POPLIN-A ({quarter} x 4, from the policy)", poplin),
     ]
+    for population in (args.population, quarter):
+        poplin = POPLINA(
+            ExactPendulum(),
+            policy=agent,
+            population=population,
+            num_elites=max(population // 10, 2),
+            **cem,
+        )
+        rows.append((f"POPLIN-A ({population} x 4, from the policy)", poplin))
     print()
     print(f"| acting | mean return ({args.episodes} eps) | ms per decision |")
     print("|---|---:|---:|")
