@@ -365,3 +365,20 @@ def test_ddpg_sac_and_an_instance_train_on_expanded_batches(cls, agent):
         assert isinstance(algo._behaviour_policy(), NoisyPolicy)
     else:
         assert algo._behaviour_policy() is algo.agent  # SAC explores by sampling
+
+
+def test_a_model_that_predicts_nan_is_counted_and_warned_of():
+    class Broken(Drift):
+        def step(self, state, action, *, generator=None, member=None) -> ModelStep:
+            out = super().step(state, action, generator=generator, member=member)
+            return ModelStep(
+                next_state=out.next_state * float("nan"), reward=out.reward, terminated=None
+            )
+
+    sampler = MVESampler(
+        one_transition(1.0, 0.5, 3.0, 2.0, False), Broken(), halving_agent(), 2, seed=0
+    )
+    batch = sampler.sample(4)
+    assert torch.isfinite(batch.rewards).all() and torch.isfinite(batch.next_observations).all()
+    with pytest.warns(mbwrap.errors.NonFiniteModelWarning, match="in 4 imagined rollouts"):
+        assert sampler.metrics()["nonfinite_rollouts"] == 4

@@ -10,6 +10,7 @@ term, its optimisers and target updates) trains on them unchanged.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from mbwrap.algos.expansion_agent import (
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.device import make_generator
 from mbwrap.envs.imagination import ImaginationCore
+from mbwrap.errors import NonFiniteModelWarning
 from mbwrap.models import WorldModel
 from mbwrap.returns import expansion_as_one_step, horizon_targets, inverse_variance_mix
 from mbwrap.spaces import action_bounds, scale_action, unscale_action
@@ -124,7 +126,9 @@ class ExpansionSampler:
         for _ in range(self.horizon):
             scaled = rollout_actions(self.agent, obs.to(self.device), self._noise)
             scaled = scaled.to(self.model.device)
-            obs, reward, terminated, bad = core.step(unscale_action(scaled, *self._model_bounds))
+            # In the Box by construction (the policy's [-1, 1], mapped): no check, no sync.
+            action = unscale_action(scaled.clamp(-1.0, 1.0), *self._model_bounds)
+            obs, reward, terminated, bad = core.step(action, check=False)
             states.append(obs)
             actions.append(scaled)
             rewards.append(reward)
@@ -165,8 +169,10 @@ class ExpansionSampler:
         self._batches += 1
 
     def metrics(self) -> dict[str, float]:
-        """Means since the last call of what the batches held (``target_mean``,
-        ``model_reward_mean``, ``nonfinite_rollouts``...), then reset."""
+        """Means per batch since the last call of what the batches held, then reset:
+        ``model_reward_mean``, ``nonfinite_rollouts`` (rollouts whose model output was NaN or
+        infinite: warned of with :class:`~mbwrap.errors.NonFiniteModelWarning`), and MVE's
+        ``target_reward_mean`` or STEVE's ``horizon_weight_i``."""
         count = max(self._batches, 1)
         out: dict[str, float] = {}
         for name, value in self._sums.items():
@@ -176,6 +182,14 @@ class ExpansionSampler:
             else:
                 out.update({f"{name}_{i}": float(v) / count for i, v in enumerate(flat)})
         self._sums, self._batches = {}, 0
+        if out.get("nonfinite_rollouts", 0.0) > 0:
+            warnings.warn(
+                f"{type(self.model).__name__} predicted NaN or infinite values in "
+                f"{out['nonfinite_rollouts'] * count:.0f} imagined rollouts since the last log; "
+                "those rollouts stood still from there (reward 0)",
+                NonFiniteModelWarning,
+                stacklevel=2,
+            )
         return out
 
     def state_dict(self) -> dict[str, Any]:
