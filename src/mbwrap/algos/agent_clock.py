@@ -11,11 +11,37 @@ import numpy as np
 class AgentClock:
     """Mixin of :class:`~mbwrap.algos.base.Algorithm` subclasses whose ``agent`` (an SB3
     off-policy algorithm) acts in the real env and trains through its own ``train()``
-    (MBPO, MVE, STEVE), but never runs its own ``learn()``."""
+    (MBPO, MVE, STEVE), but never runs its own ``learn()``: its clock follows the real
+    steps each iteration collects, and it makes ``gradient_steps`` updates per
+    ``train_freq`` of them (config fields of those names, and ``learning_starts``)."""
 
     agent: Any
+    config: Any
     num_timesteps: int
+    real_steps: int
     _total_timesteps: int
+    #: Agent gradient updates done.
+    agent_updates: int = 0
+    _collected = 0  # real steps of the current iteration
+
+    def _collect(self, callback: Any, remaining: int) -> bool:
+        before = self.real_steps
+        keep_going = super()._collect(callback, remaining)  # type: ignore[misc]
+        self._collected = self.real_steps - before
+        self._advance_agent(self._collected)
+        return keep_going
+
+    def _train(self) -> None:
+        """``gradient_steps`` agent updates per ``train_freq`` real steps taken with the
+        policy; none for the random steps (SB3 trains once ``num_timesteps >
+        learning_starts``)."""
+        config = self.config
+        if self.real_steps - self._collected < config.learning_starts:
+            return
+        updates = config.gradient_steps * self._collected // config.train_freq
+        if updates:
+            self.agent.train(gradient_steps=updates, batch_size=self.agent.batch_size)
+            self.agent_updates += updates
 
     def _on_training_start(self) -> None:
         super()._on_training_start()  # type: ignore[misc]

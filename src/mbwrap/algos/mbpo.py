@@ -92,10 +92,8 @@ class MBPO(AgentClock, Algorithm):
         self.agent.replay_buffer = self.mixed_buffer  # type: ignore[assignment]
         #: Seeds each batch of rollouts.
         self.rng = np.random.default_rng(config.seed)
-        #: Agent gradient updates done.
         self.agent_updates = 0
         self._dumped_epoch = 0
-        self._collected = 0  # real steps of the current iteration
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -205,11 +203,7 @@ class MBPO(AgentClock, Algorithm):
         # rollouts serves the agent updates that follow the next step.
         if not self._warming_up() and Algorithm._refit_due(self):
             self._refit()
-        before = self.real_steps
-        keep_going = super()._collect(callback, remaining)
-        self._collected = self.real_steps - before
-        self._advance_agent(self._collected)
-        return keep_going
+        return super()._collect(callback, remaining)
 
     def _refit_due(self) -> bool:
         """Never after collecting: :meth:`_collect` refits before the step, as MBPO does."""
@@ -218,18 +212,6 @@ class MBPO(AgentClock, Algorithm):
     def _refit(self) -> None:
         super()._refit()
         self._record_metrics("imagination", self._rollout())
-
-    def _train(self) -> None:
-        """``gradient_steps`` agent updates per ``train_freq`` real steps taken with the
-        policy; none after the random steps (SB3 trains once ``num_timesteps >
-        learning_starts``)."""
-        config = self.config
-        if self.real_steps - self._collected < config.learning_starts:
-            return
-        updates = config.gradient_steps * self._collected // config.train_freq
-        if updates:
-            self.agent.train(gradient_steps=updates, batch_size=self.agent.batch_size)
-            self.agent_updates += updates
 
     def _dump_logs(self) -> None:
         # An epoch is MBPO's unit of reporting: one dump when it ends.

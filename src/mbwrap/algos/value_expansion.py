@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3 import TD3
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
 from mbwrap.algos.agent_clock import AgentClock
@@ -71,9 +70,7 @@ class ValueExpansion(AgentClock, Algorithm):
         #: What the agent's ``train()`` samples from.
         self.sampler = self._sampler()
         self.agent.replay_buffer = self.sampler  # type: ignore[assignment]
-        #: Agent gradient updates done.
         self.agent_updates = 0
-        self._collected = 0  # real steps of the current iteration
         self._dumped_episode = 0
 
     def _agent_overrides(self) -> dict[str, Any]:
@@ -83,26 +80,7 @@ class ValueExpansion(AgentClock, Algorithm):
     def _sampler(self) -> ExpansionSampler:
         raise NotImplementedError
 
-    # ------------------------------------------------------------------ the loop's hooks
-    def _collect(self, callback: BaseCallback, remaining: int) -> bool:
-        before = self.real_steps
-        keep_going = super()._collect(callback, remaining)
-        self._collected = self.real_steps - before
-        self._advance_agent(self._collected)
-        return keep_going
-
-    def _train(self) -> None:
-        """``gradient_steps`` agent updates per ``train_freq`` real steps taken with the
-        policy; none for the random steps (SB3 trains once ``num_timesteps >
-        learning_starts``)."""
-        config = self.config
-        if self.real_steps - self._collected < config.learning_starts:
-            return
-        updates = config.gradient_steps * self._collected // config.train_freq
-        if updates:
-            self.agent.train(gradient_steps=updates, batch_size=self.agent.batch_size)
-            self.agent_updates += updates
-
+    # ------------------------------------------------------------------ logs
     def _dump_logs(self) -> None:
         # SB3's off-policy agents report once per finished episode, not per step.
         if self._episode_num == self._dumped_episode:
