@@ -8,22 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from mbwrap.buffers import ReplayBuffer
+from mbwrap.buffers import ReplayBuffer, collect
 from mbwrap.envs import DreamVecEnv
 from mbwrap.models import GaussianEnsemble, MLPModel, distill_ensemble
 from mbwrap.models.distill import ensemble_moments, soft_gaussian_nll
 
 
 def pendulum_buffer(steps: int, seed: int = 0) -> ReplayBuffer:
+    """``steps`` uniformly random Pendulum-v1 transitions."""
     env = gym.make("Pendulum-v1")
-    env.action_space.seed(seed)
     buffer = ReplayBuffer(env.observation_space, env.action_space, steps, device="cpu")
-    obs, _ = env.reset(seed=seed)
-    for _ in range(steps):
-        action = env.action_space.sample()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.add(obs, action, reward, next_obs, terminated, truncated)
-        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+    collect(env, buffer, steps, seed=seed)
     return buffer
 
 

@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from mbwrap.algos.agents import resolve_agent
+from mbwrap.envs import DreamVecEnv, as_vec_env
+
 
 class AgentClock:
     """Mixin of :class:`~mbwrap.algos.base.Algorithm` subclasses whose ``agent`` (an SB3
@@ -42,6 +45,25 @@ class AgentClock:
         if updates:
             self.agent.train(gradient_steps=updates, batch_size=self.agent.batch_size)
             self.agent_updates += updates
+
+    def _make_agent(self, **extra_kwargs: Any) -> Any:
+        """The agent named (or given) by ``config.agent``, with ``config.agent_kwargs`` and
+        ``extra_kwargs``; the config then names it in JSON form. The agent never steps an
+        env: one dream episode of ``self.model`` over ``self.buffer`` gives it its spaces,
+        and its own replay buffer, replaced by the algorithm, is made as small as SB3
+        allows."""
+        config = self.config
+        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)  # type: ignore[attr-defined]
+        agent, config.agent, config.agent_kwargs = resolve_agent(
+            config.agent,
+            config.agent_kwargs,
+            as_vec_env(placeholder),
+            seed=config.seed,
+            device=self.device,  # type: ignore[attr-defined]
+            verbose=max(self.verbose - 1, 0),  # type: ignore[attr-defined]
+            extra_kwargs={"buffer_size": 1, **extra_kwargs},
+        )
+        return agent
 
     def _on_training_start(self) -> None:
         super()._on_training_start()  # type: ignore[misc]

@@ -19,11 +19,9 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos.agent_clock import AgentClock
-from mbwrap.algos.agents import resolve_agent
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.mbpo_config import MBPOConfig, model_buffer_capacity, rollout_length
 from mbwrap.buffers import MixedReplayBuffer, ReplayBuffer
-from mbwrap.envs import DreamVecEnv, as_vec_env
 from mbwrap.envs.branched import branched_rollouts
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import action_bounds, unscale_action
@@ -74,18 +72,7 @@ class MBPO(AgentClock, Algorithm):
         self.buffer = self._make_buffer()
         #: Imagined transitions; allocated at the first refit, resized with ``k``.
         self.model_buffer: ReplayBuffer | None = None
-        # The agent never steps an env; one dream episode gives it its spaces. Its own
-        # replay buffer is replaced, so it is made as small as SB3 allows.
-        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)
-        self.agent, config.agent, config.agent_kwargs = resolve_agent(
-            config.agent,
-            config.agent_kwargs,
-            as_vec_env(placeholder),
-            seed=config.seed,
-            device=self.device,
-            verbose=max(self.verbose - 1, 0),
-            extra_kwargs={"buffer_size": 1},
-        )
+        self.agent = self._make_agent()
         self.mixed_buffer = MixedReplayBuffer(
             self.buffer, None, config.real_ratio, device=self.agent.device, seed=config.seed
         )

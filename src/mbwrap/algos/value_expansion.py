@@ -10,11 +10,9 @@ from stable_baselines3 import TD3
 from stable_baselines3.common.noise import NormalActionNoise
 
 from mbwrap.algos.agent_clock import AgentClock
-from mbwrap.algos.agents import resolve_agent
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.expansion_sampler import ExpansionSampler
 from mbwrap.algos.value_expansion_config import ValueExpansionConfig
-from mbwrap.envs import DreamVecEnv, as_vec_env
 from mbwrap.space_support import SpaceSupport
 
 
@@ -50,18 +48,7 @@ class ValueExpansion(AgentClock, Algorithm):
         config = self.config
         self.model = self._make_model()
         self.buffer = self._make_buffer()
-        # The agent never steps an env; one dream episode gives it its spaces. Its own
-        # replay buffer is replaced, so it is made as small as SB3 allows.
-        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)
-        self.agent, config.agent, config.agent_kwargs = resolve_agent(
-            config.agent,
-            config.agent_kwargs,
-            as_vec_env(placeholder),
-            seed=config.seed,
-            device=self.device,
-            verbose=max(self.verbose - 1, 0),
-            extra_kwargs={"buffer_size": 1, **self._agent_overrides()},
-        )
+        self.agent = self._make_agent(**self._agent_overrides())
         if isinstance(self.agent, TD3) and self.agent.action_noise is None and config.action_noise:
             dim = self.action_space.shape  # type: ignore[union-attr]
             self.agent.action_noise = NormalActionNoise(
