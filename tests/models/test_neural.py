@@ -3,6 +3,7 @@ splitting, early stopping, metrics, unrolled training, termination, action space
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -429,3 +430,35 @@ def test_unrolled_loss_needs_sequences_in_the_buffer():
         model.fit(linear_buffer(50))
     metrics = model.fit(trajectory_buffer(4), epochs=1)
     assert metrics["epochs"] == 1 and metrics["transitions"] == 40
+
+
+@pytest.mark.parametrize("name", ["gaussian-ensemble", "mlp"])
+def test_step_blocks_is_step_with_one_member_per_block(name):
+    from mbwrap.models.build import resolve_model
+
+    env = gym.make("Pendulum-v1")
+    torch.manual_seed(0)
+    kwargs = {"hidden_sizes": [16], "ensemble_size": 4, "num_elites": 4, "learn_termination": True}
+    model = resolve_model(
+        name,
+        kwargs,
+        env.observation_space,
+        env.action_space,
+        env_id=None,
+        device=torch.device("cpu"),
+    )
+    state = torch.randn(6, 3)
+    action = torch.rand(6, 1) * 4 - 2
+    members = torch.tensor([3, 1])  # rows 0-2 follow member 3, rows 3-5 member 1
+    blocked = model.step_blocks(state, action, members, generator=torch.Generator().manual_seed(5))
+    plain = model.step(
+        state,
+        action,
+        member=torch.tensor([3, 3, 3, 1, 1, 1]),
+        generator=torch.Generator().manual_seed(5),
+    )
+    torch.testing.assert_close(blocked.next_state, plain.next_state)
+    torch.testing.assert_close(blocked.reward, plain.reward)
+    torch.testing.assert_close(blocked.terminated, plain.terminated)
+    with pytest.raises(ValueError, match="members: expected M >= 1 dividing the batch of 6"):
+        model.step_blocks(state, action, torch.tensor([0, 1, 2, 3]))

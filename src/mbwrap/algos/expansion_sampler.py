@@ -115,12 +115,15 @@ class ExpansionSampler:
         return self._cores[n]
 
     @torch.no_grad()
-    def imagine(self, start: torch.Tensor, member: torch.Tensor | None = None) -> Imagined:
+    def imagine(self, start: torch.Tensor, blocks: torch.Tensor | None = None) -> Imagined:
         """``H`` model steps from ``start`` (``[N, *obs_shape]``) acting with the agent's
         :func:`~mbwrap.algos.expansion_agent.rollout_actions`, batched on the model's
-        device with no host round trip; results on the agent's device."""
+        device with no host round trip; results on the agent's device.
+
+        :param blocks: ``[M]`` members followed by ``M`` equal blocks of the rows (see
+            :meth:`ImaginationCore.start_at`); ``None``: the model's propagation."""
         core = self._core(start.shape[0])
-        obs = core.start_at(start.to(self.model.device), member)
+        obs = core.start_at(start.to(self.model.device), blocks=blocks)
         states, actions, rewards, continues = [obs], [], [], []
         nonfinite = torch.zeros(start.shape[0], dtype=torch.bool, device=self.model.device)
         for _ in range(self.horizon):
@@ -337,8 +340,7 @@ class STEVESampler(ExpansionSampler):
         """
         batch, members, horizon = real.obs.shape[0], self.members, self.horizon
         start = real.next_obs.repeat(members, *([1] * (real.next_obs.ndim - 1)))
-        member = self.member_ids().repeat_interleave(batch)
-        imagined = self.imagine(start, member)
+        imagined = self.imagine(start, blocks=self.member_ids())
         states = imagined.obs.reshape(-1, *imagined.obs.shape[2:])  # [(H + 1) M B, ...]
         values = bootstrap_values(self.agent, states, self._noise)  # [K, (H + 1) M B]
         critics = values.shape[0]

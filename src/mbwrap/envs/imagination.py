@@ -141,6 +141,8 @@ class ImaginationCore:
         self.check_action = ActionCheck(model.action_space)
         #: ``[B]`` ensemble member per episode (TS-inf models), else ``None``.
         self.member: torch.Tensor | None = None
+        #: ``[M]`` members of equal blocks of episodes (:meth:`start_at`), else ``None``.
+        self.blocks: torch.Tensor | None = None
 
     def seed(self, seed: int | None) -> None:
         """Seed the start-state and model generators (``None``: fresh entropy)."""
@@ -212,6 +214,7 @@ class ImaginationCore:
 
     def reset(self, index: torch.Tensor | None = None) -> Tree:
         """Start new episodes for ``index`` (all when ``None``); return all observations."""
+        self.blocks = None  # drawn members no longer follow blocks
         if index is None or self.state is None:
             self.state, self.obs = self.sample_starts(self.batch_size)
             if self.fixed_member is None:
@@ -234,13 +237,22 @@ class ImaginationCore:
         return self.obs
 
     @torch.no_grad()
-    def start_at(self, obs: Tree, member: torch.Tensor | None = None) -> Tree:
+    def start_at(
+        self,
+        obs: Tree,
+        member: torch.Tensor | None = None,
+        *,
+        blocks: torch.Tensor | None = None,
+    ) -> Tree:
         """Start every episode at given observations instead of drawn ones: value
         expansion branches its rollouts from replayed states, all of which are known.
 
         :param obs: ``[B, *obs_shape]`` on the model's device, ``B`` = :attr:`batch_size`.
-        :param member: ``[B]`` ensemble member of each episode (STEVE follows each member);
-            ``None``: the model's own choice (:meth:`WorldModel.sample_members`).
+        :param member: ``[B]`` ensemble member of each episode; ``None``: the model's own
+            choice (:meth:`WorldModel.sample_members`).
+        :param blocks: ``[M]`` distinct members, the episodes in ``M`` equal blocks, block
+            ``m`` following ``blocks[m]`` (STEVE follows each member). A model with a
+            ``step_blocks`` method then runs each member on its block only.
         :return: the episodes' observations.
         """
         if tree_batch_size(obs) != self.batch_size:
@@ -249,6 +261,9 @@ class ImaginationCore:
             )
         self.state = self.model.encode(obs)
         self.obs = self.model.dream_observation(self.state)
+        self.blocks = blocks
+        if blocks is not None:
+            member = blocks.repeat_interleave(self.batch_size // max(blocks.numel(), 1))
         self.member = (
             self.model.sample_members(self.batch_size, self._gen) if member is None else member
         )
@@ -280,7 +295,10 @@ class ImaginationCore:
             raise SpaceMismatchError(
                 f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
             )
-        pred = self.model.step(self.state, action, generator=self._gen, member=self.member)
+        if self.blocks is not None and hasattr(self.model, "step_blocks"):
+            pred = self.model.step_blocks(self.state, action, self.blocks, generator=self._gen)
+        else:
+            pred = self.model.step(self.state, action, generator=self._gen, member=self.member)
         next_state, next_obs = pred.next_state, self.model.dream_observation(pred.next_state)
         if self.reward_fn is not None:
             reward = torch.as_tensor(
