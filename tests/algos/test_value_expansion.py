@@ -20,10 +20,11 @@ from stable_baselines3.common.monitor import Monitor
 
 import mbwrap
 from mbwrap.algos.agent_clock import NoisyPolicy
-from mbwrap.algos.expansion_sampler import MVESampler, STEVESampler
 from mbwrap.algos.mve import MVE
+from mbwrap.algos.mve_sampler import MVESampler
 from mbwrap.algos.presets import PENDULUM_MVE
 from mbwrap.algos.steve import STEVE
+from mbwrap.algos.steve_sampler import STEVESampler
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.models import WorldModel
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
@@ -382,3 +383,36 @@ def test_a_model_that_predicts_nan_is_counted_and_warned_of():
     assert torch.isfinite(batch.rewards).all() and torch.isfinite(batch.next_observations).all()
     with pytest.warns(mbwrap.errors.NonFiniteModelWarning, match="in 4 imagined rollouts"):
         assert sampler.metrics()["nonfinite_rollouts"] == 4
+
+
+def test_td3_smoothing_stays_within_its_clip_and_the_box():
+    from mbwrap.algos.expansion_agent import smoothed
+
+    agent = SimpleNamespace(target_policy_noise=10.0, target_noise_clip=0.5)
+    action = torch.tensor([[0.0], [0.9]]).expand(2, 1000)
+    out = smoothed(agent, action, torch.Generator().manual_seed(0))
+    assert float((out[0] - action[0]).abs().max()) == pytest.approx(0.5)  # clipped noise
+    assert float(out[1].max()) == 1.0 and float(out[1].min()) == pytest.approx(0.4)
+
+
+def test_sac_bootstrap_values_are_each_target_critic_minus_the_entropy_term():
+    from stable_baselines3 import SAC
+
+    from mbwrap.algos.expansion_agent import bootstrap_values
+
+    agent = SAC(
+        "MlpPolicy",
+        gym.make("Pendulum-v1"),
+        device="cpu",
+        seed=0,
+        policy_kwargs={"net_arch": [8], "n_critics": 3},
+    )
+    obs = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)
+    values = bootstrap_values(agent, obs)
+    torch.manual_seed(2)  # the same sampled actions
+    action, log_prob = agent.actor.action_log_prob(obs)
+    alpha = torch.exp(agent.log_ent_coef.detach())
+    for k, q in enumerate(agent.critic_target(obs, action)):
+        torch.testing.assert_close(values[k], (q.reshape(-1) - alpha * log_prob).detach())
+    assert values.shape == (3, 5)

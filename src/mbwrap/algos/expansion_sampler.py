@@ -19,8 +19,6 @@ import torch
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from mbwrap.algos.expansion_agent import (
-    RealRowsDriveTheActor,
-    bootstrap_values,
     rollout_actions,
 )
 from mbwrap.buffers import ReplayBuffer
@@ -28,7 +26,6 @@ from mbwrap.device import make_generator
 from mbwrap.envs.imagination import ImaginationCore
 from mbwrap.errors import NonFiniteModelWarning
 from mbwrap.models import WorldModel
-from mbwrap.returns import expansion_as_one_step, horizon_targets, inverse_variance_mix
 from mbwrap.spaces import action_bounds, scale_action, unscale_action
 
 
@@ -63,7 +60,8 @@ class RealBatch:
 
 
 class ExpansionSampler:
-    """Base of :class:`MVESampler` and :class:`STEVESampler`: draws real transitions and
+    """Base of :class:`~mbwrap.algos.mve_sampler.MVESampler` and
+    :class:`~mbwrap.algos.steve_sampler.STEVESampler`: draws real transitions and
     imagines from them; subclasses turn both into a batch (:meth:`_batch`).
 
     :param real: the real transitions (an :class:`~mbwrap.ReplayBuffer`).
@@ -214,167 +212,3 @@ class ExpansionSampler:
             core = self._core(int(n))
             core._gen.set_state(gens["model"].to(torch.uint8).cpu())
             core._start_gen.set_state(gens["start"].to(torch.uint8).cpu())
-
-
-class MVESampler(ExpansionSampler):
-    """Model-based value expansion with the TD-k trick (Feinberg et al. 2018, Algorithm 1).
-
-    From each real transition ``(s, a, r, s')`` it imagines ``ŝ_0 = s', ..., ŝ_H`` and
-    returns ``(H + 1) B`` rows: the real ``(s, a)`` and every imagined ``(ŝ_t, â_t)``,
-    ``t < H``, each with ``next_observations = ŝ_H`` and the ``rewards`` and ``dones`` of
-    :func:`~mbwrap.returns.expansion_as_one_step`, so that the agent's
-    ``rewards + (1 - dones) * gamma * Q'(ŝ_H)`` is the expanded target of that row: the real
-    and imagined rewards to ``ŝ_H``, then the critic. The paper's critic loss averages over
-    these ``H + 1`` states too. Where the real transition terminated, its imagined rows are
-    copies of the real one (no state after a terminal one is trained on).
-
-    The actor's update reads the same batch; :class:`RealRowsDriveTheActor` keeps the
-    imagined rows out of it, as Feinberg et al. update the actor on the real states alone.
-
-    :param td_k: train the critic at the imagined states too; ``False`` returns the ``B``
-        real rows alone with their ``H``-step targets (the paper's ablation "MVE without
-        the TD-k trick").
-    """
-
-    def __init__(
-        self,
-        real: ReplayBuffer,
-        model: WorldModel,
-        agent: Any,
-        horizon: int,
-        *,
-        td_k: bool = True,
-        seed: int | None,
-    ) -> None:
-        super().__init__(real, model, agent, horizon, seed=seed)
-        self.td_k = bool(td_k)
-        self.actor_rows = RealRowsDriveTheActor(agent) if hasattr(agent, "policy") else None
-
-    def _batch(self, real: RealBatch) -> ReplayBufferSamples:
-        imagined = self.imagine(real.next_obs)
-        horizon = self.horizon
-        batch = real.obs.shape[0]
-        if self.actor_rows is not None:
-            self.actor_rows.expect(batch, (horizon + 1 if self.td_k else 1) * batch)
-        rewards = torch.cat([real.reward[None], imagined.rewards])
-        continues = torch.cat([1.0 - real.terminated[None], imagined.continues])
-        rewards, dones = expansion_as_one_step(rewards, continues, discount=self.agent.gamma)
-        obs = torch.cat([real.obs[None], imagined.obs[:-1]])
-        actions = torch.cat([real.action[None], imagined.actions])
-        next_obs = imagined.obs[-1].expand(horizon + 1, *imagined.obs.shape[1:])
-        # Rows imagined after a real terminal state become copies of the real row.
-        ended = (real.terminated > 0) & (torch.arange(horizon + 1, device=self.device) > 0)[:, None]
-        rewards = torch.where(ended, rewards[:1], rewards)
-        dones = torch.where(ended, dones[:1], dones)
-
-        def rows(x: torch.Tensor) -> torch.Tensor:
-            mask = ended.reshape(*ended.shape, *([1] * (x.ndim - 2)))
-            return torch.where(mask, x[:1], x).reshape(-1, *x.shape[2:])
-
-        self._accumulate(
-            target_reward_mean=rewards[0].mean(),
-            model_reward_mean=imagined.rewards.mean() if horizon else rewards.new_zeros(()),
-            nonfinite_rollouts=imagined.nonfinite.float().sum(),
-        )
-        if not self.td_k:
-            return ReplayBufferSamples(
-                observations=obs[0],
-                actions=actions[0],
-                next_observations=next_obs[0],
-                dones=dones[0].reshape(-1, 1),
-                rewards=rewards[0].reshape(-1, 1),
-            )
-        return ReplayBufferSamples(
-            observations=rows(obs),
-            actions=rows(actions),
-            next_observations=rows(next_obs),
-            dones=dones.reshape(-1, 1),
-            rewards=rewards.reshape(-1, 1),
-        )
-
-
-class STEVESampler(ExpansionSampler):
-    """Stochastic ensemble value expansion (Buckman et al. 2018, Section 3).
-
-    Each dynamics member ``m`` imagines its own ``H`` steps from every real next state,
-    acting with the agent's target policy; every target critic ``k`` bootstraps every
-    state reached. For each real ``(s, a)`` that gives ``M K`` candidate targets at each
-    horizon ``i = 0 .. H`` (:func:`~mbwrap.returns.horizon_targets`, the real reward
-    first), combined by :func:`~mbwrap.returns.inverse_variance_mix`. The batch is the
-    real transitions with ``rewards`` = that target and ``dones = 1``, so the agent's
-    update regresses each critic on it exactly.
-
-    Rewards come from the registered reward function where the env has one (exact, so the
-    candidates' spread is the dynamics' and the critics'); otherwise from member ``m``'s
-    reward head on its own rollout, a reward ensemble paired with the dynamics one.
-
-    :param members: ``M``, the dynamics members; the model must have that many.
-    """
-
-    def __init__(
-        self,
-        real: ReplayBuffer,
-        model: WorldModel,
-        agent: Any,
-        horizon: int,
-        *,
-        members: int,
-        seed: int | None,
-    ) -> None:
-        super().__init__(real, model, agent, horizon, seed=seed)
-        self.members = int(members)
-        self._weight_sum: torch.Tensor | None = None
-
-    def member_ids(self) -> torch.Tensor:
-        """The ``M`` members that imagine: the model's first ``M`` elites where it ranks its
-        members (``elite_indices``), else members ``0 .. M - 1``."""
-        elites = getattr(self.model, "elite_indices", None)
-        if isinstance(elites, torch.Tensor):
-            return elites[: self.members].to(self.model.device)
-        return torch.arange(self.members, device=self.model.device)
-
-    def targets(self, real: RealBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """STEVE's target of each real transition and the weight of each horizon.
-
-        :return: ``(target [B], weights [H + 1, B])``.
-        """
-        batch, members, horizon = real.obs.shape[0], self.members, self.horizon
-        start = real.next_obs.repeat(members, *([1] * (real.next_obs.ndim - 1)))
-        imagined = self.imagine(start, blocks=self.member_ids())
-        states = imagined.obs.reshape(-1, *imagined.obs.shape[2:])  # [(H + 1) M B, ...]
-        values = bootstrap_values(self.agent, states, self._noise)  # [K, (H + 1) M B]
-        critics = values.shape[0]
-        values = values.reshape(critics, horizon + 1, members, batch).permute(1, 2, 0, 3)
-        shape = (horizon + 1, members, critics, batch)
-        rewards = torch.cat(
-            [
-                real.reward.expand(1, members, batch),
-                imagined.rewards.reshape(horizon, members, batch),
-            ]
-        )[:, :, None].expand(shape)
-        continues = torch.cat(
-            [
-                (1.0 - real.terminated).expand(1, members, batch),
-                imagined.continues.reshape(horizon, members, batch),
-            ]
-        )[:, :, None].expand(shape)
-        # State 0 is the real s, whose value is what is being learned: no candidate uses it.
-        values = torch.cat([values.new_zeros(1, members, critics, batch), values])
-        candidates = horizon_targets(rewards, values, continues, discount=self.agent.gamma)[1:]
-        target, weights = inverse_variance_mix(candidates.reshape(horizon + 1, -1, batch))
-        self._accumulate(
-            horizon_weight=weights.mean(-1),
-            model_reward_mean=imagined.rewards.mean() if horizon else target.new_zeros(()),
-            nonfinite_rollouts=imagined.nonfinite.float().sum(),
-        )
-        return target, weights
-
-    def _batch(self, real: RealBatch) -> ReplayBufferSamples:
-        target, _ = self.targets(real)
-        return ReplayBufferSamples(
-            observations=real.obs,
-            actions=real.action,
-            next_observations=real.next_obs,
-            dones=torch.ones_like(target).reshape(-1, 1),
-            rewards=target.reshape(-1, 1),
-        )

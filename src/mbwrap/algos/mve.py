@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from mbwrap.algos.expansion_sampler import ExpansionSampler, MVESampler
+from mbwrap.algos.expansion_sampler import ExpansionSampler
+from mbwrap.algos.mve_sampler import MVESampler
 from mbwrap.algos.value_expansion import ValueExpansion
 from mbwrap.algos.value_expansion_config import MVEConfig
 
@@ -15,7 +16,7 @@ class MVE(ValueExpansion):
     Each replayed real transition ``(s, a, r, s')`` is expanded by ``H`` model steps from
     ``s'`` with the target policy; the critic learns at ``s`` and at every imagined state
     before the last, each with the rewards to the last state and the target critic there
-    (:class:`~mbwrap.algos.expansion_sampler.MVESampler`). ``H = 0`` is the agent alone.
+    (:class:`~mbwrap.algos.mve_sampler.MVESampler`). ``H = 0`` is the agent alone.
     Reward and termination come from the functions registered for the env where there are
     some, else from the model's heads.
 

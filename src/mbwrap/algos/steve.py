@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from mbwrap.algos.expansion_agent import critic_count
-from mbwrap.algos.expansion_sampler import ExpansionSampler, STEVESampler
+from mbwrap.algos.expansion_sampler import ExpansionSampler
+from mbwrap.algos.steve_sampler import STEVESampler
 from mbwrap.algos.value_expansion import ValueExpansion
 from mbwrap.algos.value_expansion_config import STEVEConfig
 
@@ -16,7 +17,7 @@ class STEVE(ValueExpansion):
     """STEVE: an SB3 actor-critic (DDPG, TD3, SAC) whose critics learn from a mix of the
     targets of every horizon ``0 .. H``, each weighted by the inverse of its variance
     across an ensemble of dynamics models and the agent's Q functions
-    (:class:`~mbwrap.algos.expansion_sampler.STEVESampler`), so that the model is used only
+    (:class:`~mbwrap.algos.steve_sampler.STEVESampler`), so that the model is used only
     as far as its members and the critics agree.
 
     A named agent gets ``critics`` Q functions (SB3's ``n_critics``; its own target, e.g.
