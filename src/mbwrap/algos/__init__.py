@@ -22,6 +22,8 @@ from mbwrap.algos.planet import PlaNet
 from mbwrap.algos.planet_config import PlaNetConfig
 from mbwrap.algos.self_play import SelfPlayAlgorithm
 from mbwrap.algos.steve import STEVE
+from mbwrap.algos.tdm import TDM
+from mbwrap.algos.tdm_config import TDMConfig
 from mbwrap.algos.value_expansion_config import MVEConfig, STEVEConfig
 from mbwrap.algos.world_models import WorldModels, WorldModelsConfig
 from mbwrap.envs.sb3_vec_env import wrap_env
@@ -33,6 +35,7 @@ __all__ = [
     "MVE",
     "PETS",
     "STEVE",
+    "TDM",
     "AlgoConfig",
     "Algorithm",
     "AlgorithmCore",
@@ -56,6 +59,7 @@ __all__ = [
     "PlaNetConfig",
     "STEVEConfig",
     "SelfPlayAlgorithm",
+    "TDMConfig",
     "WorldModels",
     "WorldModelsConfig",
     "alphazero_loss",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
 
 from mbwrap.algos.agents import resolve_agent
 from mbwrap.envs import DreamVecEnv, as_vec_env
@@ -49,21 +50,25 @@ class AgentClock:
     def _make_agent(self, **extra_kwargs: Any) -> Any:
         """The agent named (or given) by ``config.agent``, with ``config.agent_kwargs`` and
         ``extra_kwargs``; the config then names it in JSON form. The agent never steps an
-        env: one dream episode of ``self.model`` over ``self.buffer`` gives it its spaces,
-        and its own replay buffer, replaced by the algorithm, is made as small as SB3
-        allows."""
+        env: :meth:`_placeholder_env` gives it its spaces, and its own replay buffer,
+        replaced by the algorithm, is made as small as SB3 allows."""
         config = self.config
-        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)  # type: ignore[attr-defined]
         agent, config.agent, config.agent_kwargs = resolve_agent(
             config.agent,
             config.agent_kwargs,
-            as_vec_env(placeholder),
+            self._placeholder_env(),
             seed=config.seed,
             device=self.device,  # type: ignore[attr-defined]
             verbose=max(self.verbose - 1, 0),  # type: ignore[attr-defined]
             extra_kwargs={"buffer_size": 1, **extra_kwargs},
         )
         return agent
+
+    def _placeholder_env(self) -> VecEnv:
+        """An env with the agent's spaces, never stepped: one dream episode of
+        ``self.model`` over ``self.buffer``."""
+        placeholder = DreamVecEnv(self.model, 1, start_states=self.buffer, horizon=1)  # type: ignore[attr-defined]
+        return as_vec_env(placeholder)
 
     def _on_training_start(self) -> None:
         super()._on_training_start()  # type: ignore[misc]

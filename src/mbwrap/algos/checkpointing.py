@@ -44,6 +44,7 @@ class Checkpointed:
                 {"r": float(episode["r"]), "l": int(episode["l"])}
                 for episode in self.ep_info_buffer
             ],
+            "ep_success_buffer": [bool(success) for success in self.ep_success_buffer],
             "rng": saved.global_rng_state(),
             "action_space_rng": self.action_space.np_random.bit_generator.state,
         }
@@ -57,6 +58,9 @@ class Checkpointed:
         self._episode_num = check_count(state["episode_num"], name="run.episode_num")
         self.ep_info_buffer.clear()
         self.ep_info_buffer.extend(state["ep_info_buffer"])
+        self.ep_success_buffer.clear()
+        # Absent from checkpoints written before success rates were kept.
+        self.ep_success_buffer.extend(bool(s) for s in state.get("ep_success_buffer", []))
         saved.set_global_rng_state(state["rng"])
         self.action_space.np_random.bit_generator.state = state["action_space_rng"]
 

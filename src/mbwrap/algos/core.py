@@ -88,6 +88,8 @@ class AlgorithmCore(Checkpointed, abc.ABC):
         self.ep_info_buffer: deque[dict[str, float]] = deque(
             maxlen=self.config.stats_window_size
         )
+        #: Whether each recent episode succeeded, where the env reports ``is_success``.
+        self.ep_success_buffer: deque[bool] = deque(maxlen=self.config.stats_window_size)
         if self.seed is not None:
             sb3_utils.set_random_seed(self.seed)
             self.action_space.seed(self.seed)
@@ -161,6 +163,7 @@ class AlgorithmCore(Checkpointed, abc.ABC):
             self.num_timesteps = 0
             self._episode_num = 0
             self.ep_info_buffer.clear()
+            self.ep_success_buffer.clear()
         else:
             total_timesteps += self.num_timesteps
         self._total_timesteps = total_timesteps
@@ -188,6 +191,8 @@ class AlgorithmCore(Checkpointed, abc.ABC):
             if episode is not None:
                 self.ep_info_buffer.append(episode)
                 self._episode_num += 1
+                if info.get("is_success") is not None:
+                    self.ep_success_buffer.append(bool(info["is_success"]))
 
     def _record_metrics(self, prefix: str, metrics: dict[str, Any]) -> None:
         """Log the numeric entries of ``metrics`` as ``prefix/key`` (sequences by their mean)."""
@@ -212,6 +217,8 @@ class AlgorithmCore(Checkpointed, abc.ABC):
             self.logger.record(
                 "rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer]))
             )
+        if self.ep_success_buffer:
+            self.logger.record("rollout/success_rate", float(np.mean(self.ep_success_buffer)))
         self.logger.record("time/episodes", self._episode_num, exclude="tensorboard")
         self.logger.record("time/fps", fps)
         self.logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")

@@ -2,6 +2,7 @@
 
 from mbwrap.buffers.action_repeat import ActionRepeatWriter
 from mbwrap.buffers.collect import Collector, check_finite_step, collect, step_vec_env
+from mbwrap.buffers.hindsight import HindsightBatch, HindsightSampler
 from mbwrap.buffers.mixed import MixedReplayBuffer, split_batch
 from mbwrap.buffers.prioritized import PrioritizedTrajectoryBuffer
 from mbwrap.buffers.replay import ReplayBuffer
@@ -10,6 +11,8 @@ from mbwrap.buffers.self_play import SelfPlayBuffer
 __all__ = [
     "ActionRepeatWriter",
     "Collector",
+    "HindsightBatch",
+    "HindsightSampler",
     "MixedReplayBuffer",
     "PrioritizedTrajectoryBuffer",
     "ReplayBuffer",
