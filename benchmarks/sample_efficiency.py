@@ -10,7 +10,13 @@ episodes on the real env every ``--eval-freq`` real steps):
 - ``pendulum-td3``: MVE (its preset, without the TD-k trick, and with it) and STEVE, each
   training TD3, against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``;
 - ``inverted-pendulum-td3``: the same four with the same settings, to 950 (of 1,000) on
-  MuJoCo's ``InvertedPendulum-v5``.
+  MuJoCo's ``InvertedPendulum-v5``;
+- ``point-goal``: TDM (its preset, vector and scalar) against SB3's DDPG with SB3's
+  ``HerReplayBuffer`` (same networks, Polyak rate and exploration noise), to a success rate
+  of 0.9 on ``mbwrap/PointGoal-v0``;
+- ``point-maze``: the same on Gymnasium-Robotics' ``PointMaze_UMaze-v3`` (the
+  ``robotics`` extra; episodes end at the goal), 2 x 256 networks. (Its ``FetchReach-v4``
+  fails to reset under MuJoCo 4.0.)
 
 Prints, per method and seed, the first evaluated real step count at which the mean return
 reached the threshold, and the ratio of each model-based median to the model-free one
@@ -21,6 +27,7 @@ Usage::
     python benchmarks/sample_efficiency.py pendulum --seeds 0 1 2
     python benchmarks/sample_efficiency.py cartpole --seeds 0 1 2
     python benchmarks/sample_efficiency.py pendulum-td3 --seeds 0 1 2
+    python benchmarks/sample_efficiency.py point-goal --seeds 0 1 2 --eval-episodes 20
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3 import PPO, SAC, TD3
+from stable_baselines3 import DDPG, PPO, SAC, TD3, HerReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -49,6 +56,7 @@ from mbwrap.algos.presets import (
     PENDULUM_MVE,
     PENDULUM_STEVE,
     PENDULUM_TD3_KWARGS,
+    POINT_GOAL_TDM,
 )
 
 
@@ -58,15 +66,29 @@ class Task:
     threshold: float
     budget: dict[str, int]  # method -> real step budget
     make: dict[str, Callable[[gym.Env, int], Any]] = field(default_factory=dict)
+    #: ``"return"``: the mean return; ``"success"``: the share of episodes whose last step
+    #: reports ``is_success``.
+    metric: str = "return"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class ReachThreshold(BaseCallback):
     """Evaluate every ``eval_freq`` real steps; stop once the mean return reaches a
     threshold and remember the step count."""
 
-    def __init__(self, env_id: str, threshold: float, eval_freq: int, episodes: int, seed: int):
+    def __init__(
+        self,
+        env_id: str,
+        threshold: float,
+        eval_freq: int,
+        episodes: int,
+        seed: int,
+        metric: str = "return",
+        env_kwargs: dict[str, Any] | None = None,
+    ):
         super().__init__()
-        self.eval_env = Monitor(gym.make(env_id))
+        self.metric = metric
+        self.eval_env = Monitor(gym.make(env_id, **(env_kwargs or {})))
         self.eval_env.reset(seed=seed + 10_000)
         self.threshold, self.eval_freq, self.episodes = threshold, eval_freq, episodes
         self.reached_at: int | None = None
@@ -77,9 +99,22 @@ class ReachThreshold(BaseCallback):
         if self.num_timesteps < self._next:
             return True
         self._next += self.eval_freq
+        successes: list[bool] = []
+
+        def record(local: dict[str, Any], _: Any) -> None:
+            if local["done"]:
+                successes.append(bool(local["info"].get("is_success")))
+
         mean, _ = evaluate_policy(
-            self.model, self.eval_env, n_eval_episodes=self.episodes, deterministic=True, warn=False
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.episodes,
+            deterministic=True,
+            warn=False,
+            callback=record,
         )
+        if self.metric == "success":
+            mean = float(np.mean(successes))
         self.history.append((self.num_timesteps, float(mean)))
         if mean >= self.threshold:
             self.reached_at = self.num_timesteps
@@ -144,6 +179,59 @@ def _value_expansion_task(env_id: str, threshold: float, budget: int, td3_budget
     )
 
 
+def _ddpg_her(env: gym.Env, seed: int, tdm_settings: dict[str, Any]) -> DDPG:
+    """SB3's DDPG with its HerReplayBuffer ("future", k = 4) and HER's discount 0.98
+    (Andrychowicz et al. 2017, Appendix A), with the TDM preset's networks, Polyak rate,
+    exploration noise and random steps."""
+    dim = env.action_space.shape[0]
+    noise = NormalActionNoise(np.zeros(dim), 0.2 * np.ones(dim))
+    return DDPG(
+        "MultiInputPolicy",
+        env,
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs={"n_sampled_goal": 4, "goal_selection_strategy": "future"},
+        gamma=0.98,
+        action_noise=noise,
+        learning_starts=tdm_settings["learning_starts"],
+        seed=seed,
+        **tdm_settings["agent_kwargs"],
+    )
+
+
+def _goal_task(env_id: str, tdm_settings: dict[str, Any], budget: int) -> Task:
+    """TDM (vector and scalar) against DDPG + HER, to a success rate of 0.9."""
+    return Task(
+        env_id,
+        0.9,
+        budget={"tdm": budget, "tdm-scalar": budget, "ddpg-her": budget},
+        make={
+            "tdm": lambda env, seed: mbwrap.make_algo("tdm", env, seed=seed, **tdm_settings),
+            "tdm-scalar": lambda env, seed: mbwrap.make_algo(
+                "tdm", env, seed=seed, **{**tdm_settings, "vectorized": False}
+            ),
+            "ddpg-her": lambda env, seed: _ddpg_her(env, seed, tdm_settings),
+        },
+        metric="success",
+    )
+
+
+def _point_maze_task() -> Task:
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    settings = {
+        **POINT_GOAL_TDM,
+        "agent_kwargs": {
+            **POINT_GOAL_TDM["agent_kwargs"],
+            "policy_kwargs": {"net_arch": [256, 256]},
+        },
+        "learning_starts": 1000,
+    }
+    task = _goal_task("PointMaze_UMaze-v3", settings, 30_000)
+    task.env_kwargs = {"continuing_task": False}
+    return task
+
+
 TASKS = {
     "pendulum": _pendulum_task,
     "cartpole": _cartpole_task,
@@ -151,13 +239,17 @@ TASKS = {
     "inverted-pendulum-td3": lambda: _value_expansion_task(
         "InvertedPendulum-v5", 950.0, 10_000, 15_000
     ),
+    "point-goal": lambda: _goal_task("mbwrap/PointGoal-v0", POINT_GOAL_TDM, 10_000),
+    "point-maze": _point_maze_task,
 }
 
 
 def run(task: Task, method: str, seed: int, eval_freq: int, episodes: int) -> dict[str, Any]:
-    env = gym.make(task.env_id)
+    env = gym.make(task.env_id, **task.env_kwargs)
     learner = task.make[method](env, seed)
-    probe = ReachThreshold(task.env_id, task.threshold, eval_freq, episodes, seed)
+    probe = ReachThreshold(
+        task.env_id, task.threshold, eval_freq, episodes, seed, task.metric, task.env_kwargs
+    )
     start = time.perf_counter()
     learner.learn(task.budget[method], callback=probe)
     return {
@@ -183,7 +275,7 @@ def main() -> None:
     task = TASKS[args.task]()
     methods = args.methods or list(task.make)
     print(
-        f"{task.env_id}: real steps to a mean return >= {task.threshold} "
+        f"{task.env_id}: real steps to a mean {task.metric} >= {task.threshold} "
         f"({args.eval_episodes} deterministic episodes every {args.eval_freq} steps)"
     )
     results = []
