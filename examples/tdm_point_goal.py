@@ -69,8 +69,8 @@ def episodes(algo: TDM, config: Config) -> dict[str, Any]:
             action, state = algo.predict(obs, state, deterministic=True)
             obs, _, terminated, truncated, info = env.step(action)
             path.append(obs["achieved_goal"])
-            for when, prediction in [p for p in pending if p[0] == t + 1]:
-                pairs.append((prediction, float(np.abs(obs["achieved_goal"] - goal).sum())))
+            reached = float(np.abs(obs["achieved_goal"] - goal).sum())
+            pairs.extend((prediction, reached) for when, prediction in pending if when == t + 1)
             if terminated or truncated:
                 successes.append(bool(info["is_success"]))
                 break
@@ -82,7 +82,9 @@ def episodes(algo: TDM, config: Config) -> dict[str, Any]:
         "paths": paths,
         "goals": np.array(goals),
         "prediction_error": float(np.mean(np.abs(predicted - reached))),
-        "start_distance": float(np.mean([np.abs(p[0] - g).sum() for p, g in zip(paths, goals)])),
+        "start_distance": float(
+            np.mean([np.abs(p[0] - g).sum() for p, g in zip(paths, goals, strict=True)])
+        ),
     }
 
 
@@ -93,7 +95,7 @@ def plot(paths: list[np.ndarray], goals: np.ndarray, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    for i, (trajectory, goal) in enumerate(zip(paths, goals)):
+    for i, (trajectory, goal) in enumerate(zip(paths, goals, strict=True)):
         color = plt.cm.tab10(i % 10)
         ax.plot(trajectory[:, 0], trajectory[:, 1], "-", color=color, lw=1)
         ax.plot(*trajectory[0], "o", color=color, ms=3)
