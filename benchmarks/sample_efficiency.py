@@ -11,6 +11,9 @@ episodes on the real env every ``--eval-freq`` real steps):
   training TD3, against SB3's TD3 with the same settings, to -200 on ``Pendulum-v1``;
 - ``inverted-pendulum-td3``: the same four with the same settings, to 950 (of 1,000) on
   MuJoCo's ``InvertedPendulum-v5``;
+- ``pendulum-td3-poor-model``: MVE (the preset) and STEVE with a deliberately poor model
+  (one hidden layer of 16 units, refitted every 1,000 real steps), to -200 on
+  ``Pendulum-v1``: where STEVE's paper expects it to keep its gain and MVE to lose it;
 - ``point-goal``: TDM (its preset, vector and scalar) against SB3's DDPG with SB3's
   ``HerReplayBuffer`` (same networks, Polyak rate and exploration noise), to a success rate
   of 0.9 on ``mbwrap/PointGoal-v0``;
@@ -179,6 +182,26 @@ def _value_expansion_task(env_id: str, threshold: float, budget: int, td3_budget
     )
 
 
+def _poor_model_task() -> Task:
+    """MVE and STEVE, their presets with a small, rarely refitted model, against TD3."""
+    poor = {"model_kwargs": {"hidden_sizes": [16]}, "model_train_freq": 1000}
+    steve_model = {**PENDULUM_STEVE["model_kwargs"], **poor["model_kwargs"]}
+    return Task(
+        "Pendulum-v1",
+        -200.0,
+        budget={"mve-td3": 8_000, "steve-td3": 8_000, "td3": 10_000},
+        make={
+            "mve-td3": lambda env, seed: mbwrap.make_algo(
+                "mve", env, seed=seed, **{**PENDULUM_MVE, **poor}
+            ),
+            "steve-td3": lambda env, seed: mbwrap.make_algo(
+                "steve", env, seed=seed, **{**PENDULUM_STEVE, **poor, "model_kwargs": steve_model}
+            ),
+            "td3": _td3,
+        },
+    )
+
+
 def _ddpg_her(env: gym.Env, seed: int, tdm_settings: dict[str, Any]) -> DDPG:
     """SB3's DDPG with its HerReplayBuffer ("future", k = 4) and HER's discount 0.98
     (Andrychowicz et al. 2017, Appendix A), with the TDM preset's networks, Polyak rate,
@@ -239,6 +262,7 @@ TASKS = {
     "inverted-pendulum-td3": lambda: _value_expansion_task(
         "InvertedPendulum-v5", 950.0, 10_000, 15_000
     ),
+    "pendulum-td3-poor-model": _poor_model_task,
     "point-goal": lambda: _goal_task("mbwrap/PointGoal-v0", POINT_GOAL_TDM, 10_000),
     "point-maze": _point_maze_task,
 }
