@@ -133,7 +133,7 @@ def evaluate(policy: Any, episodes: int, seed: int) -> tuple[float, float]:
 
 def run_planner(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
-    cem = dict(horizon=20, iterations=4, particles=1, seed=args.seed)
+    cem = dict(horizon=20, iterations=args.cem_iterations, particles=1, seed=args.seed)
     planner = CEM(
         ExactPendulum(), population=args.population, num_elites=args.population // 10, **cem
     )
@@ -159,7 +159,7 @@ def run_planner(args: argparse.Namespace) -> None:
         )
     quarter = max(args.population // 4, 8)
     rows: list[tuple[str, Any]] = [
-        (f"CEM ({args.population} x 4 iterations, H 20)", planner),
+        (f"CEM ({args.population} x {args.cem_iterations} iterations, H 20)", planner),
         ("TD3 policy distilled by DAgger", agent),
     ]
     for population in (args.population, quarter):
@@ -170,7 +170,7 @@ def run_planner(args: argparse.Namespace) -> None:
             num_elites=max(population // 10, 2),
             **cem,
         )
-        rows.append((f"POPLIN-A ({population} x 4, from the policy)", poplin))
+        rows.append((f"POPLIN-A ({population} x {args.cem_iterations}, from the policy)", poplin))
     print()
     print(f"| acting | mean return ({args.episodes} eps) | ms per decision |")
     print("|---|---:|---:|")
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--population", type=int, default=200)
+    parser.add_argument("--cem-iterations", type=int, default=4)
     parser.add_argument("--dagger-iterations", type=int, default=3)
     parser.add_argument("--dagger-steps", type=int, default=400)
     parser.add_argument("--episodes", type=int, default=5)

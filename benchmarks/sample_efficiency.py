@@ -14,6 +14,7 @@ episodes on the real env every ``--eval-freq`` real steps):
 - ``pendulum-td3-poor-model``: MVE (the preset) and STEVE with a deliberately poor model
   (one hidden layer of 16 units, refitted every 1,000 real steps), to -200 on
   ``Pendulum-v1``: where STEVE's paper expects it to keep its gain and MVE to lose it;
+  ``pendulum-td3-stale-model``: the same model fitted once, on the random steps;
 - ``point-goal``: TDM (its preset, vector and scalar) against SB3's DDPG with SB3's
   ``HerReplayBuffer`` (same networks, Polyak rate and exploration noise), to a success rate
   of 0.9 on ``mbwrap/PointGoal-v0``;
@@ -182,9 +183,9 @@ def _value_expansion_task(env_id: str, threshold: float, budget: int, td3_budget
     )
 
 
-def _poor_model_task() -> Task:
+def _poor_model_task(refit_every: int = 1000) -> Task:
     """MVE and STEVE, their presets with a small, rarely refitted model, against TD3."""
-    poor = {"model_kwargs": {"hidden_sizes": [16]}, "model_train_freq": 1000}
+    poor = {"model_kwargs": {"hidden_sizes": [16]}, "model_train_freq": refit_every}
     steve_model = {**PENDULUM_STEVE["model_kwargs"], **poor["model_kwargs"]}
     return Task(
         "Pendulum-v1",
@@ -263,6 +264,8 @@ TASKS = {
         "InvertedPendulum-v5", 950.0, 10_000, 15_000
     ),
     "pendulum-td3-poor-model": _poor_model_task,
+    # The same model fitted once, on the 1,000 random steps, and never again.
+    "pendulum-td3-stale-model": lambda: _poor_model_task(refit_every=10**9),
     "point-goal": lambda: _goal_task("mbwrap/PointGoal-v0", POINT_GOAL_TDM, 10_000),
     "point-maze": _point_maze_task,
 }

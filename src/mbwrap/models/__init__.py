@@ -3,6 +3,8 @@
 from mbwrap.models.base import WorldModel
 from mbwrap.models.distill import distill_ensemble
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
+from mbwrap.models.gp import GPModel
+from mbwrap.models.gp_moments import KernelExpansion, moment_match
 from mbwrap.models.latent_filter import LatentFilter
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP, ResidualBlock
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
@@ -24,7 +26,9 @@ __all__ = [
     "ConvVAE",
     "EnsembleLinear",
     "EnsembleMLP",
+    "GPModel",
     "GaussianEnsemble",
+    "KernelExpansion",
     "LatentFilter",
     "MDNModel",
     "MLPModel",
@@ -37,6 +41,7 @@ __all__ = [
     "distill_ensemble",
     "gaussian_nll",
     "mixture_nll",
+    "moment_match",
     "sample_mixture",
     "soft_clamp_logvar",
     "vae_loss",
