@@ -18,6 +18,7 @@ from mbwrap.envs.board_games import (
     board_game,
 )
 from mbwrap.envs.branched import branched_rollouts
+from mbwrap.envs.cartpole_swingup import CartPoleSwingUpEnv
 from mbwrap.envs.clonable import ClonableEnv
 from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
@@ -43,6 +44,13 @@ if "mbwrap/Dream-v0" not in gym.registry:
 if "mbwrap/DynaMaze-v0" not in gym.registry:
     # No max_episode_steps: the book's maze episodes end only at the goal.
     gym.register(id="mbwrap/DynaMaze-v0", entry_point="mbwrap.envs.dyna_maze:DynaMazeEnv")
+if "mbwrap/CartPoleSwingUp-v0" not in gym.registry:
+    # 3 s at 0.1 s per step (PILCO's task horizon: 2.5 s).
+    gym.register(
+        id="mbwrap/CartPoleSwingUp-v0",
+        entry_point="mbwrap.envs.cartpole_swingup:CartPoleSwingUpEnv",
+        max_episode_steps=30,
+    )
 if "mbwrap/PointGoal-v0" not in gym.registry:
     # 50 steps, as Gymnasium-Robotics' FetchReach.
     gym.register(
@@ -55,6 +63,7 @@ __all__ = [
     "CLASSIC_GAMES",
     "DYNA_MAZE_LAYOUT",
     "AECGame",
+    "CartPoleSwingUpEnv",
     "BoardGame",
     "ClonableEnv",
     "ConnectFour",
