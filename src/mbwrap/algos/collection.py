@@ -17,6 +17,9 @@ class RealCollection:
     ``num_workers``, gathered from Ray workers, and one bookkeeping rule for both
     (counters, replay, episode infos, callbacks)."""
 
+    #: Real episodes finished over every ``learn`` call (counted by :meth:`_collect_steps`).
+    real_episodes: int = 0
+
     def _collect_real_steps(
         self,
         buffer: ReplayBuffer,
@@ -112,3 +115,21 @@ class RealCollection:
             }
         )
         return bool(callback.on_step())
+
+    def _collect_steps(
+        self, callback: BaseCallback, steps: int, policy: Any, until_episode_end: bool = False
+    ) -> bool:
+        """``steps`` real steps into :attr:`buffer`, one vector step at a time to count the
+        episodes that end in :attr:`real_episodes` (and stop at the first with
+        ``until_episode_end``), for algorithms that act a whole episode at a time (PETS,
+        PILCO)."""
+        while steps > 0:
+            if not self._collect_real_steps(self.buffer, 1, callback, policy):  # type: ignore[attr-defined]
+                return False
+            steps -= self.n_envs
+            assert self._episode_starts is not None
+            ended = int(self._episode_starts.sum())
+            self.real_episodes += ended
+            if ended and until_episode_end:
+                break
+        return True

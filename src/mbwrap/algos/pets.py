@@ -200,22 +200,6 @@ class PETS(Algorithm):
         ended = self._episode_starts is None or bool(self._episode_starts.any())
         return since > 0 and ended
 
-    def _collect_steps(
-        self, callback: BaseCallback, steps: int, policy: Any, until_episode_end: bool = False
-    ) -> bool:
-        """``steps`` real steps, one vector step at a time to count the episodes that end
-        (and stop at the first with ``until_episode_end``)."""
-        while steps > 0:
-            if not self._collect_real_steps(self.buffer, 1, callback, policy):
-                return False
-            steps -= self.n_envs
-            assert self._episode_starts is not None
-            ended = int(self._episode_starts.sum())
-            self.real_episodes += ended
-            if ended and until_episode_end:
-                break
-        return True
-
     def _refit_due(self) -> bool:
         """Never after collecting: :meth:`_collect` refits before the trial it serves."""
         return False

@@ -61,12 +61,15 @@ def state_action(
     action_scale: torch.Tensor,
     mean: torch.Tensor,
     cov: torch.Tensor,
+    action_offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The Gaussian approximation of the joint ``(x, u)`` for ``x ~ N(mean, cov)`` and
-    ``u = scale * sin(m(x))`` with ``m`` an RBF network: its exact mean and covariance.
+    ``u = offset + scale * sin(m(x))`` with ``m`` an RBF network: its exact mean and
+    covariance.
 
     :param controller: the RBF network on the state, before squashing.
-    :param action_scale: ``[U]``, the action bounds.
+    :param action_scale: ``[U]``, half the range of the actions.
+    :param action_offset: ``[U]``, their midpoint (default 0).
     :param mean: ``[B, D]``. :param cov: ``[B, D, D]``.
     :return: ``(mean [B, D + U], cov [B, D + U, D + U])``.
     """
@@ -77,6 +80,8 @@ def state_action(
         [torch.cat([cov, state_act], -1), torch.cat([state_act.transpose(1, 2), act_cov], -1)],
         -2,
     )
+    if action_offset is not None:
+        act_mean = act_mean + action_offset
     return torch.cat([mean, act_mean], -1), joint_cov
 
 
@@ -87,6 +92,7 @@ def propagate(
     action_scale: torch.Tensor,
     mean: torch.Tensor,
     cov: torch.Tensor,
+    action_offset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One time step of the state distribution: the joint of state and action
     (:func:`state_action`) moment-matched through GP dynamics on the state change.
@@ -94,12 +100,13 @@ def propagate(
     :param dynamics: the GP of the state change on ``(state, action)`` inputs.
     :param noise_var: ``[D]``, the GPs' noise, added to the next state's variance.
     :param controller: the RBF network on the state, before squashing.
-    :param action_scale: ``[U]``, the action bounds.
+    :param action_scale: ``[U]``, half the range of the actions.
     :param mean: ``[B, D]``. :param cov: ``[B, D, D]``.
+    :param action_offset: ``[U]``, the actions' midpoint (default 0).
     :return: the next state's ``(mean [B, D], cov [B, D, D])``.
     """
     dim = mean.shape[-1]
-    joint_mean, joint_cov = state_action(controller, action_scale, mean, cov)
+    joint_mean, joint_cov = state_action(controller, action_scale, mean, cov, action_offset)
     delta_mean, delta_cov, joint_delta = moment_match(dynamics, joint_mean, joint_cov)
     state_delta = joint_delta[:, :dim]  # Cov[x, Delta]
     next_cov = cov + delta_cov + state_delta + state_delta.transpose(1, 2) + torch.diag(noise_var)

@@ -1,0 +1,181 @@
+"""PILCO (Deisenroth & Rasmussen 2011, "PILCO: A Model-Based and Data-Efficient Approach
+to Policy Search", Algorithm 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from mbwrap.algos.base import Algorithm
+from mbwrap.algos.pilco_config import KNOWN_COSTS, PILCOConfig
+from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
+from mbwrap.device import make_generator
+from mbwrap.envs.sb3_vec_env import env_id
+from mbwrap.models.gp import GPModel
+from mbwrap.networks import RBFController
+from mbwrap.space_support import SpaceSupport
+
+
+class PILCO(Algorithm):
+    """PILCO: a GP dynamics model, the state distribution propagated over the horizon by
+    moment matching, and an RBF controller optimised by the analytic gradient of the
+    expected saturating cost (L-BFGS through the whole propagation).
+
+    ``learn(total_timesteps)``: one episode of uniformly random actions, then, after each
+    real episode, refit the GPs on all real data, optimise the controller from the
+    start-state distribution (the real episodes' first observations: their mean, and
+    their covariance floored at ``start_std``), and act with it for one episode. The
+    controller acts deterministically (:meth:`predict`).
+
+    Logs ``pilco/predicted_cost`` (the expected cost summed over the horizon after the
+    optimisation, per step), ``model/nll`` and the real episodes' returns.
+
+    Settings: :class:`~mbwrap.algos.pilco_config.PILCOConfig`.
+    """
+
+    registry_name = "pilco"
+    space_support = SpaceSupport(
+        observations=("Box",),
+        actions=("Box",),
+        bounded_actions=True,
+        observation_note="flat Box states, one GP per dimension",
+    )
+    Config = PILCOConfig
+    saved_state = (
+        "model",
+        "controller",
+        "real_episodes",
+        "policy_updates",
+        "start_states",
+        "_generator",
+    )
+    saved_buffers = ("buffer",)
+    config: PILCOConfig
+
+    def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        config = self.config
+        if config.cost_target is None:
+            known = KNOWN_COSTS.get(env_id(self.env) or "")
+            if known is None:
+                raise ValueError(
+                    f"cost_target, cost_weight: PILCO knows the costs of {sorted(KNOWN_COSTS)}; "
+                    f"give both for {env_id(self.env)!r}"
+                )
+            config.cost_target, config.cost_weight = known
+        dim = self.observation_space.shape[0]  # type: ignore[index]
+        self._target = torch.tensor(config.cost_target, dtype=torch.float64, device=self.device)
+        self._weight = torch.tensor(config.cost_weight, dtype=torch.float64, device=self.device)
+        if self._target.shape != (dim,) or self._weight.shape != (dim, dim):
+            raise ValueError(
+                f"cost_target, cost_weight: expected [{dim}] and [{dim}, {dim}] for the "
+                f"observations, got {list(self._target.shape)} and {list(self._weight.shape)}"
+            )
+        self.model = GPModel(
+            self.observation_space,
+            self.action_space,
+            env_id=env_id(self.env),
+            device=self.device,
+            **config.model_kwargs,
+        )
+        self.buffer = self._make_buffer()
+        self._generator = make_generator(torch.device("cpu"), config.seed)
+        self.controller = RBFController(
+            dim,
+            self.action_space,  # type: ignore[arg-type]
+            config.num_basis,
+            torch.zeros(dim),
+            torch.ones(dim),
+            generator=self._generator,
+        ).to(self.device)
+        #: Controller optimisations done.
+        self.policy_updates = 0
+        #: The first observation of every real episode (lists of floats).
+        self.start_states: list[list[float]] = []
+
+    # ------------------------------------------------------------------ acting
+    def predict(
+        self,
+        observation: Any,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """The controller's action for one observation ``[D]`` or a batch ``[n, D]``."""
+        obs = torch.as_tensor(np.asarray(observation), dtype=torch.float64, device=self.device)
+        single = obs.dim() == 1
+        with torch.no_grad():
+            action = self.controller(obs.reshape(-1, obs.shape[-1])).float().cpu().numpy()
+        return (action[0] if single else action), state
+
+    # ------------------------------------------------------------------ the loop's hooks
+    def _warming_up(self) -> bool:
+        return self.real_episodes < 1
+
+    def _refit_due(self) -> bool:
+        return False  # _collect refits before each episode it acts in
+
+    def _collect(self, callback: BaseCallback, remaining: int) -> bool:
+        """One whole episode: random while warming up, else after :meth:`_improve`."""
+        obs = np.asarray(self._last_obs, np.float64)
+        starting = np.ones(len(obs), bool) if self._episode_starts is None else self._episode_starts
+        self.start_states.extend(row.tolist() for row in obs[starting])
+        policy = None
+        if not self._warming_up():
+            self._improve()
+            policy = self
+        return self._collect_steps(callback, remaining, policy, until_episode_end=True)
+
+    def _start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean [1, D], cov [1, D, D])`` of the episodes' first observations."""
+        starts = torch.tensor(self.start_states, dtype=torch.float64, device=self.device)
+        floor = self.config.start_std**2 * torch.eye(starts.shape[1], dtype=starts.dtype)
+        spread = torch.cov(starts.T).reshape(starts.shape[1], -1) if len(starts) > 1 else 0.0
+        return starts.mean(0, keepdim=True), (floor.to(starts.device) + spread).unsqueeze(0)
+
+    def predicted_costs(self) -> torch.Tensor:
+        """The expected cost at each of the ``horizon`` steps from the start distribution
+        under the current controller and model: ``[horizon]``, differentiable in the
+        controller's parameters."""
+        dynamics = self.model.expansion()
+        noise = self.model.hyperparameters()[2].detach()
+        controller = self.controller.expansion()
+        mean, cov = self._start_distribution()
+        costs = []
+        for _ in range(self.config.horizon):
+            mean, cov = propagate(
+                dynamics, noise, controller, self.controller.action_half, mean, cov, self.controller.action_mid
+            )
+            costs.append(expected_saturating_cost(mean, cov, self._target, self._weight))
+        return torch.cat(costs)
+
+    def _improve(self) -> None:
+        """Refit the GPs on all real data, then optimise the controller (L-BFGS)."""
+        self._refit()
+        if self.policy_updates == 0:
+            # The centres start on real states, where the controller will act.
+            states = self.buffer.transitions().obs.to(self.device, torch.float64)
+            pick = torch.randperm(len(states), generator=self._generator)[: self.config.num_basis]
+            with torch.no_grad():
+                self.controller.centers[: len(pick)] = states[pick.to(states.device)]
+        optimizer = torch.optim.LBFGS(
+            self.controller.parameters(),
+            max_iter=self.config.policy_iterations,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = self.predicted_costs().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        self.policy_updates += 1
+        with torch.no_grad():
+            predicted = float(self.predicted_costs().mean())
+        self.logger.record("pilco/predicted_cost", predicted)
+        self.logger.record("pilco/policy_updates", self.policy_updates)

@@ -1,0 +1,84 @@
+"""Settings of PILCO (Deisenroth & Rasmussen 2011, "PILCO: A Model-Based and
+Data-Efficient Approach to Policy Search"), and the saturating costs of the tasks it
+knows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mbwrap.algos.config import AlgoConfig, setting
+from mbwrap.envs.cartpole_swingup import COST_WIDTH, POLE_LENGTH
+
+_PILCO = "Deisenroth & Rasmussen 2011"
+
+
+def _tip_weight(rows: list[list[float]], width: float) -> list[list[float]]:
+    """``W = F^T F / width^2`` for the tip distance ``|F (x - target)|``."""
+    dim = len(rows[0])
+    return [
+        [sum(r[i] * r[j] for r in rows) / width**2 for j in range(dim)] for i in range(dim)
+    ]
+
+
+#: ``env id -> (target, W)`` of the saturating cost ``1 - exp(-(x - t)^T W (x - t) / 2)``
+#: on observations: the distance of the pole's tip from upright over the cost width.
+KNOWN_COSTS: dict[str, tuple[list[float], list[list[float]]]] = {
+    # (x, x_dot, theta_dot, sin, cos): tip = (x + l sin, -l cos), upright at sin 0, cos -1;
+    # width 0.25 m (PILCO's).
+    "mbwrap/CartPoleSwingUp-v0": (
+        [0.0, 0.0, 0.0, 0.0, -1.0],
+        _tip_weight(
+            [[1.0, 0.0, 0.0, POLE_LENGTH, 0.0], [0.0, 0.0, 0.0, 0.0, POLE_LENGTH]], COST_WIDTH
+        ),
+    ),
+    # (cos, sin, theta_dot): tip = (sin, cos) of a unit pole, upright at cos 1; width 0.5
+    # (half the pole's length, as PILCO's pendulum).
+    "Pendulum-v1": (
+        [1.0, 0.0, 0.0],
+        _tip_weight([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], 0.5),
+    ),
+}
+
+
+@dataclass(kw_only=True)
+class PILCOConfig(AlgoConfig):
+    """Settings of :class:`~mbwrap.algos.pilco.PILCO`."""
+
+    algo_name: ClassVar[str] = "pilco"
+
+    model_kwargs: dict[str, Any] = setting(
+        {"max_points": 200},
+        "constructor keywords of the 'gp' model",
+        source=f"{_PILCO}, Section 2.1 (a GP per state dimension)",
+    )
+    horizon: int = setting(
+        30, "time steps the state distribution is propagated and its cost summed", low=1
+    )
+    num_basis: int = setting(50, "centres of the RBF controller", low=1)
+    policy_iterations: int = setting(
+        50, "L-BFGS iterations on the controller after each real episode", low=1
+    )
+    cost_target: list[float] | None = setting(
+        None,
+        "the state the saturating cost is centred on; None: the env's (KNOWN_COSTS)",
+        optional=True,
+    )
+    cost_weight: list[list[float]] | None = setting(
+        None,
+        "W of the saturating cost 1 - exp(-(x - t)^T W (x - t) / 2); None: the env's",
+        source=f"{_PILCO}, eq. 25 (the saturating cost)",
+        optional=True,
+    )
+    start_std: float = setting(
+        0.1,
+        "floor on the standard deviation of the start-state distribution, estimated "
+        "from the real episodes' first observations",
+        low=0.0,
+    )
+    buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
+
+    def validate(self) -> None:
+        super().validate()
+        if (self.cost_target is None) != (self.cost_weight is None):
+            raise ValueError("cost_target, cost_weight: give both or neither")

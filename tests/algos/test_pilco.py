@@ -1,0 +1,110 @@
+"""PILCO: its controller, the costs it knows, learning the cart-pole swing-up, the SB3
+surface (registry, predict, evaluate), exact save/load and resume, and errors."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import mbwrap
+from mbwrap.algos.pilco import PILCO
+from mbwrap.algos.pilco_config import KNOWN_COSTS
+from mbwrap.envs.cartpole_swingup import COST_WIDTH, tip_distance
+from mbwrap.models.gp_moments import expansion_mean
+from mbwrap.networks import RBFController
+from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
+
+SWING_UP = "mbwrap/CartPoleSwingUp-v0"
+TINY = {"horizon": 4, "num_basis": 4, "policy_iterations": 2, "model_kwargs": {"max_points": 20}}
+
+
+def swing_up(steps: int = 6) -> gym.Env:
+    return gym.make(SWING_UP, max_episode_steps=steps)
+
+
+def test_rbf_controller_squashes_its_network_into_the_bounds():
+    box = spaces.Box(np.array([-1.0, 0.0]), np.array([3.0, 2.0]), dtype=np.float32)
+    gen = torch.Generator().manual_seed(0)
+    controller = RBFController(3, box, 6, torch.zeros(3), torch.ones(3), generator=gen)
+    with torch.no_grad():
+        controller.weights.mul_(50.0)
+    x = torch.randn(200, 3, dtype=torch.float64)
+    u = controller(x)
+    assert u.shape == (200, 2)
+    assert torch.all(u[:, 0] >= -1.0) and torch.all(u[:, 0] <= 3.0) and torch.all(u[:, 1] >= 0)
+    expected = torch.tensor([1.0, 1.0]) + torch.tensor([2.0, 1.0]) * torch.sin(
+        expansion_mean(controller.expansion(), x)
+    )
+    assert torch.allclose(u, expected.double())
+
+
+def test_the_known_costs_are_the_tip_distance_over_the_width():
+    target, weight = (torch.tensor(v, dtype=torch.float64) for v in KNOWN_COSTS[SWING_UP])
+    obs = np.array([0.3, 1.0, -2.0, np.sin(2.0), np.cos(2.0)])
+    gap = torch.as_tensor(obs) - target
+    quad = gap @ weight @ gap
+    assert quad.item() == pytest.approx(tip_distance(obs) ** 2 / COST_WIDTH**2)
+    upright = np.array([0.0, 0.0, 0.0, 0.0, -1.0])
+    assert tip_distance(upright) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_swing_up_env_passes_the_checkers_and_rewards_the_tip_near_upright():
+    from gymnasium.utils.env_checker import check_env
+    from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+    env = gym.make(SWING_UP)
+    check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=False)
+    obs, _ = env.reset(seed=0)
+    assert abs(obs[4] - 1.0) < 0.05  # hanging down
+    _, reward, terminated, _, info = env.step(np.zeros(1, np.float32))
+    assert 0.0 < reward < 0.01 and not terminated and not info["is_success"]
+
+
+def test_registered_acts_evaluates_and_improves_its_predicted_cost():
+    algo = mbwrap.make_algo("pilco", swing_up(), seed=0, device="cpu", **TINY)
+    assert isinstance(algo, PILCO)
+    algo.learn(12)  # one random episode, then one with the optimised controller
+    assert algo.real_episodes == 2 and algo.policy_updates == 1 and len(algo.start_states) == 2
+    action, _ = algo.predict(np.zeros(5, np.float32))
+    assert action.shape == (1,) and -10.0 <= action[0] <= 10.0
+    actions, _ = algo.predict(np.zeros((3, 5), np.float32))
+    assert actions.shape == (3, 1)
+    mean, _ = evaluate_policy(algo, swing_up(), n_eval_episodes=2, warn=False)
+    assert 0.0 <= mean <= 6.0
+    before = algo.predicted_costs().sum().item()
+    algo.config.policy_iterations = 10
+    algo._improve()
+    assert algo.predicted_costs().sum().item() < before
+
+
+def test_save_load_and_resume_are_exact(tmp_path):
+    algo = PILCO(swing_up(), seed=0, device="cpu", **TINY)
+    algo.learn(12)
+    assert_load_restores_everything(algo, tmp_path, env=swing_up(), device="cpu")
+    make = lambda: PILCO(swing_up(), seed=0, device="cpu", **TINY)  # noqa: E731
+    assert_resume_is_exact(make, swing_up, 12, 6, tmp_path)
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="cost_target, cost_weight"):
+        PILCO(gym.make("MountainCarContinuous-v0"))
+    with pytest.raises(ValueError, match="cost_target, cost_weight"):
+        PILCO(swing_up(), cost_target=[0.0] * 5)
+    with pytest.raises(ValueError, match="cost_target, cost_weight"):
+        PILCO(swing_up(), cost_target=[0.0] * 3, cost_weight=[[1.0] * 3] * 3)
+
+
+def test_pilco_starts_swinging_the_pole_up():
+    """Five real episodes (one random): the controller already brings the tip near
+    upright for part of the episode, which random forces never do (returns of 0.0-0.1)."""
+    env = gym.make(SWING_UP)
+    settings = {"policy_iterations": 20, "model_kwargs": {"max_points": 100}}
+    algo = PILCO(env, seed=0, device="cpu", **settings)
+    algo.learn(150)
+    mean, _ = evaluate_policy(algo, gym.make(SWING_UP), n_eval_episodes=5, warn=False)
+    assert mean >= 1.0
