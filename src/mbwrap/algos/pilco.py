@@ -147,7 +147,13 @@ class PILCO(Algorithm):
         costs = []
         for _ in range(self.config.horizon):
             mean, cov = propagate(
-                dynamics, noise, controller, self.controller.action_half, mean, cov, self.controller.action_mid
+                dynamics,
+                noise,
+                controller,
+                self.controller.action_half,
+                mean,
+                cov,
+                self.controller.action_mid,
             )
             costs.append(expected_saturating_cost(mean, cov, self._target, self._weight))
         return torch.cat(costs)

@@ -16,9 +16,7 @@ _PILCO = "Deisenroth & Rasmussen 2011"
 def _tip_weight(rows: list[list[float]], width: float) -> list[list[float]]:
     """``W = F^T F / width^2`` for the tip distance ``|F (x - target)|``."""
     dim = len(rows[0])
-    return [
-        [sum(r[i] * r[j] for r in rows) / width**2 for j in range(dim)] for i in range(dim)
-    ]
+    return [[sum(r[i] * r[j] for r in rows) / width**2 for j in range(dim)] for i in range(dim)]
 
 
 #: ``env id -> (target, W)`` of the saturating cost ``1 - exp(-(x - t)^T W (x - t) / 2)``

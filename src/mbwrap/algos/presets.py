@@ -256,6 +256,17 @@ POINT_GOAL_TDM: dict[str, Any] = {
     "learning_starts": 500,
 }
 
+# PILCO on its cart-pole swing-up, sized for 2 cores: 100 GP points and 20 L-BFGS
+# iterations on the controller per episode (about 10 s an episode here).
+SWING_UP_PILCO: dict[str, Any] = {"policy_iterations": 20, "model_kwargs": {"max_points": 100}}
+
+# PILCO on Pendulum-v1: a 40-step (2 s) horizon, 150 GP points.
+PENDULUM_PILCO: dict[str, Any] = {
+    "policy_iterations": 20,
+    "horizon": 40,
+    "model_kwargs": {"max_points": 150},
+}
+
 #: ``(algorithm name, env id) -> keyword arguments of make_algo``.
 PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("dyna", "CartPole-v1"): CARTPOLE_DYNA,
@@ -273,4 +284,6 @@ PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("mve", "Pendulum-v1"): PENDULUM_MVE,
     ("steve", "Pendulum-v1"): PENDULUM_STEVE,
     ("tdm", "mbwrap/PointGoal-v0"): POINT_GOAL_TDM,
+    ("pilco", "mbwrap/CartPoleSwingUp-v0"): SWING_UP_PILCO,
+    ("pilco", "Pendulum-v1"): PENDULUM_PILCO,
 }

@@ -1,5 +1,6 @@
-"""Agent networks, apart from world models: Dreamer's latent actor and critic, and
-AlphaZero's policy-value network, PILCO's RBF controller. They act and judge; they do not predict the env."""
+"""Agent networks, apart from world models: Dreamer's latent actor and critic,
+AlphaZero's policy-value network and PILCO's RBF controller. They act and judge; they do
+not predict the env."""
 
 from mbwrap.networks.actor_critic import LatentActor, LatentCritic
 from mbwrap.networks.policy_value import PolicyValueNet

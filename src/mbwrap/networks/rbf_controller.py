@@ -51,4 +51,6 @@ class RBFController(torch.nn.Module):
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         """Actions ``[B, U]`` for states ``[B, D]``."""
-        return self.action_mid + self.action_half * torch.sin(expansion_mean(self.expansion(), state.double()))
+        return self.action_mid + self.action_half * torch.sin(
+            expansion_mean(self.expansion(), state.double())
+        )

@@ -1,0 +1,133 @@
+"""PILCO's data efficiency, measured beside SAC in the same run.
+
+- ``swing-up``: PILCO's cart-pole swing-up (``mbwrap/CartPoleSwingUp-v0``, 30 steps of
+  0.1 s): real episodes until the tip ends within 0.25 m of upright in at least 90% of
+  10 deterministic evaluation episodes (``is_success`` at the last step);
+- ``pendulum``: ``Pendulum-v1`` (200 steps): real episodes until the mean return of 10
+  deterministic episodes reaches -200.
+
+After each real episode PILCO is evaluated; SAC (SB3's defaults) is evaluated every
+``--sac-eval-freq`` real steps up to ``--sac-steps``. Prints per seed the real episodes
+(and steps) each needed, or ``not reached``.
+
+Usage::
+
+    python benchmarks/pilco.py swing-up --seeds 0 1 2 --threads 1
+    python benchmarks/pilco.py pendulum --seeds 0 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import SAC
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import mbwrap
+from mbwrap.algos.presets import PRESETS
+
+TASKS: dict[str, dict[str, Any]] = {
+    "swing-up": {"env_id": "mbwrap/CartPoleSwingUp-v0", "metric": "success", "threshold": 0.9},
+    "pendulum": {"env_id": "Pendulum-v1", "metric": "return", "threshold": -200.0},
+}
+
+
+def score(policy: Any, env_id: str, metric: str, episodes: int, seed: int) -> float:
+    """Mean return, or the share of episodes whose last step reports ``is_success``."""
+    env = gym.make(env_id)
+    env.reset(seed=10_000 + seed)
+    successes: list[bool] = []
+
+    def record(local: dict[str, Any], _: Any) -> None:
+        if local["done"]:
+            successes.append(bool(local["info"].get("is_success")))
+
+    mean, _ = evaluate_policy(
+        policy, env, n_eval_episodes=episodes, deterministic=True, warn=False, callback=record
+    )
+    return float(np.mean(successes)) if metric == "success" else float(mean)
+
+
+def run_pilco(task: dict[str, Any], seed: int, episodes: int, evals: int) -> dict[str, Any]:
+    env_id = task["env_id"]
+    env = gym.make(env_id)
+    length = env.spec.max_episode_steps
+    algo = mbwrap.make_algo("pilco", env, seed=seed, device="cpu", **PRESETS[("pilco", env_id)])
+    start, history = time.perf_counter(), []
+    for episode in range(1, episodes + 1):
+        algo.learn(length, reset_num_timesteps=episode == 1)
+        value = score(algo, env_id, task["metric"], evals, seed)
+        history.append(value)
+        if value >= task["threshold"]:
+            return {
+                "episodes": episode,
+                "steps": episode * length,
+                "history": history,
+                "seconds": time.perf_counter() - start,
+            }
+    return {
+        "episodes": None,
+        "steps": None,
+        "history": history,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def run_sac(task: dict[str, Any], seed: int, steps: int, every: int, evals: int) -> dict[str, Any]:
+    env_id = task["env_id"]
+    agent = SAC("MlpPolicy", gym.make(env_id), seed=seed, device="cpu")
+    start, history, done = time.perf_counter(), [], 0
+    while done < steps:
+        agent.learn(every, reset_num_timesteps=done == 0)
+        done += every
+        value = score(agent, env_id, task["metric"], evals, seed)
+        history.append(value)
+        if value >= task["threshold"]:
+            return {"steps": done, "history": history, "seconds": time.perf_counter() - start}
+    return {"steps": None, "history": history, "seconds": time.perf_counter() - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=sorted(TASKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=15, help="PILCO's real episodes")
+    parser.add_argument("--eval-episodes", type=int, default=10)
+    parser.add_argument("--sac-steps", type=int, default=20_000)
+    parser.add_argument("--sac-eval-freq", type=int, default=1_000)
+    parser.add_argument("--skip-sac", action="store_true")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    task = TASKS[args.task]
+    print(
+        f"{task['env_id']}: mean {task['metric']} >= {task['threshold']} "
+        f"({args.eval_episodes} deterministic episodes)"
+    )
+    for seed in args.seeds:
+        result = run_pilco(task, seed, args.episodes, args.eval_episodes)
+        curve = ", ".join(f"{v:.2f}" for v in result["history"])
+        print(
+            f"  PILCO seed {seed}: {result['episodes']} episodes ({result['steps']} steps), "
+            f"{result['seconds']:.0f} s; after each episode: {curve}",
+            flush=True,
+        )
+    if args.skip_sac:
+        return
+    for seed in args.seeds:
+        result = run_sac(task, seed, args.sac_steps, args.sac_eval_freq, args.eval_episodes)
+        curve = ", ".join(f"{v:.2f}" for v in result["history"])
+        print(
+            f"  SAC seed {seed}: {result['steps']} steps, {result['seconds']:.0f} s; "
+            f"every {args.sac_eval_freq} steps: {curve}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
