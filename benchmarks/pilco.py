@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--sac-steps", type=int, default=20_000)
     parser.add_argument("--sac-eval-freq", type=int, default=1_000)
     parser.add_argument("--skip-sac", action="store_true")
+    parser.add_argument("--skip-pilco", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,7 +110,7 @@ def main() -> None:
         f"{task['env_id']}: mean {task['metric']} >= {task['threshold']} "
         f"({args.eval_episodes} deterministic episodes)"
     )
-    for seed in args.seeds:
+    for seed in [] if args.skip_pilco else args.seeds:
         result = run_pilco(task, seed, args.episodes, args.eval_episodes)
         curve = ", ".join(f"{v:.2f}" for v in result["history"])
         print(

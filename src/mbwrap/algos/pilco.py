@@ -130,16 +130,22 @@ class PILCO(Algorithm):
         return self._collect_steps(callback, remaining, policy, until_episode_end=True)
 
     def _start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean [1, D], cov [1, D, D])`` of the episodes' first observations."""
+        """``(mean [k, D], cov [k, D, D])``: with ``start_batch`` 1, the mean and covariance
+        (floored at ``start_std``) of the episodes' first observations; else the latest
+        ``start_batch`` of them, each with covariance ``start_std^2 I``."""
         starts = torch.tensor(self.start_states, dtype=torch.float64, device=self.device)
-        floor = self.config.start_std**2 * torch.eye(starts.shape[1], dtype=starts.dtype)
-        spread = torch.cov(starts.T).reshape(starts.shape[1], -1) if len(starts) > 1 else 0.0
-        return starts.mean(0, keepdim=True), (floor.to(starts.device) + spread).unsqueeze(0)
+        dim = starts.shape[1]
+        floor = self.config.start_std**2 * torch.eye(dim, dtype=starts.dtype, device=starts.device)
+        if self.config.start_batch > 1:
+            latest = starts[-self.config.start_batch :]
+            return latest, floor.expand(len(latest), dim, dim)
+        spread = torch.cov(starts.T).reshape(dim, dim) if len(starts) > 1 else 0.0
+        return starts.mean(0, keepdim=True), (floor + spread).unsqueeze(0)
 
     def predicted_costs(self) -> torch.Tensor:
         """The expected cost at each of the ``horizon`` steps from the start distribution
-        under the current controller and model: ``[horizon]``, differentiable in the
-        controller's parameters."""
+        under the current controller and model (averaged over the start distributions):
+        ``[horizon]``, differentiable in the controller's parameters."""
         dynamics = self.model.expansion()
         noise = self.model.hyperparameters()[2].detach()
         controller = self.controller.expansion()
@@ -155,8 +161,8 @@ class PILCO(Algorithm):
                 cov,
                 self.controller.action_mid,
             )
-            costs.append(expected_saturating_cost(mean, cov, self._target, self._weight))
-        return torch.cat(costs)
+            costs.append(expected_saturating_cost(mean, cov, self._target, self._weight).mean())
+        return torch.stack(costs)
 
     def _improve(self) -> None:
         """Refit the GPs on all real data, then optimise the controller (L-BFGS)."""

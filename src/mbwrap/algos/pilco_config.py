@@ -74,6 +74,14 @@ class PILCOConfig(AlgoConfig):
         "from the real episodes' first observations",
         low=0.0,
     )
+    start_batch: int = setting(
+        1,
+        "1: one Gaussian start distribution fitted to the episodes' first observations "
+        "(PILCO's); k > 1: the k latest first observations, each the mean of its own "
+        "start distribution (std start_std), propagated side by side and their costs "
+        "averaged (for tasks whose start states are not near one Gaussian)",
+        low=1,
+    )
     buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
 
     def validate(self) -> None:
