@@ -108,3 +108,21 @@ def test_pilco_starts_swinging_the_pole_up():
     algo.learn(150)
     mean, _ = evaluate_policy(algo, gym.make(SWING_UP), n_eval_episodes=5, warn=False)
     assert mean >= 1.0
+
+
+def test_a_non_finite_optimisation_keeps_the_previous_controller(monkeypatch):
+    from mbwrap.errors import NonFiniteModelWarning
+
+    algo = PILCO(swing_up(), seed=0, device="cpu", **TINY)
+    algo.learn(12)
+    before = {k: v.clone() for k, v in algo.controller.state_dict().items()}
+    honest = algo.predicted_costs
+
+    def overflowing() -> torch.Tensor:
+        return honest() * torch.tensor(float("nan"), dtype=torch.float64)
+
+    monkeypatch.setattr(algo, "predicted_costs", overflowing)
+    with pytest.warns(NonFiniteModelWarning, match="previous controller"):
+        algo._improve()
+    for key, value in algo.controller.state_dict().items():
+        assert torch.equal(value, before[key])

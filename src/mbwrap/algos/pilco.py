@@ -3,6 +3,7 @@ to Policy Search", Algorithm 1)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from mbwrap.algos.pilco_config import KNOWN_COSTS, PILCOConfig
 from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
 from mbwrap.device import make_generator
 from mbwrap.envs.sb3_vec_env import env_id
+from mbwrap.errors import NonFiniteModelWarning
 from mbwrap.models.gp import GPModel
 from mbwrap.networks import RBFController
 from mbwrap.space_support import SpaceSupport
@@ -185,9 +187,23 @@ class PILCO(Algorithm):
             loss.backward()
             return loss
 
+        before = {k: v.clone() for k, v in self.controller.state_dict().items()}
         optimizer.step(closure)
         self.policy_updates += 1
         with torch.no_grad():
             predicted = float(self.predicted_costs().mean())
+            finite = all(torch.isfinite(p).all() for p in self.controller.parameters())
+        if not (finite and np.isfinite(predicted)):
+            # A line search can step where the propagation overflows; keep the last
+            # controller rather than act with NaN.
+            self.controller.load_state_dict(before)
+            warnings.warn(
+                "PILCO: the controller's optimisation reached non-finite values; the "
+                "previous controller is kept for this episode",
+                NonFiniteModelWarning,
+                stacklevel=2,
+            )
+            with torch.no_grad():
+                predicted = float(self.predicted_costs().mean())
         self.logger.record("pilco/predicted_cost", predicted)
         self.logger.record("pilco/policy_updates", self.policy_updates)
