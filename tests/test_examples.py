@@ -122,3 +122,21 @@ def test_tdm_example_reaches_goals_and_predicts_where_it_will_be():
     result = _load("tdm_point_goal").main()
     assert result["success"] >= 0.85
     assert result["prediction_error"] < 0.1 * result["start_distance"]
+
+
+def test_pilco_example_plots_its_prediction_against_the_real_episodes(tmp_path):
+    example = _load("pilco_swing_up")
+    settings = {
+        "horizon": 5,
+        "num_basis": 4,
+        "policy_iterations": 2,
+        "model_kwargs": {"max_points": 30},
+    }
+    config = example.Config(
+        episodes=2, settings=settings, eval_episodes=2, plot=str(tmp_path / "p.png")
+    )
+    result = example.main(config)
+    assert result["paths"].shape == (2, 31, 5)
+    assert result["predicted_mean"].shape == (5, 5) and np.all(result["predicted_std"] >= 0)
+    assert 0.0 <= result["within_band"] <= 1.0 and 0.0 <= result["success"] <= 1.0
+    assert (tmp_path / "p.png").stat().st_size > 1000

@@ -126,3 +126,26 @@ def test_a_non_finite_optimisation_keeps_the_previous_controller(monkeypatch):
         algo._improve()
     for key, value in algo.controller.state_dict().items():
         assert torch.equal(value, before[key])
+
+
+def test_predicted_trajectory_is_the_propagated_state_distribution():
+    from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
+
+    algo = PILCO(swing_up(), seed=0, device="cpu", **TINY)
+    algo.learn(12)
+    means, covs = algo.predicted_trajectory()
+    assert means.shape == (4, 1, 5) and covs.shape == (4, 1, 5, 5)
+    mean, cov = algo._start_distribution()
+    controller = algo.controller
+    mean, cov = propagate(
+        algo.model.expansion(),
+        algo.model.hyperparameters()[2].detach(),
+        controller.expansion(),
+        controller.action_half,
+        mean,
+        cov,
+        controller.action_mid,
+    )
+    assert torch.allclose(means[0], mean) and torch.allclose(covs[0], cov)
+    first = expected_saturating_cost(mean, cov, algo._target, algo._weight)
+    assert torch.allclose(algo.predicted_costs()[0], first[0])

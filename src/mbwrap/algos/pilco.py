@@ -144,27 +144,32 @@ class PILCO(Algorithm):
         spread = torch.cov(starts.T).reshape(dim, dim) if len(starts) > 1 else 0.0
         return starts.mean(0, keepdim=True), (floor + spread).unsqueeze(0)
 
-    def predicted_costs(self) -> torch.Tensor:
-        """The expected cost at each of the ``horizon`` steps from the start distribution
-        under the current controller and model (averaged over the start distributions):
-        ``[horizon]``, differentiable in the controller's parameters."""
+    def predicted_trajectory(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state distribution at each of the ``horizon`` steps from the start
+        distribution under the current controller and model: ``(mean [H, k, D], cov
+        [H, k, D, D])`` for ``k`` start distributions (``start_batch``), differentiable
+        in the controller's parameters."""
         dynamics = self.model.expansion()
         noise = self.model.hyperparameters()[2].detach()
         controller = self.controller.expansion()
+        half, mid = self.controller.action_half, self.controller.action_mid
         mean, cov = self._start_distribution()
-        costs = []
+        means, covs = [], []
         for _ in range(self.config.horizon):
-            mean, cov = propagate(
-                dynamics,
-                noise,
-                controller,
-                self.controller.action_half,
-                mean,
-                cov,
-                self.controller.action_mid,
-            )
-            costs.append(expected_saturating_cost(mean, cov, self._target, self._weight).mean())
-        return torch.stack(costs)
+            mean, cov = propagate(dynamics, noise, controller, half, mean, cov, mid)
+            means.append(mean)
+            covs.append(cov)
+        return torch.stack(means), torch.stack(covs)
+
+    def predicted_costs(self) -> torch.Tensor:
+        """The expected saturating cost at each of the ``horizon`` steps
+        (:meth:`predicted_trajectory`, averaged over the start distributions):
+        ``[horizon]``, differentiable in the controller's parameters."""
+        means, covs = self.predicted_trajectory()
+        flat = expected_saturating_cost(
+            means.flatten(0, 1), covs.flatten(0, 1), self._target, self._weight
+        )
+        return flat.reshape(means.shape[:2]).mean(1)
 
     def _improve(self) -> None:
         """Refit the GPs on all real data, then optimise the controller (L-BFGS)."""
