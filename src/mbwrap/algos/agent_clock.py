@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from stable_baselines3 import TD3
+from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv
 
 from mbwrap.algos.agents import resolve_agent
@@ -73,6 +75,27 @@ class AgentClock:
     def _on_training_start(self) -> None:
         super()._on_training_start()  # type: ignore[misc]
         self.agent.set_logger(self.logger)  # type: ignore[attr-defined]
+
+    def _default_action_noise(self, std: float) -> None:
+        """Give a TD3 or DDPG agent without its own ``action_noise`` Gaussian noise of
+        ``std`` (in its ``[-1, 1]`` units); they explore only through it."""
+        if isinstance(self.agent, TD3) and self.agent.action_noise is None and std:
+            dim = self.agent.action_space.shape
+            self.agent.action_noise = NormalActionNoise(
+                np.zeros(dim, np.float32), np.full(dim, std, np.float32)
+            )
+
+    _dumped_episode = 0  # the episode count at the last log dump
+
+    def _dump_per_episode(self, prefix: str, metrics: dict[str, float]) -> None:
+        """Dump the logs, with ``metrics`` under ``prefix/`` and the agent's update count,
+        once per finished episode (as SB3's off-policy agents report), not per step."""
+        if self._episode_num == self._dumped_episode:  # type: ignore[attr-defined]
+            return
+        self._dumped_episode = self._episode_num  # type: ignore[attr-defined]
+        self._record_metrics(prefix, metrics)  # type: ignore[attr-defined]
+        self.logger.record("train/agent_updates", self.agent_updates)  # type: ignore[attr-defined]
+        super()._dump_logs()  # type: ignore[misc]
 
     def _behaviour_policy(self) -> Any:
         if getattr(self.agent, "action_noise", None) is not None:

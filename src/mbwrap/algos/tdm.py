@@ -10,8 +10,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3 import TD3
-from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from mbwrap.algos.agent_clock import AgentClock, NoisyPolicy
@@ -110,11 +108,7 @@ class TDM(AgentClock, Algorithm):
         goal_dim = self.agent_observation_space[GOAL].shape[0]
         if config.vectorized:
             use_goal_distance_critic(self.agent, goal_dim)
-        if isinstance(self.agent, TD3) and self.agent.action_noise is None and config.action_noise:
-            dim = self.action_space.shape  # type: ignore[union-attr]
-            self.agent.action_noise = NormalActionNoise(
-                np.zeros(dim, np.float32), np.full(dim, config.action_noise, np.float32)
-            )
+        self._default_action_noise(config.action_noise)
         #: What the agent's ``train()`` samples from.
         self.sampler = TDMSampler(
             self.buffer,
@@ -126,7 +120,6 @@ class TDM(AgentClock, Algorithm):
         )
         self.agent.replay_buffer = self.sampler  # type: ignore[assignment]
         self.agent_updates = 0
-        self._dumped_episode = 0
 
     def _placeholder_env(self) -> VecEnv:
         space = self.agent_observation_space
@@ -171,13 +164,7 @@ class TDM(AgentClock, Algorithm):
 
     # ------------------------------------------------------------------ logs
     def _dump_logs(self) -> None:
-        # As SB3's off-policy agents: once per finished episode, not per step.
-        if self._episode_num == self._dumped_episode:
-            return
-        self._dumped_episode = self._episode_num
-        self._record_metrics("tdm", self.sampler.metrics())
-        self.logger.record("train/agent_updates", self.agent_updates)
-        super()._dump_logs()
+        self._dump_per_episode("tdm", self.sampler.metrics())
 
 
 class _NoisyActor:

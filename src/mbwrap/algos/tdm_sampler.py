@@ -78,9 +78,9 @@ class TDMSampler:
             next_achieved, goal, tau, real.terminated.bool(), vectorized=self.vectorized
         )
         rows = goal.shape[1] if self.vectorized else 1
-        before = horizon_observation(obs["observation"].flatten(1), goal, tau)  # type: ignore[index]
+        before = horizon_observation(obs["observation"], goal, tau)  # type: ignore[index]
         after = horizon_observation(
-            next_obs["observation"].flatten(1),  # type: ignore[index]
+            next_obs["observation"],  # type: ignore[index]
             goal,
             (tau - 1).clamp(min=0),
         )

@@ -53,9 +53,9 @@ def horizon_targets(
 def horizon_observation(
     observation: torch.Tensor, goal: torch.Tensor, tau: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """What a TDM's actor and critic read: ``{"observation": [B, O], "desired_goal":
-    [B, D], "tau": [B, 1]}`` (float32), from ``observation: [B, O]``, ``goal: [B, D]``,
-    ``tau: [B]``."""
+    """What a TDM's actor and critic read: ``{"observation": [B, *obs_shape],
+    "desired_goal": [B, D], "tau": [B, 1]}`` (float32), from ``observation: [B,
+    *obs_shape]``, ``goal: [B, D]``, ``tau: [B]``."""
     return {
         OBSERVATION: observation.float(),
         GOAL: goal.float(),

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-from stable_baselines3 import TD3
-from stable_baselines3.common.noise import NormalActionNoise
-
 from mbwrap.algos.agent_clock import AgentClock
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.expansion_sampler import ExpansionSampler
@@ -49,16 +45,11 @@ class ValueExpansion(AgentClock, Algorithm):
         self.model = self._make_model()
         self.buffer = self._make_buffer()
         self.agent = self._make_agent(**self._agent_overrides())
-        if isinstance(self.agent, TD3) and self.agent.action_noise is None and config.action_noise:
-            dim = self.action_space.shape  # type: ignore[union-attr]
-            self.agent.action_noise = NormalActionNoise(
-                np.zeros(dim, np.float32), np.full(dim, config.action_noise, np.float32)
-            )
+        self._default_action_noise(config.action_noise)
         #: What the agent's ``train()`` samples from.
         self.sampler = self._sampler()
         self.agent.replay_buffer = self.sampler  # type: ignore[assignment]
         self.agent_updates = 0
-        self._dumped_episode = 0
 
     def _agent_overrides(self) -> dict[str, Any]:
         """Constructor keywords the algorithm imposes on a named agent."""
@@ -69,10 +60,4 @@ class ValueExpansion(AgentClock, Algorithm):
 
     # ------------------------------------------------------------------ logs
     def _dump_logs(self) -> None:
-        # SB3's off-policy agents report once per finished episode, not per step.
-        if self._episode_num == self._dumped_episode:
-            return
-        self._dumped_episode = self._episode_num
-        self._record_metrics("expansion", self.sampler.metrics())
-        self.logger.record("train/agent_updates", self.agent_updates)
-        super()._dump_logs()
+        self._dump_per_episode("expansion", self.sampler.metrics())
