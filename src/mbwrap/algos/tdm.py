@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 
 from mbwrap.algos.agent_clock import AgentClock, NoisyPolicy
 from mbwrap.algos.base import Algorithm
@@ -18,6 +17,7 @@ from mbwrap.algos.tdm_config import TDMConfig
 from mbwrap.algos.tdm_critic import use_goal_distance_critic
 from mbwrap.algos.tdm_sampler import TDMSampler
 from mbwrap.algos.tdm_targets import GOAL, HORIZON, OBSERVATION, next_horizons
+from mbwrap.envs.spaces_only import spaces_only_vec_env
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.space_support import SpaceSupport
 
@@ -48,13 +48,6 @@ def horizon_space(observation_space: spaces.Dict, max_tau: int) -> spaces.Dict:
         )
     tau = spaces.Box(0.0, float(max_tau), (1,), np.float32)
     return spaces.Dict({OBSERVATION: entries[OBSERVATION], GOAL: desired, HORIZON: tau})
-
-
-class _SpacesOnly(gym.Env):
-    """An env that only has spaces: what the agent is built on (it never steps one)."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        self.observation_space, self.action_space = observation_space, action_space
 
 
 class TDM(AgentClock, Algorithm):
@@ -123,7 +116,7 @@ class TDM(AgentClock, Algorithm):
 
     def _placeholder_env(self) -> VecEnv:
         space = self.agent_observation_space
-        return DummyVecEnv([lambda: _SpacesOnly(space, self.action_space)])
+        return spaces_only_vec_env(space, self.action_space)
 
     # ------------------------------------------------------------------ acting
     def predict(

@@ -23,6 +23,7 @@ from mbwrap.envs.clonable import ClonableEnv
 from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
+from mbwrap.envs.fixed_start import FixedStart, condition_vec_env
 from mbwrap.envs.fns import EnvFns
 from mbwrap.envs.game_batch import FinishedGames, GameBatch, outcome_targets
 from mbwrap.envs.latent_filter import LatentFilterPolicy, LatentFilterWrapper
@@ -38,6 +39,7 @@ from mbwrap.envs.pixels import PixelObservation
 from mbwrap.envs.point_goal import PointGoalEnv
 from mbwrap.envs.sb3_vec_env import SB3VecEnv, as_vec_env
 from mbwrap.envs.snapshot import Snapshot, restore_env, snapshot_env
+from mbwrap.envs.spaces_only import SpacesOnlyEnv, spaces_only_vec_env
 
 if "mbwrap/Dream-v0" not in gym.registry:
     gym.register(id="mbwrap/Dream-v0", entry_point="mbwrap.envs.dream_env:DreamEnv")
@@ -72,6 +74,7 @@ __all__ = [
     "DynaMazeEnv",
     "EnvFns",
     "FinishedGames",
+    "FixedStart",
     "GameBatch",
     "GameState",
     "LatentFilterPolicy",
@@ -84,12 +87,14 @@ __all__ = [
     "RolloutMCTSConnectFour",
     "SB3VecEnv",
     "Snapshot",
+    "SpacesOnlyEnv",
     "TicTacToe",
     "action_mask",
     "apply_symmetry",
     "as_vec_env",
     "board_game",
     "branched_rollouts",
+    "condition_vec_env",
     "make_atari_env",
     "make_atari_vec_env",
     "make_classic_env",
@@ -97,5 +102,6 @@ __all__ = [
     "play_match",
     "restore_env",
     "snapshot_env",
+    "spaces_only_vec_env",
     "stack_observations",
 ]

@@ -3,10 +3,17 @@
 from mbwrap.models.base import WorldModel
 from mbwrap.models.distill import distill_ensemble
 from mbwrap.models.gaussian_ensemble import GaussianEnsemble
+from mbwrap.models.gmm import GaussianMixture
 from mbwrap.models.gp import GPModel
 from mbwrap.models.gp_moments import KernelExpansion, moment_match
 from mbwrap.models.latent_filter import LatentFilter
 from mbwrap.models.layers import EnsembleLinear, EnsembleMLP, ResidualBlock
+from mbwrap.models.local_linear import (
+    DynamicsPriorGMM,
+    LocalLinearModel,
+    NormalInverseWishart,
+    fit_linear_gaussian,
+)
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
 from mbwrap.models.mdn import MDNModel
 from mbwrap.models.mdn_rnn import MDNRNN, sample_mixture
@@ -24,21 +31,26 @@ __all__ = [
     "RSSM",
     "VAEMDNRNN",
     "ConvVAE",
+    "DynamicsPriorGMM",
     "EnsembleLinear",
     "EnsembleMLP",
     "GPModel",
     "GaussianEnsemble",
+    "GaussianMixture",
     "KernelExpansion",
     "LatentFilter",
+    "LocalLinearModel",
     "MDNModel",
     "MLPModel",
     "MuZeroNetworks",
     "NeuralWorldModel",
+    "NormalInverseWishart",
     "Normalizer",
     "ResidualBlock",
     "TabularModel",
     "WorldModel",
     "distill_ensemble",
+    "fit_linear_gaussian",
     "gaussian_nll",
     "mixture_nll",
     "moment_match",
