@@ -140,3 +140,20 @@ def test_pilco_example_plots_its_prediction_against_the_real_episodes(tmp_path):
     assert result["predicted_mean"].shape == (5, 5) and np.all(result["predicted_std"] >= 0)
     assert 0.0 <= result["within_band"] <= 1.0 and 0.0 <= result["success"] <= 1.0
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_gps_example_plots_the_policy_beside_the_local_controllers(tmp_path):
+    example = _load("gps_reacher")
+    settings = {"samples": 2, "policy_steps": 10}
+    config = example.Config(
+        iterations=2,
+        conditions=[100, 101],
+        held_out=[200],
+        settings=settings,
+        plot=str(tmp_path / "g.png"),
+    )
+    result = example.main(config)
+    assert result["real_steps"] == 2 * 2 * 2 * 50 and len(result["curve"]) == 2
+    assert result["paths"].shape == (2, 51, 2)
+    assert np.isfinite(result["policy_return"]) and 0.0 <= result["held_out_distance"] < 1.0
+    assert (tmp_path / "g.png").stat().st_size > 1000
