@@ -52,8 +52,10 @@ def evaluate(actor: Any, seeds: list[int]) -> tuple[float, float]:
     return float(total.mean()), float(np.mean(distances[-10:]))
 
 
-def run_gps(seeds: list[int], seed: int, iterations: int, threshold: float) -> dict[str, Any]:
-    algo = GPS(condition_vec_env(ENV_ID, seeds), seed=seed, device="cpu")
+def run_gps(
+    seeds: list[int], seed: int, iterations: int, threshold: float, anchor: str
+) -> dict[str, Any]:
+    algo = GPS(condition_vec_env(ENV_ID, seeds), seed=seed, device="cpu", kl_anchor=anchor)
     per_iteration = algo.config.samples * algo.horizon * len(seeds)
     reached, curve, start = None, [], time.perf_counter()
     for _ in range(iterations):
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--conditions", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=25)
     parser.add_argument("--threshold", type=float, default=-5.0)
+    parser.add_argument("--kl-anchor", default="policy", choices=("policy", "previous"))
     parser.add_argument("--sac-steps", type=int, default=30_000)
     parser.add_argument("--skip-sac", action="store_true")
     parser.add_argument("--skip-gps", action="store_true")
@@ -105,9 +108,10 @@ def main() -> None:
     print(f"{ENV_ID}, conditions {conditions}, held out {HELD_OUT}, threshold {args.threshold}")
     for seed in args.seeds:
         if not args.skip_gps:
-            gps = run_gps(conditions, seed, args.iterations, args.threshold)
+            gps = run_gps(conditions, seed, args.iterations, args.threshold, args.kl_anchor)
             print(
-                f"seed {seed} GPS: threshold at {gps['reached'] or 'not reached'} real steps; "
+                f"seed {seed} GPS ({args.kl_anchor}): threshold at "
+                f"{gps['reached'] or 'not reached'} real steps; "
                 f"after {args.iterations} iterations policy return/distance "
                 f"{gps['policy'][0]:.2f}/{gps['policy'][1]:.3f}, held out "
                 f"{gps['held_out'][0]:.2f}/{gps['held_out'][1]:.3f}, local controllers "

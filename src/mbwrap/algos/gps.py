@@ -216,14 +216,16 @@ class GPS(Algorithm):
         dynamics = self._fit_dynamics(x, u, x_next)
         z = torch.cat([x, u], -1)
         cost = quadratic_expansion(self._cost, z.mean(1))
-        policy_cov = policy_covariance(LinearGaussianController(**self.local))
-        linear = linearise_policy(self.agent.policy, x, policy_cov)
-        if self.iterations == 0:
-            anchor = LinearGaussianController(**self.local)
+        current = LinearGaussianController(**self.local)
+        # What the step is bounded to and judged by: the linearised policy (mirror
+        # descent) or the controllers that sampled (trajectory optimisation alone).
+        if config.kl_anchor == "policy":
+            reference = linearise_policy(self.agent.policy, x, policy_covariance(current))
         else:
-            anchor = linear
-            if self.previous:
-                self._adapt_step(dynamics, cost, linear)
+            reference = current
+        if self.previous:
+            self._adapt_step(dynamics, cost, reference)
+        anchor = current if self.iterations == 0 else reference
         epsilon = config.kl_step * self.horizon * self.step_mult
         step = kl_step(dynamics, cost, anchor, epsilon)
         sample_cost = self._cost(z.reshape(-1, z.shape[-1])).reshape(z.shape[:3]).sum(-1)
@@ -241,7 +243,7 @@ class GPS(Algorithm):
         self.previous = {
             **{f"dynamics.{k}": v for k, v in vars(dynamics).items()},
             **{f"cost.{k}": v for k, v in vars(cost).items()},
-            **{f"policy.{k}": v for k, v in vars(linear).items()},
+            **{f"policy.{k}": v for k, v in vars(reference).items()},
         }
         loss = train_global_policy(
             self.agent.policy,
@@ -300,7 +302,8 @@ class GPS(Algorithm):
         cost: QuadraticCost,
         linear: LinearGaussianController,
     ) -> None:
-        """MDGPS's step-size rule (:func:`~mbwrap.algos.gps_global.step_multiplier`)."""
+        """MDGPS's step-size rule (:func:`~mbwrap.algos.gps_global.step_multiplier`) on
+        ``linear``, the current reference controller."""
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
             return {k.split(".", 1)[1]: v for k, v in self.previous.items() if k.startswith(prefix)}

@@ -50,6 +50,14 @@ class GPSConfig(AlgoConfig):
         source=f"{_MDGPS}, Section 4 (step size epsilon; the GPS code's kl_step)",
         low=0.0,
     )
+    kl_anchor: str = setting(
+        "policy",
+        "what each new local controller stays within kl_step of: 'policy', the "
+        "linearised global policy (mirror descent), or 'previous', the last local "
+        "controller (trajectory optimisation alone, the policy only imitating)",
+        source=f"{_MDGPS}, Section 4 ('policy'); {_GPS}, Section 3 ('previous')",
+        choices=("policy", "previous"),
+    )
     min_step_mult: float = setting(
         0.01,
         "the smallest multiple of kl_step the step-size adjustment may reach",
