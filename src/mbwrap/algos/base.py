@@ -213,10 +213,13 @@ class Algorithm(RealCollection, WorkerCollection, AlgorithmCore):
             self._steps_since_refit is None or every is None or (self._steps_since_refit >= every)
         )
 
+    def _fit_kwargs(self) -> dict[str, Any]:
+        """The keywords of this refit's ``model.fit`` (default: ``config.fit_kwargs``)."""
+        return getattr(self.config, "fit_kwargs", None) or {}
+
     def _refit(self) -> None:
-        """Fit the model on all real data (``fit_kwargs``), log ``model/...``."""
-        fit_kwargs = getattr(self.config, "fit_kwargs", None) or {}
-        metrics = self.model.fit(self.buffer, **fit_kwargs)  # type: ignore[attr-defined]
+        """Fit the model on all real data (:meth:`_fit_kwargs`), log ``model/...``."""
+        metrics = self.model.fit(self.buffer, **self._fit_kwargs())  # type: ignore[attr-defined]
         self._record_metrics("model", metrics)
         self._steps_since_refit = 0
 

@@ -25,6 +25,7 @@ from mbwrap.models.rssm import RSSM
 from mbwrap.models.tabular import TabularModel
 from mbwrap.models.vae import ConvVAE, vae_loss
 from mbwrap.models.vae_mdn_rnn import VAEMDNRNN
+from mbwrap.models.video import VideoModel
 
 __all__ = [
     "MDNRNN",
@@ -48,6 +49,7 @@ __all__ = [
     "Normalizer",
     "ResidualBlock",
     "TabularModel",
+    "VideoModel",
     "WorldModel",
     "distill_ensemble",
     "fit_linear_gaussian",
