@@ -157,3 +157,40 @@ def test_gps_example_plots_the_policy_beside_the_local_controllers(tmp_path):
     assert result["paths"].shape == (2, 51, 2)
     assert np.isfinite(result["policy_return"]) and 0.0 <= result["held_out_distance"] < 1.0
     assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_simple_example_plots_real_frames_above_imagined_ones(tmp_path):
+    pytest.importorskip("ale_py")
+    example = _load("simple_atari")
+    settings = {
+        "model_kwargs": {
+            "hidden_size": 4,
+            "compress_steps": 2,
+            "bits": 8,
+            "bit_predictor_size": 8,
+            "batch_size": 4,
+            "sequence_length": 2,
+        },
+        "learning_starts": 40,
+        "train_freq": 20,
+        "first_fit_steps": 3,
+        "fit_steps": 2,
+        "imagined_steps": 32,
+        "num_imagined_envs": 2,
+        "imagination_horizon": 8,
+        "agent_kwargs": {"n_steps": 8, "batch_size": 16, "n_epochs": 1},
+    }
+    config = example.Config(
+        screen_size=16,
+        iterations=1,
+        settings=settings,
+        open_loop_steps=3,
+        plot=str(tmp_path / "s.png"),
+    )
+    result = example.main(config)
+    assert result["real"].shape == result["imagined"].shape == (3, 16, 16)
+    assert result["imagined"].dtype == np.uint8 and np.all(
+        (0 <= result["close"]) & (result["close"] <= 1)
+    )
+    assert "model/pixel_accuracy" in result["metrics"]
+    assert (tmp_path / "s.png").stat().st_size > 1000
