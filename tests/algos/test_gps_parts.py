@@ -13,6 +13,7 @@ from stable_baselines3 import PPO
 
 from mbwrap.algos.gps_global import (
     linearise_policy,
+    policy_actions,
     policy_covariance,
     precision_weighted_loss,
     step_multiplier,
@@ -88,12 +89,15 @@ def test_linearise_policy_recovers_a_linear_policy():
     agent = PPO("MlpPolicy", env, policy_kwargs={"net_arch": []}, seed=0, device="cpu")
     weight = agent.policy.action_net.weight.detach().double()  # [1, 3]
     bias = agent.policy.action_net.bias.detach().double()
-    x = torch.randn(2, 4, 5, 3, dtype=torch.float64)
+    x = torch.randn(2, 6, 5, 3, dtype=torch.float64)
+    actions = policy_actions(agent.policy, x)
+    assert actions.shape == (2, 6, 5, 1)
+    assert torch.allclose(actions, x @ weight.T + bias, atol=1e-5)
     cov = torch.tensor([[0.3]], dtype=torch.float64)
-    linear = linearise_policy(agent.policy, x, cov)
+    linear = linearise_policy(x, actions, cov)
     assert linear.gain.shape == (2, 5, 1, 3)
-    assert torch.allclose(linear.gain, weight.expand(2, 5, 1, 3), atol=1e-6)
-    assert torch.allclose(linear.offset, bias.expand(2, 5, 1), atol=1e-6)
+    assert torch.allclose(linear.gain, weight.expand(2, 5, 1, 3), atol=1e-4)
+    assert torch.allclose(linear.offset, bias.expand(2, 5, 1), atol=1e-4)
     assert torch.equal(linear.cov, cov.expand(2, 5, 1, 1))
 
 

@@ -17,6 +17,7 @@ from mbwrap.algos.base import Algorithm
 from mbwrap.algos.gps_config import GPSConfig
 from mbwrap.algos.gps_global import (
     linearise_policy,
+    policy_actions,
     policy_covariance,
     step_multiplier,
     train_global_policy,
@@ -84,6 +85,7 @@ class GPS(Algorithm):
         "previous",
         "step_mult",
         "prior_data",
+        "policy_prior_data",
         "iterations",
         "_generator",
     )
@@ -146,6 +148,11 @@ class GPS(Algorithm):
             max_clusters=config.prior_clusters,
             min_samples_per_cluster=config.prior_min_samples,
         )
+        #: The same kind of mixture over ``(x, pi(x))``: the policy's linearisation prior.
+        self.policy_prior = DynamicsPriorGMM(
+            max_clusters=config.prior_clusters,
+            min_samples_per_cluster=config.prior_min_samples,
+        )
         #: Iterations (C- and S-steps) done.
         self.iterations = 0
         #: The last iteration's samples' cost (per episode) and its C-step's bound, KL and
@@ -171,6 +178,15 @@ class GPS(Algorithm):
     @prior_data.setter
     def prior_data(self, value: torch.Tensor | None) -> None:
         self.prior.data = value
+
+    @property
+    def policy_prior_data(self) -> torch.Tensor | None:
+        """``[S, X + U]``: the (state, policy action) pairs the policy's prior holds."""
+        return self.policy_prior.data
+
+    @policy_prior_data.setter
+    def policy_prior_data(self, value: torch.Tensor | None) -> None:
+        self.policy_prior.data = value
 
     # ------------------------------------------------------------------ acting
     def predict(
@@ -220,7 +236,7 @@ class GPS(Algorithm):
         # What the step is bounded to and judged by: the linearised policy (mirror
         # descent) or the controllers that sampled (trajectory optimisation alone).
         if config.kl_anchor == "policy":
-            reference = linearise_policy(self.agent.policy, x, policy_covariance(current))
+            reference = self._linear_policy(x, policy_covariance(current))
         else:
             reference = current
         if self.previous:
@@ -285,6 +301,19 @@ class GPS(Algorithm):
         return LinearGaussianDynamics(
             fx=fx, fc=fc, cov=cov, x0_mean=start.mean(1), x0_cov=start_cov + _START_VARIANCE * eye
         )
+
+    def _linear_policy(self, x: torch.Tensor, cov: torch.Tensor) -> LinearGaussianController:
+        """The policy fitted linearly at the samples, under its mixture prior refitted on
+        all sample states (:func:`~mbwrap.algos.gps_global.linearise_policy`)."""
+        actions = policy_actions(self.agent.policy, x)
+        self.policy_prior.update(
+            x.flatten(0, 2),
+            x[..., :0].flatten(0, 2),
+            actions.flatten(0, 2),
+            generator=self._generator,
+        )
+        points = torch.cat([x, actions], -1).transpose(1, 2)  # [M, T, N, X + U]
+        return linearise_policy(x, actions, cov, self.policy_prior.eval(points))
 
     def _expected(
         self,

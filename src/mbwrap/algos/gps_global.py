@@ -1,4 +1,4 @@
-"""Guided policy search's global side: the neural policy linearised around the samples,
+"""Guided policy search's global side: the neural policy fitted linearly around the samples,
 trained by supervised learning on the local controllers, and the step size that mirror
 descent adapts (Montgomery & Levine 2016, "Guided Policy Search via Approximate Mirror
 Descent", Sections 3-4)."""
@@ -9,37 +9,43 @@ import torch
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
 from mbwrap.algos.mb_mf_distill import deterministic_actions
+from mbwrap.models.local_linear import NormalInverseWishart, fit_conditional_gaussian
 from mbwrap.planners.lqg import LinearGaussianController
 
 
+def policy_actions(policy: BasePolicy, x: torch.Tensor) -> torch.Tensor:
+    """The global policy's mean actions at the sample states: ``x: [M, N, T, X] ->
+    [M, N, T, U]`` float64 on ``x``'s device."""
+    with torch.no_grad():
+        obs = x.reshape(-1, x.shape[-1]).to(policy.device, torch.float32)
+        mean = deterministic_actions(policy, obs).reshape(len(obs), -1)
+    return mean.to(x.device, torch.float64).reshape(*x.shape[:-1], -1)
+
+
 def linearise_policy(
-    policy: BasePolicy, x: torch.Tensor, cov: torch.Tensor
+    x: torch.Tensor,
+    actions: torch.Tensor,
+    cov: torch.Tensor,
+    prior: NormalInverseWishart | None = None,
 ) -> LinearGaussianController:
     """The global policy as a linear-Gaussian controller around the samples: at each
-    condition and step, the first-order expansion of its mean action at the samples' mean
-    state, with covariance ``cov``.
+    condition and step, the linear regression of its mean actions on the sample states
+    (:func:`~mbwrap.models.fit_conditional_gaussian`, with a mixture prior over
+    ``(x, pi(x))`` where there are fewer samples than state dimensions, as the GPS code's
+    ``PolicyPriorGMM``), with covariance ``cov``.
 
     :param x: ``[M, N, T, X]`` sample states.
+    :param actions: ``[M, N, T, U]`` the policy's mean actions there (:func:`policy_actions`).
     :param cov: ``[U, U]`` the policy's action covariance.
+    :param prior: over ``(x, u)`` per ``[M, T]``; ``None``: the plain regression.
     :return: gains ``[M, T, U, X]``, offsets ``[M, T, U]``, covariances ``[M, T, U, U]``.
     """
-    count, _, horizon, dim = x.shape
-    centre = x.mean(1).reshape(-1, dim)
-    obs = centre.to(policy.device, torch.float32).requires_grad_(True)
-    mean = deterministic_actions(policy, obs).reshape(len(obs), -1)
-    # Each row depends on its own state only, so one backward pass per action dimension
-    # gives every row's Jacobian.
-    rows = [
-        torch.autograd.grad(mean[:, j].sum(), obs, retain_graph=True)[0]
-        for j in range(mean.shape[1])
-    ]
-    gain = torch.stack(rows, 1).detach().to(x.device, torch.float64)  # [M T, U, X]
-    offset = mean.detach().to(x.device, torch.float64) - torch.einsum("bux,bx->bu", gain, centre)
-    actions = gain.shape[1]
+    gain, offset, _ = fit_conditional_gaussian(x, actions, prior)
+    count, horizon, width = offset.shape
     return LinearGaussianController(
-        gain=gain.reshape(count, horizon, actions, dim),
-        offset=offset.reshape(count, horizon, actions),
-        cov=cov.to(x.device, torch.float64).expand(count, horizon, actions, actions).clone(),
+        gain=gain,
+        offset=offset,
+        cov=cov.to(x.device, torch.float64).expand(count, horizon, width, width).clone(),
     )
 
 

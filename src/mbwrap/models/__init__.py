@@ -12,6 +12,7 @@ from mbwrap.models.local_linear import (
     DynamicsPriorGMM,
     LocalLinearModel,
     NormalInverseWishart,
+    fit_conditional_gaussian,
     fit_linear_gaussian,
 )
 from mbwrap.models.losses import gaussian_nll, mixture_nll, soft_clamp_logvar
@@ -52,6 +53,7 @@ __all__ = [
     "VideoModel",
     "WorldModel",
     "distill_ensemble",
+    "fit_conditional_gaussian",
     "fit_linear_gaussian",
     "gaussian_nll",
     "mixture_nll",

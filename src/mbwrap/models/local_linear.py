@@ -56,24 +56,14 @@ def fit_linear_gaussian(
     regularisation: float = REGULARISATION,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fit ``x_{t+1} ~ N(F_t [x_t; u_t] + f_t, Sigma_t)`` at every step ``t`` from the
-    ``N`` samples of that step, for each of ``M`` conditions, in float64.
-
-    The joint Gaussian of ``y = (x, u, x')`` has the empirical mean and the (biased)
-    empirical covariance of the samples; with a ``prior``, the covariance is its posterior
-    estimate ``(N Sigma_hat + Phi + N m / (N + m) (mu_hat - mu0)(mu_hat - mu0)^T) /
-    (N + n0)`` while the mean stays the empirical one, as in the GPS code
-    (``gauss_fit_joint_prior``; Levine & Abbeel 2014, appendix). Conditioning ``x'`` on
-    ``(x, u)`` gives ``F = Sigma_{x',xu} Sigma_{xu,xu}^{-1}``,
-    ``f = mu_{x'} - F mu_{xu}``, ``Sigma = Sigma_{x',x'} - F Sigma_{xu,x'}``.
+    ``N`` samples of that step, for each of ``M`` conditions, in float64
+    (:func:`fit_conditional_gaussian` with inputs ``(x, u)`` and outputs ``x'``).
 
     :param x: ``[M, N, T, X]``.
     :param u: ``[M, N, T, U]``.
     :param x_next: ``[M, N, T, X]``.
-    :param prior: ``mu0 [M, T, D]``, ``phi [M, T, D, D]`` and strengths (floats or
-        ``[M, T]``) with ``D = X + U + X``; ``None`` for the plain fit.
-    :param mask: ``[M, N, T]`` bool, the samples that exist (episodes of unequal length);
-        ``None``: all. Every ``(m, t)`` needs at least one.
-    :param regularisation: added to the diagonal of the ``(x, u)`` block.
+    :param prior: over ``(x, u, x')``, ``D = X + U + X``; ``None`` for the plain fit.
+    :param mask: ``[M, N, T]`` bool, the samples that exist; ``None``: all.
     :return: ``(F [M, T, X, X + U], f [M, T, X], Sigma [M, T, X, X])``.
     """
     if not (x.shape[:-1] == u.shape[:-1] == x_next.shape[:-1]) or x.shape != x_next.shape:
@@ -81,8 +71,46 @@ def fit_linear_gaussian(
             f"x, u, x_next: expected [M, N, T, X], [M, N, T, U], [M, N, T, X], got "
             f"{tuple(x.shape)}, {tuple(u.shape)}, {tuple(x_next.shape)}"
         )
-    inputs = x.shape[-1] + u.shape[-1]
-    joint = torch.cat([x, u, x_next], -1).to(torch.float64).transpose(-3, -2)  # [M, T, N, D]
+    inputs = torch.cat([x, u], -1)
+    return fit_conditional_gaussian(inputs, x_next, prior, mask=mask, regularisation=regularisation)
+
+
+def fit_conditional_gaussian(
+    inputs: torch.Tensor,
+    outputs: torch.Tensor,
+    prior: NormalInverseWishart | None = None,
+    *,
+    mask: torch.Tensor | None = None,
+    regularisation: float = REGULARISATION,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fit ``y_t ~ N(F_t z_t + f_t, Sigma_t)`` at every step ``t`` from the ``N`` samples
+    of that step, for each of ``M`` conditions, in float64: local dynamics (``z = (x, u)``,
+    ``y = x'``) or a policy's local linearisation (``z = x``, ``y`` its actions).
+
+    The joint Gaussian of ``(z, y)`` has the empirical mean and the (biased) empirical
+    covariance of the samples; with a ``prior``, the covariance is its posterior
+    estimate ``(N Sigma_hat + Phi + N m / (N + m) (mu_hat - mu0)(mu_hat - mu0)^T) /
+    (N + n0)`` while the mean stays the empirical one, as in the GPS code
+    (``gauss_fit_joint_prior``; Levine & Abbeel 2014, Appendix A). Conditioning ``y`` on
+    ``z`` gives ``F = Sigma_{y,z} Sigma_{z,z}^{-1}``, ``f = mu_y - F mu_z``,
+    ``Sigma = Sigma_{y,y} - F Sigma_{z,y}``.
+
+    :param inputs: ``[M, N, T, I]``.
+    :param outputs: ``[M, N, T, O]``.
+    :param prior: ``mu0 [M, T, D]``, ``phi [M, T, D, D]`` and strengths (floats or
+        ``[M, T]``) over ``(z, y)``, ``D = I + O``; ``None`` for the plain fit.
+    :param mask: ``[M, N, T]`` bool, the samples that exist (episodes of unequal length);
+        ``None``: all. Every ``(m, t)`` needs at least one.
+    :param regularisation: added to the diagonal of the input block.
+    :return: ``(F [M, T, O, I], f [M, T, O], Sigma [M, T, O, O])``.
+    """
+    if inputs.shape[:-1] != outputs.shape[:-1] or inputs.dim() != 4:
+        raise ValueError(
+            f"inputs, outputs: expected [M, N, T, I] and [M, N, T, O], got "
+            f"{tuple(inputs.shape)}, {tuple(outputs.shape)}"
+        )
+    width = inputs.shape[-1]
+    joint = torch.cat([inputs, outputs], -1).to(torch.float64).transpose(-3, -2)  # [M, T, N, D]
     if mask is None:
         keep = torch.ones((*joint.shape[:-1], 1), dtype=joint.dtype, device=joint.device)
     else:
@@ -103,13 +131,13 @@ def fit_linear_gaussian(
         sigma = (scatter + prior.phi.to(joint.dtype) + n * m / (n + m) * outer) / (n + n0)
     sigma = 0.5 * (sigma + sigma.transpose(-1, -2))
     diagonal = torch.zeros(joint.shape[-1], dtype=joint.dtype, device=joint.device)
-    diagonal[:inputs] = regularisation
+    diagonal[:width] = regularisation
     sigma = sigma + torch.diag(diagonal)
-    sigma_in, sigma_cross = sigma[..., :inputs, :inputs], sigma[..., :inputs, inputs:]
-    fx = torch.linalg.solve(sigma_in, sigma_cross).transpose(-1, -2)  # [M, T, X, X + U]
-    fc = mean[..., inputs:] - (fx @ mean[..., :inputs].unsqueeze(-1)).squeeze(-1)
-    cov = sigma[..., inputs:, inputs:] - fx @ sigma_cross
-    return fx, fc, 0.5 * (cov + cov.transpose(-1, -2))
+    sigma_in, sigma_cross = sigma[..., :width, :width], sigma[..., :width, width:]
+    gain = torch.linalg.solve(sigma_in, sigma_cross).transpose(-1, -2)  # [M, T, O, I]
+    offset = mean[..., width:] - (gain @ mean[..., :width].unsqueeze(-1)).squeeze(-1)
+    cov = sigma[..., width:, width:] - gain @ sigma_cross
+    return gain, offset, 0.5 * (cov + cov.transpose(-1, -2))
 
 
 class DynamicsPriorGMM:
