@@ -100,13 +100,13 @@ def test_errors_name_the_argument():
 @pytest.mark.slow
 def test_the_neural_policy_learns_to_reach():
     """25 iterations (4 conditions x 5 samples x 50 steps: 25,000 real steps), seed 0 as
-    in benchmarks/gps.py (measured: -5.18 on the training conditions, -7.14 held out).
-    Doing nothing returns about -9.6 on the training conditions."""
+    in benchmarks/gps.py (measured: -5.36 on the training conditions, -6.51 held out; the
+    first iteration's policy, about doing nothing, -11.8)."""
     seeds = [100, 101, 102, 103]
     algo = GPS(condition_vec_env("Reacher-v5", seeds), seed=0, device="cpu")
     algo.learn(25_000)
-    assert returns(algo, seeds) >= -5.5
-    assert returns(algo, HELD_OUT) >= -7.5
+    assert returns(algo, seeds) >= -5.8
+    assert returns(algo, HELD_OUT) >= -7.0
 
 
 def test_the_previous_controller_anchor_bounds_the_step_to_the_sampling_controllers():
