@@ -57,8 +57,8 @@ class GPS(Algorithm):
     1. ``samples`` episodes per condition from the local controllers;
     2. time-varying linear-Gaussian dynamics per condition and step, fitted on them with a
        Gaussian-mixture prior over all real transitions (``"local-linear"``'s fit);
-    3. the global policy linearised at the samples; the step size adapted by the
-       improvement the last step predicted against the one realised;
+    3. the global policy fitted linearly at the samples (under a mixture prior); the step
+       size adapted by the improvement the last step predicted against the one realised;
     4. C-step: each controller minimises the expected cost (a second-order expansion of
        the cost around the samples) subject to ``KL(p || linearised policy) <= kl_step T``;
     5. S-step: the policy's mean regresses on the controllers' actions, weighted by their
