@@ -30,7 +30,7 @@ import torch
 from stable_baselines3 import SAC
 
 from mbwrap.algos.gps import GPS
-from mbwrap.envs import condition_vec_env
+from mbwrap.envs import condition_vec_env, rollout_conditions
 
 ENV_ID = "Reacher-v5"
 HELD_OUT = [200, 201, 202, 203]
@@ -39,17 +39,9 @@ HELD_OUT = [200, 201, 202, 203]
 def evaluate(actor: Any, seeds: list[int]) -> tuple[float, float]:
     """``(mean return, mean fingertip distance over the last 10 steps)`` of one
     deterministic episode from each condition."""
-    venv = condition_vec_env(ENV_ID, seeds)
-    obs, state, starts = venv.reset(), None, np.ones(len(seeds), bool)
-    total, distances = np.zeros(len(seeds)), []
-    for t in range(50):
-        action, state = actor.predict(obs, state=state, episode_start=starts, deterministic=True)
-        starts = np.zeros(len(seeds), bool)
-        obs, reward, _, infos = venv.step(action)
-        total += reward
-        seen = np.array([info["terminal_observation"] for info in infos]) if t == 49 else obs
-        distances.append(np.linalg.norm(seen[:, 8:10], axis=1))
-    return float(total.mean()), float(np.mean(distances[-10:]))
+    observations, returns = rollout_conditions(actor, ENV_ID, seeds)
+    distances = np.linalg.norm(observations[:, -10:, 8:10], axis=-1)
+    return float(returns.mean()), float(distances.mean())
 
 
 def run_gps(

@@ -4,7 +4,7 @@ Two configurations:
 
 - ``small`` (the default; these CPUs): ``ATARI_SIMPLE_SMALL`` of
   ``mbwrap.algos.presets`` on 42x42 frames: 2,000 random steps, then ``--iterations``
-  iterations of 2,000 real steps, each followed by a model fit and 40,000 simulated PPO
+  iterations of 2,000 real steps, each followed by a model fit and 16,000 simulated PPO
   steps (16 envs x 50-step rollouts, as in the paper).
 - ``paper`` (a GPU): the paper's settings (``SimPLeConfig``'s defaults: 6,400 real steps
   per iteration, the model fitted 45K then 15K steps, 800K simulated steps per iteration)

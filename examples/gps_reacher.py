@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from mbwrap.algos.gps import GPS
-from mbwrap.envs import condition_vec_env
+from mbwrap.envs import condition_vec_env, rollout_conditions
 
 ENV_ID = "Reacher-v5"
-TARGET, TO_TARGET = slice(4, 6), slice(8, 10)  # observation indices
+TO_TARGET = slice(8, 10)  # observation indices: fingertip - target
 
 
 @dataclass
@@ -40,17 +40,8 @@ class Config:
 def episodes(actor: Any, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """One deterministic episode per condition: fingertip positions ``[M, 51, 2]`` (the
     target's frame: the target at the origin) and returns ``[M]``."""
-    venv = condition_vec_env(ENV_ID, seeds)
-    obs, state, starts = venv.reset(), None, np.ones(len(seeds), bool)
-    path, total = [obs[:, TO_TARGET]], np.zeros(len(seeds))
-    for t in range(50):
-        action, state = actor.predict(obs, state=state, episode_start=starts, deterministic=True)
-        starts = np.zeros(len(seeds), bool)
-        obs, reward, _, infos = venv.step(action)
-        total += reward
-        seen = np.array([info["terminal_observation"] for info in infos]) if t == 49 else obs
-        path.append(seen[:, TO_TARGET])
-    return np.stack(path, 1), total
+    observations, returns = rollout_conditions(actor, ENV_ID, seeds)
+    return observations[..., TO_TARGET], returns
 
 
 def main(config: Config | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import mbwrap
 from mbwrap.algos.gps import GPS
-from mbwrap.envs import condition_vec_env
+from mbwrap.envs import condition_vec_env, rollout_conditions
 from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
 
@@ -30,15 +30,7 @@ def conditions(seeds: list[int] = CONDITIONS):
 
 def returns(actor, seeds: list[int]) -> float:
     """Mean return of one deterministic episode from each condition."""
-    venv = conditions(seeds)
-    obs, state, starts = venv.reset(), None, np.ones(len(seeds), bool)
-    total = np.zeros(len(seeds))
-    for _ in range(50):
-        action, state = actor.predict(obs, state=state, episode_start=starts, deterministic=True)
-        starts = np.zeros(len(seeds), bool)
-        obs, reward, _, _ = venv.step(action)
-        total += reward
-    return float(total.mean())
+    return float(rollout_conditions(actor, "Reacher-v5", seeds)[1].mean())
 
 
 def test_each_c_step_keeps_its_kl_within_the_bound_and_lowers_the_cost():

@@ -21,7 +21,7 @@ from mbwrap.algos.gps_global import (
 )
 from mbwrap.algos.gps_local import LocalControllers, latest_episodes
 from mbwrap.buffers import ReplayBuffer
-from mbwrap.envs.fixed_start import FixedStart, condition_vec_env
+from mbwrap.envs.fixed_start import FixedStart, condition_vec_env, rollout_conditions
 from mbwrap.planners.lqg import LinearGaussianController
 
 OBS = spaces.Box(-10.0, 10.0, (2,), np.float32)
@@ -172,3 +172,17 @@ def test_fixed_start_resets_to_one_condition():
         FixedStart(gym.make("Reacher-v5"), seed=-1)
     with pytest.raises(ValueError, match="seeds: conditions must differ"):
         condition_vec_env("Reacher-v5", [1, 1])
+
+
+def test_rollout_conditions_plays_one_episode_from_each():
+    class Zero:
+        def predict(self, obs, state=None, episode_start=None, deterministic=False):
+            return np.zeros((len(obs), 2), np.float32), state
+
+    observations, returns = rollout_conditions(Zero(), "Reacher-v5", [3, 4])
+    assert observations.shape == (2, 51, 10) and returns.shape == (2,)
+    first, _ = FixedStart(gym.make("Reacher-v5"), seed=3).reset()
+    np.testing.assert_array_equal(observations[0, 0], first)
+    # Doing nothing: the reward is minus the distance to the target, which stays put.
+    distance = np.linalg.norm(observations[:, 1:, 8:10], axis=-1).sum(1)
+    np.testing.assert_allclose(returns, -distance, rtol=1e-5)

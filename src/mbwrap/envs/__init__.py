@@ -23,7 +23,7 @@ from mbwrap.envs.clonable import ClonableEnv
 from mbwrap.envs.dream_env import DreamEnv
 from mbwrap.envs.dream_vec_env import DreamVecEnv
 from mbwrap.envs.dyna_maze import DYNA_MAZE_LAYOUT, DynaMazeEnv
-from mbwrap.envs.fixed_start import FixedStart, condition_vec_env
+from mbwrap.envs.fixed_start import FixedStart, condition_vec_env, rollout_conditions
 from mbwrap.envs.fns import EnvFns
 from mbwrap.envs.game_batch import FinishedGames, GameBatch, outcome_targets
 from mbwrap.envs.latent_filter import LatentFilterPolicy, LatentFilterWrapper
@@ -101,6 +101,7 @@ __all__ = [
     "outcome_targets",
     "play_match",
     "restore_env",
+    "rollout_conditions",
     "snapshot_env",
     "spaces_only_vec_env",
     "stack_observations",

@@ -1,6 +1,6 @@
 """Fixed initial conditions: an env that starts every episode from the same state, and a
 vector env with one such env per condition, as guided policy search trains on (Levine &
-Abbeel 2014, Section 5: "several initial conditions")."""
+Abbeel 2014, Section 5: "several initial conditions"), and one episode from each."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -58,3 +59,39 @@ def condition_vec_env(
         return make
 
     return DummyVecEnv([factory(s) for s in seeds])
+
+
+def rollout_conditions(
+    actor: Any,
+    env: str | Callable[[], gym.Env],
+    seeds: Sequence[int],
+    *,
+    deterministic: bool = True,
+    **make_kwargs: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One episode from each condition with ``actor`` (anything with SB3's ``predict``,
+    recurrent state and episode starts passed along), side by side.
+
+    :return: ``(observations [M, T + 1, *obs_shape], returns [M])``, ``T`` the first
+        episode's length: the conditions' episodes must end together (a time limit).
+    :raises ValueError: when the episodes end at different steps.
+    """
+    venv = condition_vec_env(env, seeds, **make_kwargs)
+    obs = venv.reset()
+    state, starts = None, np.ones(len(seeds), bool)
+    path, total = [obs], np.zeros(len(seeds))
+    while True:
+        action, state = actor.predict(
+            obs, state=state, episode_start=starts, deterministic=deterministic
+        )
+        obs, reward, dones, infos = venv.step(action)
+        starts = dones
+        total += reward
+        if dones.any():
+            if not dones.all():
+                raise ValueError(
+                    f"seeds: the conditions' episodes ended at different steps ({dones})"
+                )
+            path.append(np.stack([info["terminal_observation"] for info in infos]))
+            return np.stack(path, 1), total
+        path.append(obs)
