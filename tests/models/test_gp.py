@@ -12,8 +12,14 @@ from gymnasium import spaces
 import mbwrap
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.models import WorldModel
-from mbwrap.models.gp import GPModel, farthest_points
-from mbwrap.models.gp_moments import moment_match
+from mbwrap.models.gp import (
+    GPModel,
+    exact_posterior,
+    farthest_points,
+    fitc_negative_log_likelihood,
+    fitc_posterior,
+)
+from mbwrap.models.gp_moments import moment_match, se_kernel
 
 OBS = spaces.Box(-5.0, 5.0, (2,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -76,7 +82,53 @@ def test_past_max_points_a_covering_subset_is_kept():
     # The newest first; of the two near-duplicates only one is kept.
     assert chosen[0] == 4 and {2, 3} <= set(chosen) and not {0, 1} <= set(chosen)
     model = GPModel(OBS, ACT, device="cpu", max_points=40)
-    assert model.fit(buffer_of(200))["points"] == 40
+    metrics = model.fit(buffer_of(200))
+    assert metrics["points"] == 40 and metrics["data"] == 200
+
+
+def test_fitc_with_the_data_as_inducing_inputs_is_the_exact_gp():
+    rng = torch.Generator().manual_seed(0)
+    x = torch.rand(30, 3, dtype=torch.float64, generator=rng) * 4 - 2
+    y = torch.stack([x[:, 0].sin(), x[:, 1] * x[:, 2]])  # [E=2, N]
+    ell = torch.tensor([[0.8, 1.0, 1.2], [1.0, 0.7, 0.9]], dtype=torch.float64)
+    alpha2 = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    noise = torch.tensor([1e-2, 2e-2], dtype=torch.float64)
+    beta, inv_k = exact_posterior(x, y, ell, alpha2, noise)
+    sparse_beta, sparse_inv_k = fitc_posterior(x, x, y, ell, alpha2, noise)
+    # Predictive means and variances agree: K_uu^-1 - Q^-1 acts on k_*u as
+    # (K + s^2 I)^-1 does.
+    probe = torch.rand(5, 3, dtype=torch.float64, generator=rng)
+    k = se_kernel(x, probe, ell, alpha2)
+    exact_mean = torch.einsum("en,enb->eb", beta, k)
+    assert torch.allclose(torch.einsum("en,enb->eb", sparse_beta, k), exact_mean, atol=1e-4)
+    exact_var = torch.einsum("enb,enm,emb->eb", k, inv_k, k)
+    sparse_var = torch.einsum("enb,enm,emb->eb", k, sparse_inv_k, k)
+    assert torch.allclose(sparse_var, exact_var, atol=1e-4)
+    model = GPModel(OBS, ACT, device="cpu")
+    model.log_lengthscales.data, model.log_signal_var.data = ell.log(), alpha2.log()
+    model.log_noise_var.data = (noise - 1e-6).log()
+    exact_nll = model.negative_log_likelihood(x, y)
+    sparse_nll = fitc_negative_log_likelihood(x, x, y, ell, alpha2, noise)
+    assert torch.allclose(sparse_nll, exact_nll, atol=1e-4)
+
+
+def test_sparse_gps_condition_on_all_the_data():
+    """Past max_points, 15 inducing inputs summarise 300 transitions: the fit still
+    recovers the system, and moment matching at a point is the sparse posterior mean."""
+    model = GPModel(OBS, ACT, device="cpu", max_points=15)
+    metrics = model.fit(buffer_of(300))
+    assert metrics["points"] == 15 and metrics["data"] == 300
+    rng = np.random.default_rng(1)
+    s = rng.uniform(-1.5, 1.5, (200, 2))
+    a = rng.uniform(-1, 1, (200, 1))
+    predicted, _ = model.mean_step(torch.as_tensor(s), torch.as_tensor(a))
+    assert np.abs(predicted.numpy() - known_step(s, a)).max() < 0.1
+    x = torch.tensor([[0.3, -0.2, 0.5]], dtype=torch.float64)
+    point = 1e-12 * torch.eye(3, dtype=torch.float64)[None]
+    mean, _, _ = moment_match(model.expansion(), x, point)
+    assert torch.allclose(mean, model.predict_delta(x)[0], atol=1e-8)
+    _, variance = model.predict_delta(x)
+    assert torch.all(variance > 0)
 
 
 def test_save_and_load_restore_the_fitted_gps(tmp_path):

@@ -17,6 +17,9 @@ from mbwrap.types import ModelStep
 
 # A floor on the noise variance keeps K + sigma^2 I well conditioned in float64.
 _MIN_NOISE = 1e-6
+# Added to K_uu's diagonal (relative to the signal variance): inducing inputs may come
+# close together while they are optimised.
+_JITTER = 1e-6
 
 
 class GPModel(WorldModel):
@@ -24,15 +27,20 @@ class GPModel(WorldModel):
     state dimension ``a`` with its own lengthscales, signal and noise variance.
 
     :meth:`fit` maximises the log marginal likelihood of all GPs (Adam). Past
-    ``max_points`` transitions it keeps a sparse subset: the ``max_points`` inputs chosen
-    by farthest-point selection over all real data (a subset-of-data approximation in
-    place of the paper's inducing-input GP, so that the exact moment matching below still
-    applies). :meth:`step` samples the GP's predictive distribution (posterior plus noise);
-    :meth:`mean_step` is its mean; :meth:`expansion` gives what moment matching needs
-    (:func:`~mbwrap.models.gp_moments.moment_match`). Works in float64.
+    ``max_points`` transitions the GPs are sparse: ``max_points`` inducing inputs, started
+    on a farthest-point subset of the real data and optimised with the hyperparameters,
+    and the FITC approximation (Snelson & Ghahramani 2006) conditioned on all the data, as
+    PILCO's code does past a few hundred points. Either way the fitted GPs are a kernel
+    expansion over ``n <= max_points`` points with weights ``beta`` and a matrix
+    ``inv_k`` (the exact GP's ``(K + sigma^2 I)^-1``; FITC's ``K_uu^-1 - Q^-1``), which is
+    what moment matching needs (:meth:`expansion`,
+    :func:`~mbwrap.models.gp_moments.moment_match`). :meth:`step` samples the GP's
+    predictive distribution (posterior plus noise); :meth:`mean_step` is its mean. Works
+    in float64.
 
-    :param max_points: the most training inputs kept (PILCO used full GPs up to a few
-        hundred points and sparse ones beyond).
+    :param max_points: the most points of the exact GPs, and the number of inducing
+        inputs beyond (PILCO used full GPs up to a few hundred points and sparse ones
+        beyond).
     :param fit_iterations: Adam steps (learning rate 0.05) per :meth:`fit`.
     """
 
@@ -72,9 +80,11 @@ class GPModel(WorldModel):
         )
         self.log_signal_var = torch.nn.Parameter(torch.zeros(self.state_dim, **kw))
         self.log_noise_var = torch.nn.Parameter(torch.full((self.state_dim,), -4.0, **kw))
+        #: The expansion's points ``[n, D]`` (training inputs, or inducing inputs past
+        #: ``max_points``), its weights ``[E, n]`` and matrices ``[E, n, n]``.
         self.register_buffer("inputs", torch.zeros(0, self.input_dim, **kw))
-        self.register_buffer("targets", torch.zeros(self.state_dim, 0, **kw))
-        self._cache: KernelExpansion | None = None
+        self.register_buffer("beta", torch.zeros(self.state_dim, 0, **kw))
+        self.register_buffer("inv_k", torch.zeros(self.state_dim, 0, 0, **kw))
 
     # ------------------------------------------------------------------ hyperparameters
     def hyperparameters(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,23 +92,25 @@ class GPModel(WorldModel):
         noise = self.log_noise_var.exp() + _MIN_NOISE
         return self.log_lengthscales.exp(), self.log_signal_var.exp(), noise
 
-    def negative_log_likelihood(self) -> torch.Tensor:
-        """Minus the summed log marginal likelihood of the ``E`` GPs on the stored data,
-        per data point (Rasmussen & Williams 2006, eq. 2.30)."""
-        n = self.inputs.shape[0]
+    def negative_log_likelihood(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Minus the summed log marginal likelihood of the ``E`` exact GPs on ``inputs:
+        [N, D]`` and ``targets: [E, N]``, per data point (Rasmussen & Williams 2006,
+        eq. 2.30)."""
+        n = inputs.shape[0]
         ell, alpha2, noise = self.hyperparameters()
-        k = se_kernel(self.inputs, self.inputs, ell, alpha2)
+        k = se_kernel(inputs, inputs, ell, alpha2)
         k = k + noise[:, None, None] * torch.eye(n, dtype=k.dtype, device=k.device)
         chol = torch.linalg.cholesky(k)
-        alpha = torch.cholesky_solve(self.targets.unsqueeze(-1), chol)
-        fit = 0.5 * (self.targets.unsqueeze(-1) * alpha).sum((-1, -2))
+        alpha = torch.cholesky_solve(targets.unsqueeze(-1), chol)
+        fit = 0.5 * (targets.unsqueeze(-1) * alpha).sum((-1, -2))
         log_det = torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         return (fit + log_det + 0.5 * n * math.log(2 * math.pi)).sum() / n
 
     # ------------------------------------------------------------------ fitting
     def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
-        """Fit the GPs on every real transition in ``buffer`` (a subset past
-        ``max_points``); returns ``nll`` (per point, summed over GPs) and ``points``."""
+        """Fit the GPs on every real transition in ``buffer`` (sparse past
+        ``max_points``); returns ``nll`` (per point, summed over GPs; FITC's past
+        ``max_points``), ``points`` (of the expansion) and ``data`` (transitions)."""
         if kwargs:
             raise TypeError(f"fit: GPModel takes no options, got {sorted(kwargs)}")
         batch = buffer.transitions()
@@ -106,43 +118,51 @@ class GPModel(WorldModel):
         act = batch.action.to(self.device, torch.float64).reshape(len(batch), -1)
         nxt = batch.next_obs.to(self.device, torch.float64).reshape(len(batch), -1)
         inputs = torch.cat([obs, act], 1)
-        keep = farthest_points(inputs, self.max_points)
-        self.inputs = inputs[keep]
-        self.targets = (nxt - obs)[keep].T.contiguous()
+        targets = (nxt - obs).T.contiguous()
         with torch.no_grad():  # start from the data's scales (PILCO's initialisation)
-            spread = self.inputs.std(0).clamp(min=1e-3)
+            spread = inputs.std(0).clamp(min=1e-3)
             self.log_lengthscales.copy_(spread.log().expand_as(self.log_lengthscales))
-            variance = self.targets.var(1).clamp(min=1e-8)
+            variance = targets.var(1).clamp(min=1e-8)
             self.log_signal_var.copy_(variance.log())
             self.log_noise_var.copy_((variance / 100).log())
+        sparse = len(inputs) > self.max_points
+        inducing = torch.nn.Parameter(inputs[farthest_points(inputs, self.max_points)].clone())
+
+        def loss() -> torch.Tensor:
+            if sparse:
+                return fitc_negative_log_likelihood(
+                    inducing, inputs, targets, *self.hyperparameters()
+                )
+            return self.negative_log_likelihood(inputs, targets)
+
         # Adam rather than L-BFGS: its line search can step to hyperparameters whose
         # kernel matrix is not positive definite in float64.
-        optimizer = torch.optim.Adam(self.parameters(), lr=0.05)
+        parameters = [*self.parameters(), *([inducing] if sparse else [])]
+        optimizer = torch.optim.Adam(parameters, lr=0.05)
         for _ in range(self.fit_iterations):
             optimizer.zero_grad()
-            self.negative_log_likelihood().backward()
+            loss().backward()
             optimizer.step()
-        self._cache = None
         with torch.no_grad():
-            nll = float(self.negative_log_likelihood())
-        return {"nll": nll, "points": int(self.inputs.shape[0])}
+            nll = float(loss())
+            ell, alpha2, noise = self.hyperparameters()
+            if sparse:
+                points = inducing.detach()
+                beta, inv_k = fitc_posterior(points, inputs, targets, ell, alpha2, noise)
+            else:
+                points = inputs
+                beta, inv_k = exact_posterior(inputs, targets, ell, alpha2, noise)
+        self.inputs, self.beta, self.inv_k = points, beta, inv_k
+        return {"nll": nll, "points": int(points.shape[0]), "data": int(inputs.shape[0])}
 
     # ------------------------------------------------------------------ predicting
     def expansion(self) -> KernelExpansion:
-        """The fitted GPs as a :class:`~mbwrap.models.gp_moments.KernelExpansion` with
-        their inverse kernel matrices (cached until the next fit); the targets are the
-        state changes."""
+        """The fitted GPs as a :class:`~mbwrap.models.gp_moments.KernelExpansion` of the
+        state changes, with their ``inv_k`` (see the class docstring)."""
         if self.inputs.shape[0] == 0:
             raise RuntimeError("GPModel: call fit() before predicting")
-        if self._cache is None:
-            ell, alpha2, noise = (h.detach() for h in self.hyperparameters())
-            n = self.inputs.shape[0]
-            k = se_kernel(self.inputs, self.inputs, ell, alpha2)
-            k = k + noise[:, None, None] * torch.eye(n, dtype=k.dtype, device=k.device)
-            inv_k = torch.cholesky_inverse(torch.linalg.cholesky(k))
-            beta = torch.einsum("enm,em->en", inv_k, self.targets)
-            self._cache = KernelExpansion(self.inputs, beta, ell, alpha2, inv_k)
-        return self._cache
+        ell, alpha2, _ = (h.detach() for h in self.hyperparameters())
+        return KernelExpansion(self.inputs, self.beta, ell, alpha2, self.inv_k)
 
     def predict_delta(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and variance (posterior plus noise) of the state change:
@@ -180,12 +200,101 @@ class GPModel(WorldModel):
         return {"max_points": self.max_points, "fit_iterations": self.fit_iterations}
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        # The stored data sets the size of the training set the GPs condition on.
-        for name in ("inputs", "targets"):
+        # The stored expansion sets the number of points the GPs are expanded over.
+        for name in ("inputs", "beta", "inv_k"):
             if name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[name], device=self.device))
-        self._cache = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def exact_posterior(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    lengthscales: torch.Tensor,
+    signal_var: torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact GPs' ``beta = (K + sigma^2 I)^-1 y`` ``[E, n]`` and ``(K + sigma^2
+    I)^-1`` ``[E, n, n]`` from ``inputs: [n, D]``, ``targets: [E, n]``."""
+    n = inputs.shape[0]
+    k = se_kernel(inputs, inputs, lengthscales, signal_var)
+    k = k + noise[:, None, None] * torch.eye(n, dtype=k.dtype, device=k.device)
+    inv_k = torch.cholesky_inverse(torch.linalg.cholesky(k))
+    return torch.einsum("enm,em->en", inv_k, targets), inv_k
+
+
+def _fitc_parts(
+    inducing: torch.Tensor,
+    inputs: torch.Tensor,
+    lengthscales: torch.Tensor,
+    signal_var: torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(chol K_uu [E, m, m], V = L^-1 K_uf [E, m, N], Lambda [E, N], chol A [E, m, m])``
+    with ``Lambda = diag(K_ff - Q_ff) + sigma^2`` and ``A = I + V Lambda^-1 V^T``."""
+    m = inducing.shape[0]
+    eye = torch.eye(m, dtype=inducing.dtype, device=inducing.device)
+    k_uu = (
+        se_kernel(inducing, inducing, lengthscales, signal_var)
+        + _JITTER * signal_var[:, None, None] * eye
+    )
+    chol_uu = torch.linalg.cholesky(k_uu)
+    v = torch.linalg.solve_triangular(
+        chol_uu, se_kernel(inducing, inputs, lengthscales, signal_var), upper=False
+    )
+    lam = (signal_var[:, None] - v.square().sum(1)).clamp(min=0.0) + noise[:, None]
+    chol_a = torch.linalg.cholesky(eye + (v / lam.unsqueeze(1)) @ v.transpose(1, 2))
+    return chol_uu, v, lam, chol_a
+
+
+def fitc_negative_log_likelihood(
+    inducing: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    lengthscales: torch.Tensor,
+    signal_var: torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    """Minus the summed FITC log marginal likelihood of ``E`` GPs, ``y_a ~ N(0, Q_ff +
+    Lambda)``, per data point (Snelson & Ghahramani 2006, eq. 8), in ``O(N m^2)``.
+
+    :param inducing: ``[m, D]``; :param inputs: ``[N, D]``; :param targets: ``[E, N]``.
+    """
+    n = inputs.shape[0]
+    _, v, lam, chol_a = _fitc_parts(inducing, inputs, lengthscales, signal_var, noise)
+    # Woodbury: y^T (Q + Lambda)^-1 y = y^T Lambda^-1 y - c^T c, c = L_A^-1 V Lambda^-1 y.
+    c = torch.linalg.solve_triangular(
+        chol_a, (v @ (targets / lam).unsqueeze(-1)), upper=False
+    ).squeeze(-1)
+    quad = (targets.square() / lam).sum(-1) - c.square().sum(-1)
+    log_det = lam.log().sum(-1) + 2 * torch.log(torch.diagonal(chol_a, dim1=-2, dim2=-1)).sum(-1)
+    return (0.5 * (quad + log_det) + 0.5 * n * math.log(2 * math.pi)).sum() / n
+
+
+def fitc_posterior(
+    inducing: torch.Tensor,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    lengthscales: torch.Tensor,
+    signal_var: torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FITC's predictive GPs as an expansion over the inducing inputs: ``beta = Q^-1 K_uf
+    Lambda^-1 y`` ``[E, m]`` and ``K_uu^-1 - Q^-1`` ``[E, m, m]``, ``Q = K_uu + K_uf
+    Lambda^-1 K_fu``, so that the predictive mean is ``k_*u beta`` and the variance
+    ``k_** - k_*u (K_uu^-1 - Q^-1) k_u*`` (Snelson & Ghahramani 2006, eqs. 9-10)."""
+    chol_uu, v, lam, chol_a = _fitc_parts(inducing, inputs, lengthscales, signal_var, noise)
+    # Q = L A L^T, so Q^-1 = L^-T A^-1 L^-1 and Q^-1 K_uf = L^-T A^-1 V.
+    inv_a = torch.cholesky_inverse(chol_a)
+    inv_l = torch.linalg.solve_triangular(
+        chol_uu,
+        torch.eye(chol_uu.shape[-1], dtype=chol_uu.dtype, device=chol_uu.device),
+        upper=False,
+    )
+    inv_q = inv_l.transpose(1, 2) @ inv_a @ inv_l
+    beta = (inv_l.transpose(1, 2) @ inv_a @ (v @ (targets / lam).unsqueeze(-1))).squeeze(-1)
+    inv_kuu = inv_l.transpose(1, 2) @ inv_l
+    return beta, inv_kuu - inv_q
 
 
 def farthest_points(points: torch.Tensor, count: int) -> torch.Tensor:
