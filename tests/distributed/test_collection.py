@@ -180,6 +180,24 @@ def test_a_worker_killed_mid_round_loses_only_what_it_had_not_sent():
     algo.close()
 
 
+def test_mbpo_with_dqn_trains_on_what_two_workers_collect():
+    settings = {
+        **CARTPOLE_MBPO,
+        "learning_starts": 40,
+        "model_train_freq": 20,
+        "epoch_length": 20,
+        "rollout_batch_size": 20,
+        "gradient_steps": 1,
+        "model_kwargs": {"hidden_sizes": [8], "ensemble_size": 2, "num_elites": 2},
+    }
+    algo = MBPO(gym.make("CartPole-v1"), **settings, seed=0, device="cpu", num_workers=2)
+    algo.learn(80)
+    algo.close()
+    assert algo.num_timesteps == 80 and len(algo.buffer) == 80
+    assert algo.agent.num_timesteps > 0  # trained on model rollouts from their data
+
+
+@pytest.mark.slow  # about 45 s on 2 cores; the quick run above covers the mechanics
 def test_mbpo_with_dqn_learns_cartpole_with_two_workers():
     # The in-process preset reaches 184 (seed 0) after 1,000 real steps; with two
     # workers each collection round is two steps of the two workers' envs.
@@ -322,6 +340,24 @@ def test_eval_callback_runs_beside_workers():
     assert evaluate.n_calls == 200 and np.isfinite(evaluate.last_mean_reward)
 
 
+def test_pets_workers_plan_with_the_learner_s_refitted_ensemble():
+    algo = PETS(
+        gym.make("Pendulum-v1"),
+        seed=0,
+        device="cpu",
+        num_workers=2,
+        learning_starts=40,
+        model_train_freq=20,
+        model_kwargs={"ensemble_size": 2, "num_elites": 2, "hidden_sizes": [8]},
+        planner_kwargs={"population": 8, "num_elites": 2, "iterations": 1, "horizon": 3},
+        fit_kwargs={"epochs": 1},
+    )
+    algo.learn(80)
+    assert algo.num_timesteps == 80 and algo.worker_pool.version >= 1
+    algo.close()
+
+
+@pytest.mark.slow  # about 85 s on 2 cores; the quick run above covers the mechanics
 def test_pets_plans_on_two_workers_and_swings_the_pendulum_up():
     # The workers plan with CEM through the learner's ensemble, refitted after every
     # episode, and Pendulum's registered reward. After one random and two planned
