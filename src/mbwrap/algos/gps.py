@@ -315,16 +315,6 @@ class GPS(Algorithm):
         points = torch.cat([x, actions], -1).transpose(1, 2)  # [M, T, N, X + U]
         return linearise_policy(x, actions, cov, self.policy_prior.eval(points))
 
-    def _expected(
-        self,
-        controller: LinearGaussianController,
-        dynamics: LinearGaussianDynamics,
-        cost: QuadraticCost,
-    ) -> torch.Tensor:
-        """``[M]``: the controller's expected cost under the dynamics and cost expansion."""
-        mean, cov = trajectory_marginals(controller, dynamics)
-        return expected_cost(cost, mean, cov)
-
     def _adapt_step(
         self,
         dynamics: LinearGaussianDynamics,
@@ -340,9 +330,13 @@ class GPS(Algorithm):
         old_dynamics = LinearGaussianDynamics(**part("dynamics."))
         old_cost = QuadraticCost(**part("cost."))
         old_policy = LinearGaussianController(**part("policy."))
-        previous = self._expected(old_policy, old_dynamics, old_cost)
-        predicted = self._expected(linear, old_dynamics, old_cost)
-        actual = self._expected(linear, dynamics, cost)
+
+        def expected(controller: Any, dynamics: Any, cost: Any) -> torch.Tensor:
+            return expected_cost(cost, *trajectory_marginals(controller, dynamics))  # [M]
+
+        previous = expected(old_policy, old_dynamics, old_cost)
+        predicted = expected(linear, old_dynamics, old_cost)
+        actual = expected(linear, dynamics, cost)
         self.step_mult = step_multiplier(
             previous,
             predicted,
