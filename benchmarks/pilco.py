@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -53,16 +54,24 @@ def score(policy: Any, env_id: str, metric: str, episodes: int, seed: int) -> fl
     return float(np.mean(successes)) if metric == "success" else float(mean)
 
 
-def run_pilco(task: dict[str, Any], seed: int, episodes: int, evals: int) -> dict[str, Any]:
+def run_pilco(
+    task: dict[str, Any], seed: int, episodes: int, evals: int, overrides: dict[str, Any]
+) -> dict[str, Any]:
     env_id = task["env_id"]
     env = gym.make(env_id)
     length = env.spec.max_episode_steps
-    algo = mbwrap.make_algo("pilco", env, seed=seed, device="cpu", **PRESETS[("pilco", env_id)])
+    settings = {**PRESETS[("pilco", env_id)], **overrides}
+    algo = mbwrap.make_algo("pilco", env, seed=seed, device="cpu", **settings)
     start, history = time.perf_counter(), []
     for episode in range(1, episodes + 1):
         algo.learn(length, reset_num_timesteps=episode == 1)
         value = score(algo, env_id, task["metric"], evals, seed)
         history.append(value)
+        print(
+            f"    seed {seed} episode {episode}: {value:.2f} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         if value >= task["threshold"]:
             return {
                 "episodes": episode,
@@ -103,6 +112,11 @@ def main() -> None:
     parser.add_argument("--skip-sac", action="store_true")
     parser.add_argument("--skip-pilco", action="store_true")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--set",
+        default="{}",
+        help='JSON of PILCO settings over the preset, e.g. \'{"restarts": 2}\'',
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -111,7 +125,7 @@ def main() -> None:
         f"({args.eval_episodes} deterministic episodes)"
     )
     for seed in [] if args.skip_pilco else args.seeds:
-        result = run_pilco(task, seed, args.episodes, args.eval_episodes)
+        result = run_pilco(task, seed, args.episodes, args.eval_episodes, json.loads(args.set))
         curve = ", ".join(f"{v:.2f}" for v in result["history"])
         print(
             f"  PILCO seed {seed}: {result['episodes']} episodes ({result['steps']} steps), "

@@ -1,6 +1,11 @@
-"""Device selection: ``device="auto"`` means CUDA when present, else the CPU."""
+"""Device selection: ``device="auto"`` means CUDA when present, else the CPU; and which
+code paths a device takes."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -31,3 +36,37 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
     else:
         generator.manual_seed(int(seed))
     return generator
+
+
+#: Set to ``1`` to make the CPU take the accelerator's code paths (see
+#: :func:`accelerator_paths`), so they are tested where no accelerator is.
+FORCE_ACCELERATOR_PATHS_ENV_VAR = "MBWRAP_FORCE_ACCELERATOR_PATHS"
+
+_forced: list[bool] = []
+
+
+def accelerator_paths(device: torch.device) -> bool:
+    """Whether code running on ``device`` takes the accelerator's paths.
+
+    On an accelerator a loop must not read a value back to the host each step (each read
+    waits for every queued kernel): the search runs its descent and backup a fixed number
+    of levels, and range checks return flags instead of raising. On the CPU reading a flag
+    is free, so the CPU stops early and checks eagerly. True off the CPU, and on the CPU
+    inside :func:`force_accelerator_paths` or with ``MBWRAP_FORCE_ACCELERATOR_PATHS=1``.
+    """
+    if device.type != "cpu":
+        return True
+    if _forced:
+        return _forced[-1]
+    return os.environ.get(FORCE_ACCELERATOR_PATHS_ENV_VAR, "") == "1"
+
+
+@contextmanager
+def force_accelerator_paths(enabled: bool = True) -> Iterator[None]:
+    """Inside, the CPU takes the accelerator's code paths (``enabled=False``: it does not,
+    whatever the environment says)."""
+    _forced.append(enabled)
+    try:
+        yield
+    finally:
+        _forced.pop()

@@ -149,3 +149,50 @@ def test_predicted_trajectory_is_the_propagated_state_distribution():
     assert torch.allclose(means[0], mean) and torch.allclose(covs[0], cov)
     first = expected_saturating_cost(mean, cov, algo._target, algo._weight)
     assert torch.allclose(algo.predicted_costs()[0], first[0])
+
+
+def test_an_overflow_mid_optimisation_keeps_the_best_controller_evaluated(monkeypatch):
+    """torch's line search cannot bracket a NaN: the optimisation ends at the first
+    non-finite evaluation, and the lowest cost evaluated before it is kept."""
+    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "policy_iterations": 10})
+    algo.learn(12)
+    honest, calls, seen = algo.predicted_costs, [0], []
+
+    def overflowing_late() -> torch.Tensor:
+        calls[0] += 1
+        costs = honest()
+        if calls[0] > 4:
+            return costs * torch.tensor(float("nan"), dtype=torch.float64)
+        seen.append(
+            (float(costs.sum()), {k: v.clone() for k, v in algo.controller.state_dict().items()})
+        )
+        return costs
+
+    monkeypatch.setattr(algo, "predicted_costs", overflowing_late)
+    cost, state = algo._optimise_controller()
+    assert calls[0] == 5 and len(seen) == 4
+    lowest, kept = min(seen, key=lambda pair: pair[0])
+    assert cost == lowest and lowest < seen[0][0]
+    for key, value in state.items():
+        assert torch.equal(value, kept[key])
+
+
+def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
+    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restarts": 3})
+    algo.learn(12)
+    costs, states = iter([5.0, 2.0, 4.0]), []
+
+    def fake_optimise() -> tuple[float, dict[str, torch.Tensor]]:
+        states.append({k: v.clone() for k, v in algo.controller.state_dict().items()})
+        return next(costs), states[-1]
+
+    monkeypatch.setattr(algo, "_optimise_controller", fake_optimise)
+    algo._improve()
+    assert len(states) == 3
+    # A restart starts from fresh weights and lengthscales, not the current controller.
+    assert not torch.equal(states[1]["weights"], states[0]["weights"])
+    assert torch.equal(
+        states[1]["log_lengthscales"], torch.zeros_like(states[1]["log_lengthscales"])
+    )
+    for key, value in algo.controller.state_dict().items():
+        assert torch.equal(value, states[1][key])

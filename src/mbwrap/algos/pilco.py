@@ -21,6 +21,10 @@ from mbwrap.networks import RBFController
 from mbwrap.space_support import SpaceSupport
 
 
+class _NonFinite(Exception):
+    """An evaluation of the predicted cost overflowed."""
+
+
 class PILCO(Algorithm):
     """PILCO: a GP dynamics model, the state distribution propagated over the horizon by
     moment matching, and an RBF controller optimised by the analytic gradient of the
@@ -172,43 +176,74 @@ class PILCO(Algorithm):
         return flat.reshape(means.shape[:2]).mean(1)
 
     def _improve(self) -> None:
-        """Refit the GPs on all real data, then optimise the controller (L-BFGS)."""
+        """Refit the GPs on all real data, then optimise the controller (L-BFGS) from the
+        current one and from ``restarts - 1`` fresh ones, keeping the lowest predicted
+        cost any evaluation reached."""
         self._refit()
         if self.policy_updates == 0:
-            # The centres start on real states, where the controller will act.
-            states = self.buffer.transitions().obs.to(self.device, torch.float64)
-            pick = torch.randperm(len(states), generator=self._generator)[: self.config.num_basis]
-            with torch.no_grad():
-                self.controller.centers[: len(pick)] = states[pick.to(states.device)]
-        optimizer = torch.optim.LBFGS(
-            self.controller.parameters(),
-            max_iter=self.config.policy_iterations,
-            line_search_fn="strong_wolfe",
-        )
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = self.predicted_costs().sum()
-            loss.backward()
-            return loss
-
+            self._reinitialise_controller(weights=False)  # the centres on real states
         before = {k: v.clone() for k, v in self.controller.state_dict().items()}
-        optimizer.step(closure)
+        best: tuple[float, dict[str, torch.Tensor]] = (float("inf"), before)
+        for restart in range(self.config.restarts):
+            if restart:
+                self._reinitialise_controller(weights=True)
+            best = min(best, self._optimise_controller(), key=lambda pair: pair[0])
         self.policy_updates += 1
-        with torch.no_grad():
-            predicted = float(self.predicted_costs().mean())
-            finite = all(torch.isfinite(p).all() for p in self.controller.parameters())
-        if not (finite and np.isfinite(predicted)):
-            # A line search can step where the propagation overflows; keep the last
+        self.controller.load_state_dict(best[1])
+        if not np.isfinite(best[0]):
+            # Every line search stepped where the propagation overflows; keep the last
             # controller rather than act with NaN.
-            self.controller.load_state_dict(before)
             warnings.warn(
                 "PILCO: the controller's optimisation reached non-finite values; the "
                 "previous controller is kept for this episode",
                 NonFiniteModelWarning,
                 stacklevel=2,
             )
-            with torch.no_grad():
-                predicted = float(self.predicted_costs().mean())
+        with torch.no_grad():
+            predicted = float(self.predicted_costs().mean())
         self.logger.record("pilco/predicted_cost", predicted)
         self.logger.record("pilco/policy_updates", self.policy_updates)
+
+    def _reinitialise_controller(self, weights: bool) -> None:
+        """Centres on ``num_basis`` random real states; with ``weights``, also fresh
+        weights ``N(0, 0.1^2)`` and unit lengthscales (a restart)."""
+        states = self.buffer.transitions().obs.to(self.device, torch.float64)
+        pick = torch.randperm(len(states), generator=self._generator)[: self.config.num_basis]
+        controller = self.controller
+        with torch.no_grad():
+            controller.centers[: len(pick)] = states[pick.to(states.device)]
+            if weights:
+                fresh = torch.randn(controller.weights.shape, generator=self._generator)
+                controller.weights.copy_(0.1 * fresh.to(controller.weights))
+                controller.log_lengthscales.zero_()
+
+    def _optimise_controller(self) -> tuple[float, dict[str, torch.Tensor]]:
+        """L-BFGS on the summed predicted cost from the current controller: ``(the lowest
+        finite cost an evaluation reached, that controller's state)`` (``inf`` if none).
+        A line search that steps where the propagation overflows ends the optimisation
+        there (torch's line search cannot bracket a non-finite value); the best
+        evaluation before it is kept."""
+        optimizer = torch.optim.LBFGS(
+            self.controller.parameters(),
+            max_iter=self.config.policy_iterations,
+            line_search_fn="strong_wolfe",
+        )
+        best: list[Any] = [float("inf"), None]
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = self.predicted_costs().sum()
+            value = float(loss.detach())
+            if not np.isfinite(value):
+                raise _NonFinite
+            loss.backward()
+            finite = all(torch.isfinite(p.grad).all() for p in self.controller.parameters())
+            if finite and value < best[0]:
+                best[:] = [value, {k: v.clone() for k, v in self.controller.state_dict().items()}]
+            return loss
+
+        try:
+            optimizer.step(closure)
+        except _NonFinite:
+            pass
+        return best[0], best[1] if best[1] is not None else self.controller.state_dict()

@@ -57,6 +57,13 @@ class PILCOConfig(AlgoConfig):
     policy_iterations: int = setting(
         50, "L-BFGS iterations on the controller after each real episode", low=1
     )
+    restarts: int = setting(
+        1,
+        "controller optimisations after each real episode: from the current controller, "
+        "and restarts - 1 from fresh ones (centres on real states, new weights); the "
+        "lowest predicted cost is kept",
+        low=1,
+    )
     cost_target: list[float] | None = setting(
         None,
         "the state the saturating cost is centred on; None: the env's (KNOWN_COSTS)",

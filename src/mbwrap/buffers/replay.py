@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from mbwrap.checkpoint import load_checkpoint, save_checkpoint
-from mbwrap.device import resolve_device
+from mbwrap.device import accelerator_paths, resolve_device
 from mbwrap.errors import CheckpointError, SpaceMismatchError
 from mbwrap.spaces import (
     as_batch,
@@ -202,8 +202,9 @@ class ReplayBuffer:
         for path, leaf in checks:
             value = tensor if path == "" else tensor[path]
             # On the CPU the check reads the tensor's memory with NumPy: a torch op per
-            # comparison would cost more than the write it guards.
-            host = value.numpy() if value.device.type == "cpu" else value
+            # comparison would cost more than the write it guards. An accelerator
+            # compares on the device and reads one flag back.
+            host = value if accelerator_paths(value.device) else value.numpy()
             outside = ~rows_in_space(host, leaf)
             if bool(outside.any()):
                 row = int(np.flatnonzero(outside)[0]) if host is not value else int(

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from mbwrap.device import accelerator_paths
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
 from mbwrap.space_support import SpaceSupport
@@ -321,7 +322,7 @@ class TabularModel(WorldModel):
                 f"state, action: batches of {state.shape[0]} states and {action.shape[0]} "
                 "actions; expected one action per state"
             )
-        if check or device.type == "cpu":
+        if check or not accelerator_paths(device):
             return self.state_index(state, name="state"), self.action_index(action), None
         s_digits, a_digits = self._digits(state, "_obs"), self._digits(action, "_act")
         outside = self._outside(s_digits, "_obs") | self._outside(a_digits, "_act")
@@ -352,9 +353,10 @@ class TabularModel(WorldModel):
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> next state ``[B, ...]``,
         mean reward ``[B]`` and termination probability ``[B]`` of the chosen transition.
 
-        On the CPU a state or action outside its space is an error. On an accelerator,
-        where checking the values would cost a host sync every imagined step, such a row
-        gets a NaN reward instead, which imagination truncates as ``model_nonfinite``.
+        On the CPU a state or action outside its space is an error. On an accelerator
+        (:func:`mbwrap.device.accelerator_paths`), where checking the values would cost a
+        host sync every imagined step, such a row gets a NaN reward instead, which
+        imagination truncates as ``model_nonfinite``.
 
         :raises SpaceMismatchError: naming ``state`` or ``action`` when it does not fit its
             space (shape or dtype; and value, on the CPU).

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from mbwrap.device import accelerator_paths
 from mbwrap.errors import ModelOutputError
 from mbwrap.planners.mcts.tree import (
     ROOT_INDEX,
@@ -159,9 +160,9 @@ def _penalty(invalid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _continue(active: torch.Tensor, step: int, bound: int) -> bool:
-    if active.device.type == "cpu":
-        return bool(active.any())
-    return step < bound
+    if accelerator_paths(active.device):
+        return step < bound  # no host read per level: a fixed number of levels
+    return bool(active.any())
 
 
 class Path(NamedTuple):
