@@ -67,7 +67,15 @@ def test_device_watch_sees_foreign_operations_and_host_reads():
     assert watch.host_reads == ["is_nonzero", "item", "equal"]
     with DeviceWatch("cpu") as watch:
         torch.arange(4.0).sum()
+        torch.ones(3, device="meta") * 2  # shapes only: autograd's zero gradients
     assert watch.foreign == []
+    # A copy off the watched device waits for it like a read (watching the CPU, the
+    # meta device stands in for "elsewhere": no second real device is needed).
+    with DeviceWatch("cpu") as watch:
+        torch.ones(3).to("meta")
+        torch.empty(3, device="meta").copy_(torch.ones(3))
+        torch.ones(3).to(torch.float64)  # a copy that stays on the device
+    assert watch.host_reads == ["_to_copy", "copy_"], watch.summary()
 
 
 def _recurrent_fn(actions: int, dim: int):

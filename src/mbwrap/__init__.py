@@ -37,7 +37,7 @@ from mbwrap.envs import (
 from mbwrap.models import RSSM, GaussianEnsemble, MDNModel, MLPModel, TabularModel, WorldModel
 from mbwrap.planners import CEM, ICEM, ILQR, MPPI, Planner, RandomShooting
 from mbwrap.registry import make_algo, make_model, make_planner
-from mbwrap.types import ModelStep, Sequence, Transition
+from mbwrap.types import ModelRollout, ModelStep, Sequence, Transition
 
 __version__ = "0.1.0"
 
@@ -69,6 +69,7 @@ __all__ = [
     "MDNModel",
     "MLPModel",
     "ModelLearningWrapper",
+    "ModelRollout",
     "ModelStep",
     "MuZero",
     "PlaNet",

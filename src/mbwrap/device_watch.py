@@ -13,9 +13,9 @@ kernel on an accelerator)::
     assert not watch.foreign
 
 Zero-dimensional tensors are exempt from :attr:`~DeviceWatch.foreign`: PyTorch mixes CPU
-scalars into device operations without a copy. Reads that bypass PyTorch's dispatcher
-(``Tensor.numpy()`` and ``tolist()`` of a CPU tensor) are not seen; on an accelerator those
-need a copy to the CPU first, which is seen.
+scalars into device operations without a copy; so are meta tensors, which hold no data.
+Reads that bypass PyTorch's dispatcher (``Tensor.numpy()`` and ``tolist()`` of a CPU
+tensor) are not seen; on an accelerator those need a copy to the CPU first, which is seen.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ _HOST_READS = {
     torch.ops.aten.is_nonzero.default,
     torch.ops.aten.equal.default,
 }
+_COPIES = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
 
 
 def _on(tensor_device: torch.device, device: torch.device) -> bool:
@@ -70,18 +71,39 @@ class DeviceWatch(TorchDispatchMode):
     ) -> Any:
         kwargs = kwargs or {}
         name = str(func.overloadpacket.__name__)
-        if func in _HOST_READS:
-            self.host_reads.append(name)
         out = func(*args, **kwargs)
+        if func in _HOST_READS or self._copied_off(func, args, out):
+            self.host_reads.append(name)
         for leaf in tree_leaves((args, kwargs, out)):
-            if (
-                isinstance(leaf, torch.Tensor)
-                and leaf.dim() > 0
-                and not _on(leaf.device, self.device)
-            ):
+            if self._foreign(leaf):
                 self.foreign.append(f"{name} ({leaf.device})")
                 break
         return out
+
+    def _foreign(self, leaf: Any) -> bool:
+        """A tensor of one dimension or more off the device. Meta tensors hold no data
+        (autograd derives zero gradients' shapes on them), so they only count when the
+        watched device is the meta device itself."""
+        if not isinstance(leaf, torch.Tensor) or leaf.dim() == 0:
+            return False
+        if leaf.device.type == "meta" and self.device.type != "meta":
+            return False
+        return not _on(leaf.device, self.device)
+
+    def _copied_off(self, func: Any, args: tuple[Any, ...], out: Any) -> bool:
+        """A copy from the device to another one (``.cpu()``, ``.to("cpu")``), which waits
+        for the device's queued work like a read."""
+        if func not in _COPIES or not args:
+            return False
+        source, target = args[0], out
+        if func is torch.ops.aten.copy_.default and len(args) > 1:
+            source, target = args[1], args[0]
+        return (
+            isinstance(source, torch.Tensor)
+            and isinstance(target, torch.Tensor)
+            and _on(source.device, self.device)
+            and not _on(target.device, self.device)
+        )
 
     def summary(self) -> str:
         """The foreign operations and host reads, counted by name, for an assertion's

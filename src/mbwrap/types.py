@@ -74,3 +74,18 @@ class ModelStep:
     next_state: torch.Tensor
     reward: torch.Tensor | None
     terminated: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class ModelRollout:
+    """A world model's prediction along action sequences: ``H`` steps of ``R`` rows.
+
+    :ivar states: ``[H + 1, R, *state_shape]``, the start states first
+    :ivar reward: ``[H, R]`` float32, or ``None`` when the model has no reward head
+    :ivar terminated: ``[H, R]`` float32 probabilities of termination, or ``None`` when
+        the model has no termination head
+    """
+
+    states: torch.Tensor
+    reward: torch.Tensor | None
+    terminated: torch.Tensor | None

@@ -13,7 +13,7 @@ from mbwrap.checkpoint import load_checkpoint, save_checkpoint
 from mbwrap.device import resolve_device
 from mbwrap.errors import CheckpointError
 from mbwrap.spaces import as_batch, check_space, space_from_json, space_to_json
-from mbwrap.types import ModelStep
+from mbwrap.types import ModelRollout, ModelStep
 
 _CHECKPOINT_KIND = "mbwrap.model"
 
@@ -103,6 +103,38 @@ class WorldModel(torch.nn.Module, abc.ABC):
             :meth:`sample_members`); ``None`` lets the model propagate as configured.
             Models without members ignore it.
         """
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
+    ) -> ModelRollout:
+        """:meth:`step` along action sequences: ``H`` steps of ``R`` rows at once.
+
+        The shooting planners score candidates with it. By default it calls :meth:`step`
+        ``H`` times; a model may prepare the loop once instead (validation, normalisation,
+        the random choices of all steps), with the same distribution of outcomes.
+
+        :param state: ``[R, *state_shape]`` on :attr:`device`.
+        :param actions: ``[R, H, *act_shape]``.
+        :param generator: source of randomness for stochastic models.
+        :param member: ``[R]``, as for :meth:`step`.
+        """
+        states, rewards, terminated = [state], [], []
+        for t in range(actions.shape[1]):
+            pred = self.step(states[-1], actions[:, t], generator=generator, member=member)
+            states.append(pred.next_state)
+            rewards.append(pred.reward)
+            terminated.append(pred.terminated)
+
+        def stacked(values: list[torch.Tensor | None]) -> torch.Tensor | None:
+            return None if not values or values[0] is None else torch.stack(values)  # type: ignore[arg-type]
+
+        return ModelRollout(torch.stack(states), stacked(rewards), stacked(terminated))
 
     def sample_members(
         self, n: int, generator: torch.Generator | None = None

@@ -34,6 +34,7 @@ from mbwrap.errors import ModelOutputError, UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
 from mbwrap.models.layers import ACTIVATIONS, EnsembleMLP, layer_decays
 from mbwrap.models.losses import mse
+from mbwrap.models.neural_rollout import prepared_rollout
 from mbwrap.models.normalizer import Normalizer
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import (
@@ -46,7 +47,7 @@ from mbwrap.spaces import (
     unflatten,
 )
 from mbwrap.tree import tree_map, tree_rows_finite
-from mbwrap.types import ModelStep
+from mbwrap.types import ModelRollout, ModelStep
 
 #: How an ensemble propagates a batch of trajectories (Chua et al. 2018, section 5):
 #: ``"ts1"`` a random elite per row and step, ``"ts-inf"`` one elite per trajectory for its
@@ -546,6 +547,22 @@ class NeuralWorldModel(WorldModel):
         out = self.target_normalizer.denormalize(target)
         next_state = self._into_space((flat + out[:, : self.obs_dim]).reshape(state.shape))
         return ModelStep(next_state=next_state, reward=out[:, self.obs_dim], terminated=prob)
+
+    def rollout(
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        member: torch.Tensor | None = None,
+    ) -> ModelRollout:
+        """:meth:`step` along action sequences (``state [R, *obs_shape]``, ``actions
+        [R, H, *act_shape]``), prepared once for all ``H`` steps
+        (:func:`~mbwrap.models.neural_rollout.prepared_rollout`): the same propagation
+        and the same distribution of outcomes as stepping ``H`` times."""
+        if self.feature_states:
+            return super().rollout(state, actions, generator=generator, member=member)
+        return prepared_rollout(self, state, actions, generator, member)
 
     @torch.no_grad()
     def step_blocks(

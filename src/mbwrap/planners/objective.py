@@ -52,35 +52,36 @@ def predicted_returns(
         rows, horizon, *candidates.shape[3:]
     )
     member = model.sample_members(rows, generator)
+    out = model.rollout(current, actions, generator=generator, member=member)
+    steps = actions.transpose(0, 1).flatten(0, 1)  # [H * R, *act_shape], step-major
     # Decoding is only needed by functions of observations (and costs a decoder pass for
-    # latent models), so it is skipped when the model's own heads decide.
-    needs_obs = reward_fn is not None or termination_fn is not None
-    obs = model.decode(current) if needs_obs else None
-    total = torch.zeros(rows, device=state.device)
-    alive = torch.ones(rows, device=state.device)
-    weight = 1.0
-    for t in range(horizon):
-        action = actions[:, t]
-        pred = model.step(current, action, generator=generator, member=member)
-        next_obs = model.decode(pred.next_state) if needs_obs else None
-        if reward_fn is not None:
-            reward = reward_fn(obs, action, next_obs)
-        elif pred.reward is not None:
-            reward = pred.reward
-        else:
-            raise ValueError(
-                f"reward_fn: {type(model).__name__} has no reward head and no reward function "
-                f"is registered for env id {model.env_id!r}; give the planner a reward_fn"
-            )
-        total = total + weight * alive * reward.reshape(rows).float()
-        if termination_fn is not None:
-            done = termination_fn(obs, action, next_obs).reshape(rows).float()
-            alive = alive * (1.0 - done)
-        elif pred.terminated is not None:
-            alive = alive * (1.0 - pred.terminated.reshape(rows).float())
-        weight *= discount
-        current, obs = pred.next_state, next_obs
+    # latent models), so it is skipped when the model's own heads decide. Each function
+    # is called once on all H * R transitions.
+    if reward_fn is not None or termination_fn is not None:
+        obs = model.decode(out.states.flatten(0, 1)).unflatten(0, (horizon + 1, rows))
+        before, after = obs[:-1].flatten(0, 1), obs[1:].flatten(0, 1)
+    if reward_fn is not None:
+        reward = reward_fn(before, steps, after).reshape(horizon, rows)
+    elif out.reward is not None:
+        reward = out.reward
+    else:
+        raise ValueError(
+            f"reward_fn: {type(model).__name__} has no reward head and no reward function "
+            f"is registered for env id {model.env_id!r}; give the planner a reward_fn"
+        )
+    if termination_fn is not None:
+        done = termination_fn(before, steps, after).reshape(horizon, rows).float()
+    elif out.terminated is not None:
+        done = out.terminated.float()
+    else:
+        done = None
+    # A rollout collects step t's reward while alive: not terminated before step t.
+    weights = discount ** torch.arange(horizon, device=state.device, dtype=torch.float32)
+    gains = reward.float() * weights[:, None]
+    if done is not None:
+        alive = torch.cumprod(1.0 - done, 0)
+        gains = gains * torch.cat([torch.ones_like(alive[:1]), alive[:-1]])
     total = torch.nan_to_num(
-        total, nan=NONFINITE_RETURN, posinf=NONFINITE_RETURN, neginf=NONFINITE_RETURN
+        gains.sum(0), nan=NONFINITE_RETURN, posinf=NONFINITE_RETURN, neginf=NONFINITE_RETURN
     )
     return total.reshape(batch, num, particles).mean(-1)
