@@ -19,6 +19,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
 import os
 import statistics
@@ -26,12 +28,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
 import mbwrap
+from mbwrap.algos.presets import PENDULUM_PETS
+from mbwrap.models import WorldModel
 
 HERE = Path(__file__).resolve().parent
 # Peer libraries run in venvs of their own under $MBWRAP_PEERS_DIR, by default the
@@ -44,9 +49,13 @@ def reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> t
     return -next_obs.square().sum(-1) - 0.1 * action.square().sum(-1)
 
 
-def mbwrap_seconds(args: argparse.Namespace, num_envs: int) -> list[float]:
+def mbwrap_planner(args: argparse.Namespace, stepwise: bool = False) -> Any:
+    """PETS's CEM over a randomly initialised ensemble; ``stepwise``: its rollouts step the
+    model ``H`` times, as every shooting planner imagined before ``WorldModel.rollout``
+    was prepared once (each step checks, normalises and deals its rows anew)."""
     obs_space = spaces.Box(-np.inf, np.inf, (args.obs_dim,), np.float32)
     act_space = spaces.Box(-1.0, 1.0, (args.act_dim,), np.float32)
+    torch.manual_seed(args.seed)
     model = mbwrap.make_model(
         "gaussian-ensemble",
         obs_space,
@@ -57,7 +66,9 @@ def mbwrap_seconds(args: argparse.Namespace, num_envs: int) -> list[float]:
         propagation="ts1",
         device=args.device,
     )
-    planner = mbwrap.make_planner(
+    if stepwise:
+        model.rollout = functools.partial(WorldModel.rollout, model)  # type: ignore[method-assign]
+    return mbwrap.make_planner(
         "cem",
         model,
         horizon=args.horizon,
@@ -69,17 +80,51 @@ def mbwrap_seconds(args: argparse.Namespace, num_envs: int) -> list[float]:
         reward_fn=reward,
         seed=args.seed,
     )
+
+
+def mbwrap_seconds(args: argparse.Namespace, num_envs: int) -> list[list[float]]:
+    """Seconds per decision of each planner (the prepared one, and with ``--stepwise`` the
+    stepwise one), their calls alternated so that both see the same machine load."""
+    planners = [mbwrap_planner(args)] + ([mbwrap_planner(args, True)] if args.stepwise else [])
     obs = np.random.default_rng(args.seed).standard_normal((num_envs, args.obs_dim))
     obs = obs.astype(np.float32)
-    planner.predict(obs)  # warm-up; later decisions warm-start from the shifted plan
-    times = []
+    for planner in planners:
+        planner.predict(obs)  # warm-up; later decisions warm-start from the shifted plan
+    times: list[list[float]] = [[] for _ in planners]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     for _ in range(args.repeats):
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        planner.predict(obs)  # returns numpy: the decision is complete on the host
-        times.append(time.perf_counter() - start)
+        for planner, spent in zip(planners, times, strict=True):
+            sync()
+            start = time.perf_counter()
+            planner.predict(obs)  # returns numpy: the decision is complete on the host
+            spent.append(time.perf_counter() - start)
     return times
+
+
+def plain_forward_seconds(args: argparse.Namespace, num_envs: int) -> float:
+    """The arithmetic floor of a decision: the ``horizon x iterations`` forwards it needs,
+    each of a plain ``torch.nn`` MLP of the ensemble's member size on all the decision's
+    rows (``population x particles x num_envs``), median of ``--repeats``."""
+    widths = [args.obs_dim + args.act_dim, *[args.hidden] * args.layers, 2 * (args.obs_dim + 1)]
+    layers: list[torch.nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(widths):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.SiLU()]
+    net = torch.nn.Sequential(*layers[:-1]).to(args.device)
+    rows = args.population * args.particles * num_envs
+    x = torch.randn(rows, widths[0], device=args.device)
+    times = []
+    with torch.no_grad():
+        net(x)
+        for _ in range(args.repeats):
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(args.horizon * args.iterations):
+                net(x)
+            if x.device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def mbrl_seconds(args: argparse.Namespace, num_envs: int) -> dict | None:
@@ -129,7 +174,31 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--preset",
+        choices=["pendulum"],
+        help="pendulum: PETS's Pendulum-v1 preset (mbwrap.algos.presets.PENDULUM_PETS: "
+        "5 x 3 x 64, population 200, 20 elites, 4 iterations, horizon 25, 2 particles), "
+        "obs 3, act 1",
+    )
+    parser.add_argument(
+        "--stepwise",
+        action="store_true",
+        help="also time the model stepped H times per rollout (the path before "
+        "WorldModel.rollout was prepared once)",
+    )
     args = parser.parse_args()
+    if args.preset == "pendulum":
+        planner = PENDULUM_PETS["planner_kwargs"]
+        model = PENDULUM_PETS["model_kwargs"]
+        args.obs_dim, args.act_dim = 3, 1
+        args.ensemble_size, args.hidden = model["ensemble_size"], model["hidden_sizes"][0]
+        args.layers = len(model["hidden_sizes"])
+        args.horizon, args.population = planner["horizon"], planner["population"]
+        args.elite_ratio = planner["num_elites"] / planner["population"]
+        args.iterations, args.particles = planner["iterations"], planner["particles"]
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads)
     print(
         f"CEM: horizon {args.horizon}, population {args.population}, "
@@ -141,16 +210,28 @@ def main() -> None:
     )
     rows = []
     for n in args.num_envs:
-        ours = statistics.median(mbwrap_seconds(args, n))
+        timed = mbwrap_seconds(args, n)
+        ours = statistics.median(timed[0])
+        stepwise = statistics.median(timed[1]) if args.stepwise else None
+        plain = plain_forward_seconds(args, n)
         theirs = mbrl_seconds(args, n)
-        rows.append((n, ours, None if theirs is None else theirs["median"]))
-        print(f"  {n} envs: mbwrap {ours:.3f} s, mbrl-lib {rows[-1][2]}", flush=True)
-    print("\n| num_envs | mbwrap s/decision | mbrl-lib s/decision | mbwrap / mbrl-lib |")
-    print("|---:|---:|---:|---:|")
-    for n, ours, theirs in rows:
+        rows.append((n, ours, stepwise, plain, None if theirs is None else theirs["median"]))
+        print(f"  {n} envs: mbwrap {ours:.3f} s, mbrl-lib {rows[-1][-1]}", flush=True)
+    print(
+        "\n| num_envs | mbwrap s/decision | stepwise s/decision | plain forwards s | "
+        "mbwrap / plain forwards | stepwise / mbwrap | mbrl-lib s/decision | "
+        "mbwrap / mbrl-lib |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, ours, stepwise, plain, theirs in rows:
         ratio = "n/a" if theirs is None else f"{ours / theirs:.3f}"
-        mbrl = "n/a" if theirs is None else f"{theirs:.2f}"
-        print(f"| {n} | {ours:.3f} | {mbrl} | {ratio} |")
+        mbrl = "n/a" if theirs is None else f"{theirs:.3f}"
+        step = "n/a" if stepwise is None else f"{stepwise:.3f}"
+        speedup = "n/a" if stepwise is None else f"{stepwise / ours:.2f}"
+        print(
+            f"| {n} | {ours:.3f} | {step} | {plain:.3f} | {ours / plain:.2f} | {speedup} | "
+            f"{mbrl} | {ratio} |"
+        )
     if len(rows) > 1:
         print(f"\nmbwrap, {rows[-1][0]} envs / 1 env: {rows[-1][1] / rows[0][1]:.2f}")
 

@@ -87,12 +87,13 @@ def prepared_rollout(
     layers = model.net.layers
     w1, b1 = folded_first_layer(layers[0].weight, layers[0].bias, norm.mean, norm.std)
     activation = model.net.activation
+    rest = [(layer.weight, layer.bias) for layer in list(layers)[1:]]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         """``x: [E, n, I]`` raw inputs -> ``[E, n, out]``."""
         h = torch.baddbmm(b1, x, w1)
-        for layer in layers[1:]:
-            h = layer(activation(h))
+        for weight, bias in rest:
+            h = torch.baddbmm(bias, activation(h), weight)
         return h
 
     ensemble, elites = model.ensemble_size, model.elite_indices

@@ -112,7 +112,9 @@ def cem_update(
     :param alpha: weight of the old distribution, in ``[0, 1)``.
     :return: ``(mean [B, H, D], std [B, H, D])``.
     """
-    fit_var, fit_mean = torch.var_mean(elites, dim=1, correction=0)
+    # Written out: torch.var_mean over a middle dimension is about 10x slower on a CPU.
+    fit_mean = elites.mean(1)
+    fit_var = (elites - fit_mean.unsqueeze(1)).square().mean(1)
     var = alpha * std.square() + (1 - alpha) * fit_var
     return alpha * mean + (1 - alpha) * fit_mean, var.sqrt()
 
