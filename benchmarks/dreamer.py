@@ -23,6 +23,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
 
 from mbwrap.algos.dreamer import Dreamer
 from mbwrap.algos.presets import PRESETS
@@ -73,9 +74,14 @@ def run(
     target: float,
     stop: bool,
     overrides: dict | None = None,
+    log_dir: str | None = None,
 ) -> dict:
     settings = {**PRESETS[("dreamer", env_id)], **(overrides or {})}
     algo = Dreamer(make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **settings)
+    if log_dir is not None:
+        # Every logged metric (world-model and actor-critic losses, entropy, the return
+        # scale, imagined returns) to progress.csv, for a look across a run.
+        algo.set_logger(configure(f"{log_dir}/seed{seed}", ["csv"]))
     callback = PeriodicEval(env_id, seed, every, episodes, target, stop)
     start = time.perf_counter()
     algo.learn(steps, callback=callback)
@@ -102,6 +108,7 @@ def main() -> None:
     parser.add_argument("--no-stop", action="store_true", help="keep training after the target")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", default="{}", help="JSON of settings overriding the preset")
+    parser.add_argument("--log-dir", help="write each seed's logged metrics to DIR/seedN/")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = []
@@ -115,6 +122,7 @@ def main() -> None:
             args.target,
             not args.no_stop,
             json.loads(args.set),
+            args.log_dir,
         )
         results.append(result)
         print(json.dumps(result), flush=True)

@@ -99,8 +99,12 @@ def prepared_rollout(
     ensemble, elites = model.ensemble_size, model.elite_indices
     dealing = member is None and model.propagation != "mean" and ensemble > 1
     if dealing:
-        dealt, position = random_deals(horizon, rows, elites.numel(), generator, model.device)
-        all_elites = elites.numel() == ensemble
+        k = elites.numel()
+        dealt, position = random_deals(horizon, rows, k, generator, model.device)
+        # Position p of a deal is slot p // k of group p % k: its row in the network's
+        # output [K, M, out] viewed as [K * M, out], read without transposing it.
+        output_row = (position % k) * dealt.shape[-1] + position // k
+        all_elites = k == ensemble
     elif member is not None:
         member = torch.as_tensor(member, device=model.device).long().reshape(-1)
         if member.shape[0] != rows:
@@ -120,7 +124,7 @@ def prepared_rollout(
             out = forward(grouped)
             if not all_elites:
                 out = out[elites]
-            out = out.transpose(0, 1).reshape(-1, out.shape[-1])[position[t]]  # [R, out]
+            out = out.reshape(-1, out.shape[-1])[output_row[t]]  # [R, out]
             target = model._sample(out[:, :-1] if terminates else out, generator)
             logit = out[:, -1]
         else:
