@@ -77,6 +77,35 @@ def test_predicted_returns_stop_at_termination():
     torch.testing.assert_close(longer, torch.tensor([[10.0]]))
 
 
+def test_reward_and_termination_functions_see_each_steps_transition_once():
+    """Both functions are called once on all H x R transitions, each row the (obs, action,
+    next obs) of one rollout at one step; a model whose decoded states are a dict of
+    tensors (feature states) hands them over as dicts."""
+
+    class DictDecoding(CountingModel):
+        def decode(self, state):
+            return {"position": state, "double": 2 * state}
+
+    model = DictDecoding(terminate=False)
+    seen = []
+
+    def reward(obs, action, next_obs):
+        seen.append((obs["position"][:, 0].tolist(), action[:, 0].tolist()))
+        assert torch.equal(next_obs["double"], 2 * next_obs["position"])
+        return next_obs["position"][:, 0] - obs["position"][:, 0]  # the step's action
+
+    def done(obs, action, next_obs):
+        return next_obs["position"][:, 0] >= 2
+
+    candidates = torch.tensor([[[[1.0], [1.0], [1.0]], [[1.0], [-1.0], [1.0]]]])  # [1, 2, 3, 1]
+    returns = predicted_returns(model, torch.zeros(1, 1), candidates, reward_fn=reward,
+                                termination_fn=done)
+    # Step-major: rollouts (up, zigzag) at step 0, then at step 1, then at step 2.
+    assert seen == [([0.0, 0.0, 1.0, 1.0, 2.0, 0.0], [1.0, 1.0, 1.0, -1.0, 1.0, 1.0])]
+    # up: +1, +1 (reaches 2: terminates), then nothing; zigzag: +1, -1, +1.
+    torch.testing.assert_close(returns, torch.tensor([[2.0, 1.0]]))
+
+
 def test_predicted_returns_replace_nonfinite():
     model = CountingModel(terminate=False)
 

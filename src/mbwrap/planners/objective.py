@@ -6,6 +6,7 @@ import torch
 
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.models import WorldModel
+from mbwrap.tree import tree_index
 
 #: Returns below this are treated as "the model broke down" (NaN or infinite output).
 NONFINITE_RETURN = -1e10
@@ -58,8 +59,10 @@ def predicted_returns(
     # latent models), so it is skipped when the model's own heads decide. Each function
     # is called once on all H * R transitions.
     if reward_fn is not None or termination_fn is not None:
-        obs = model.decode(out.states.flatten(0, 1)).unflatten(0, (horizon + 1, rows))
-        before, after = obs[:-1].flatten(0, 1), obs[1:].flatten(0, 1)
+        # Step-major: row t * R + r is rollout r at step t (a tensor or a dict of them).
+        obs = model.decode(out.states.flatten(0, 1))
+        before = tree_index(obs, slice(0, horizon * rows))
+        after = tree_index(obs, slice(rows, None))
     if reward_fn is not None:
         reward = reward_fn(before, steps, after).reshape(horizon, rows)
     elif out.reward is not None:
