@@ -28,12 +28,14 @@ from mbwrap.algos.dreamer import Dreamer
 from mbwrap.algos.presets import PRESETS
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Train, evaluate, save and load; returns the mean evaluation ``return`` (10
+    deterministic episodes) and that of the ``loaded`` agent."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5_000, help="real env steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress-bar", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
     env = make_vec_env("CartPole-v1", n_envs=1, seed=args.seed)
@@ -59,8 +61,10 @@ def main() -> None:
         # Agent, world model and replay in one line; predict() needs no env (learning
         # would continue with one like the training env: one copy, as the replay's streams).
         loaded = Dreamer.load(path)
-        mean, _ = evaluate_policy(loaded, eval_env, n_eval_episodes=10, deterministic=True)
-        print(f"loaded back from {path.name}: {mean:.1f}")
+        loaded_mean, _ = evaluate_policy(
+            loaded, eval_env, n_eval_episodes=10, deterministic=True
+        )
+        print(f"loaded back from {path.name}: {loaded_mean:.1f}")
 
     # The learned world model as a Gymnasium vector env over its latent features.
     dream = mbwrap.DreamVecEnv(agent.model, num_envs=4, start_states=agent.buffer, horizon=15)
@@ -70,6 +74,7 @@ def main() -> None:
         f"imagined step: observations {obs.shape}, rewards {reward.round(2)}, "
         f"terminated {terminated}"
     )
+    return {"return": float(mean), "loaded": float(loaded_mean)}
 
 
 if __name__ == "__main__":

@@ -71,11 +71,14 @@ def test_latent_ppo_example_reaches_195():
 
 
 @pytest.mark.slow
-def test_dreamer_example_runs():
+def test_dreamer_example_balances_the_pole():
+    # Seed 0 with the preset evaluated 500.0 at 7,500 real steps in two runs
+    # (benchmarks/RESULTS.md, Dreamer on CartPole-v1); about 6 minutes on one core.
     torch.set_num_threads(1)
     example = _load("dreamer_cartpole")
-    sys.argv = ["dreamer_cartpole.py", "--steps", "1500"]
-    example.main()
+    result = example.main(["--steps", "7500", "--seed", "0"])
+    assert result["return"] >= 475.0
+    assert result["loaded"] >= 200.0  # the loaded agent balances too (random play: about 22)
 
 
 def test_planning_in_a_learned_model_of_dict_observations_reaches_goals():
