@@ -91,7 +91,7 @@ def main(config: Config | None = None) -> dict[str, Any]:
     algo = mbwrap.make_algo("pilco", env, **config.settings, seed=config.seed, device="cpu")
     algo.learn(config.episodes * length)
     with torch.no_grad():
-        means, covs = algo.predicted_trajectory()
+        means, covs = algo.predicted_observations()
     predicted_mean = means[:, 0].numpy()
     predicted_std = torch.diagonal(covs[:, 0], dim1=-2, dim2=-1).clamp(min=0).sqrt().numpy()
     paths, success = rollouts(algo, config)

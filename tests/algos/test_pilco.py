@@ -97,6 +97,10 @@ def test_errors_name_the_argument():
         PILCO(swing_up(), cost_target=[0.0] * 5)
     with pytest.raises(ValueError, match="cost_target, cost_weight"):
         PILCO(swing_up(), cost_target=[0.0] * 3, cost_weight=[[1.0] * 3] * 3)
+    with pytest.raises(ValueError, match="angle_pairs"):
+        PILCO(swing_up(), angle_pairs=[[3, 3]])
+    with pytest.raises(ValueError, match="angle_pairs"):
+        PILCO(swing_up(), model_kwargs={"angle_pairs": [[3, 4]]})
 
 
 def test_pilco_starts_swinging_the_pole_up():
@@ -128,13 +132,17 @@ def test_a_non_finite_optimisation_keeps_the_previous_controller(monkeypatch):
         assert torch.equal(value, before[key])
 
 
-def test_predicted_trajectory_is_the_propagated_state_distribution():
+@pytest.mark.parametrize("angles", [[], None])
+def test_predicted_trajectory_is_the_propagated_state_distribution(angles):
+    """Without angles the state is the observation (5 dimensions); with the env's angle
+    (``None``: sin and cos of the pole's angle) it is (x, x_dot, theta_dot, theta)."""
     from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
 
-    algo = PILCO(swing_up(), seed=0, device="cpu", **TINY)
+    algo = PILCO(swing_up(), seed=0, device="cpu", angle_pairs=angles, **TINY)
     algo.learn(12)
     means, covs = algo.predicted_trajectory()
-    assert means.shape == (4, 1, 5) and covs.shape == (4, 1, 5, 5)
+    dim = 5 if angles == [] else 4
+    assert means.shape == (4, 1, dim) and covs.shape == (4, 1, dim, dim)
     mean, cov = algo._start_distribution()
     controller = algo.controller
     mean, cov = propagate(
@@ -145,9 +153,15 @@ def test_predicted_trajectory_is_the_propagated_state_distribution():
         mean,
         cov,
         controller.action_mid,
+        algo.model.layout(),
     )
     assert torch.allclose(means[0], mean) and torch.allclose(covs[0], cov)
-    first = expected_saturating_cost(mean, cov, algo._target, algo._weight)
+    obs_mean, obs_cov = algo.model.observation_moments(mean, cov)
+    if angles == []:
+        assert torch.equal(obs_mean, mean) and torch.equal(obs_cov, cov)
+    observed_means, observed_covs = algo.predicted_observations()
+    assert torch.allclose(observed_means[0], obs_mean) and torch.allclose(observed_covs[0], obs_cov)
+    first = expected_saturating_cost(obs_mean, obs_cov, algo._target, algo._weight)
     assert torch.allclose(algo.predicted_costs()[0], first[0])
 
 

@@ -93,3 +93,47 @@ def test_one_propagation_step_matches_monte_carlo():
     mc_cov = torch.cov(nxt.T) + torch.diag(variance.mean(1)) + torch.diag(noise)
     assert torch.allclose(next_mean[0], nxt.mean(0), atol=5e-3)
     assert torch.allclose(next_cov[0], mc_cov, atol=5e-3)
+
+
+def test_a_propagation_step_with_an_angle_matches_monte_carlo():
+    """The state (x, angle); the controller and the GPs see (x, sin, cos); the GPs give
+    the change of (x, angle)."""
+    from mbwrap.models.gp import StateLayout
+    from mbwrap.models.gp_moments import trig_augment, with_inactive_inputs
+
+    gen = torch.Generator().manual_seed(5)
+    points = torch.randn(15, 4, generator=gen, dtype=F64)  # (x, sin, cos, u)
+    ell = torch.full((2, 4), 1.1, dtype=F64)
+    alpha2 = torch.tensor([0.3, 0.2], dtype=F64)
+    k = se_kernel(points, points, ell, alpha2) + 0.01 * torch.eye(15, dtype=F64)
+    inv_k = torch.linalg.inv(k)
+    beta = torch.einsum("enm,em->en", inv_k, torch.randn(2, 15, generator=gen, dtype=F64))
+    dynamics = KernelExpansion(points, beta, ell, alpha2, inv_k)
+    controller = KernelExpansion(
+        torch.randn(5, 3, generator=gen, dtype=F64),
+        torch.randn(1, 5, generator=gen, dtype=F64),
+        torch.full((1, 3), 0.9, dtype=F64),
+        torch.ones(1, dtype=F64),
+    )
+    scale, noise = torch.tensor([1.5], dtype=F64), torch.tensor([1e-3, 2e-3], dtype=F64)
+    # y = (x, angle, sin, cos); inputs = (x, sin, cos, angle); the state sits at 0 and 3.
+    layout = StateLayout(torch.tensor([1]), torch.tensor([0, 2, 3, 1]), torch.tensor([0, 3]))
+    mean = torch.tensor([0.1, 2.8], dtype=F64)
+    cov = torch.tensor([[0.05, 0.02], [0.02, 0.08]], dtype=F64)
+    next_mean, next_cov = propagate(
+        dynamics, noise, controller, scale, mean[None], cov[None], layout=layout
+    )
+    # Exact up to the Gaussian approximation of (x, sin, cos, angle, u): sample that joint.
+    y_mean, y_cov = trig_augment(mean[None], cov[None], layout.angles)
+    inputs_mean, inputs_cov = y_mean[:, layout.inputs], y_cov[:, layout.inputs][:, :, layout.inputs]
+    joint_mean, joint_cov = state_action(
+        with_inactive_inputs(controller, 3, 1), scale, inputs_mean, inputs_cov
+    )
+    z = gaussian(joint_mean[0], joint_cov[0], n=300_000, seed=2)
+    seen = z[:, [0, 1, 2, 4]]  # what the GPs see: (x, sin, cos, u)
+    ks = se_kernel(points, seen, ell, alpha2)
+    variance = alpha2[:, None] - torch.einsum("enb,enm,emb->eb", ks, inv_k, ks)
+    nxt = z[:, [0, 3]] + expansion_mean(dynamics, seen)
+    mc_cov = torch.cov(nxt.T) + torch.diag(variance.mean(1)) + torch.diag(noise)
+    assert torch.allclose(next_mean[0], nxt.mean(0), atol=5e-3)
+    assert torch.allclose(next_cov[0], mc_cov, atol=5e-3)

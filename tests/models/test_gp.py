@@ -18,6 +18,7 @@ from mbwrap.models.gp import (
     farthest_points,
     fitc_negative_log_likelihood,
     fitc_posterior,
+    hyperparameter_curb,
 )
 from mbwrap.models.gp_moments import moment_match, se_kernel
 
@@ -147,5 +148,99 @@ def test_errors_name_the_argument():
         GPModel(spaces.Discrete(3), ACT)
     with pytest.raises(ValueError, match="max_points"):
         GPModel(OBS, ACT, max_points=1)
+    with pytest.raises(ValueError, match="snr_limit"):
+        GPModel(OBS, ACT, snr_limit=0.5)
+    with pytest.raises(ValueError, match="give both"):
+        GPModel(OBS, ACT, snr_limit=None)
+    with pytest.raises(ValueError, match="angle_pairs"):
+        GPModel(OBS, ACT, angle_pairs=[(0, 2)])
+    with pytest.raises(ValueError, match="angle_pairs"):
+        GPModel(OBS, ACT, angle_pairs=[0, 1])
     with pytest.raises(RuntimeError, match="fit"):
         GPModel(OBS, ACT, device="cpu").predict_delta(torch.zeros(1, 3))
+
+
+def test_the_curb_is_flat_inside_its_limits_and_steep_past_them():
+    zero = torch.zeros(1)
+    inside = hyperparameter_curb(zero.reshape(1, 1), zero, zero - np.log(100.0), zero)
+    past_snr = hyperparameter_curb(zero.reshape(1, 1), zero, zero - np.log(2_000.0), zero)
+    past_length = hyperparameter_curb(
+        torch.full((1, 1), np.log(1_000.0)), zero, zero - np.log(10.0), zero
+    )
+    by_hand = (np.log(100.0) / np.log(500.0)) ** 30 + (np.log(1.0) / np.log(100.0)) ** 30
+    assert float(inside) == pytest.approx(by_hand) and float(inside) < 1e-3
+    assert float(past_snr) > 100 and float(past_length) > 100
+
+
+def test_the_curb_keeps_the_noise_off_its_floor_on_noiseless_data():
+    rng = np.random.default_rng(0)
+    s = rng.uniform(-2, 2, (80, 2)).astype(np.float32)
+    a = rng.uniform(-1, 1, (80, 1)).astype(np.float32)
+    buffer = ReplayBuffer(OBS, ACT, 80, device="cpu", n_envs=80)
+    buffer.add(s, a, np.zeros(80), known_step(s, a).astype(np.float32), *[np.zeros(80, bool)] * 2)
+    ratios = {}
+    for limit in (500.0, None):
+        model = GPModel(OBS, ACT, device="cpu", snr_limit=limit, lengthscale_limit=limit and 100.0)
+        model.fit(buffer)
+        _, signal, noise = model.hyperparameters()
+        ratios[limit] = (signal / noise).sqrt().detach()
+    assert torch.all(ratios[500.0] < 700) and torch.any(ratios[None] > 1_000)
+
+
+PENDULUM_OBS = spaces.Box(-8.0, 8.0, (3,), np.float32)
+
+
+def pendulum_buffer(n: int, seed: int = 0) -> ReplayBuffer:
+    """(cos, sin, theta_dot) observations of a frictionless pendulum, 0.05 s steps."""
+    rng = np.random.default_rng(seed)
+    theta, speed = rng.uniform(-np.pi, np.pi, n), rng.uniform(-3, 3, n)
+    torque = rng.uniform(-1, 1, n)
+    new_speed = speed + 0.05 * (3 * 9.81 / 2 * np.sin(theta) + 3.0 * torque)
+    new_theta = theta + 0.05 * new_speed
+    obs = lambda t, v: np.stack([np.cos(t), np.sin(t), v], 1).astype(np.float32)  # noqa: E731
+    buffer = ReplayBuffer(PENDULUM_OBS, ACT, n, device="cpu", n_envs=n)
+    buffer.add(
+        obs(theta, speed),
+        torque[:, None].astype(np.float32),
+        np.zeros(n),
+        obs(new_theta, new_speed),
+        np.zeros(n, bool),
+        np.zeros(n, bool),
+    )
+    return buffer
+
+
+def test_angle_pairs_model_the_angle_and_keep_sin_and_cos_on_the_circle():
+    model = GPModel(PENDULUM_OBS, ACT, device="cpu", angle_pairs=[(1, 0)])
+    assert model.state_dim == 2 and model.rest_dims == [2]
+    obs = torch.tensor([[np.cos(3.1), np.sin(3.1), 0.5]], dtype=torch.float64)
+    state = model.to_state(obs)
+    assert torch.allclose(state, torch.tensor([[0.5, 3.1]], dtype=torch.float64))
+    assert torch.allclose(model.to_observation(state), obs)
+    across = torch.tensor([[np.cos(-3.1), np.sin(-3.1), 0.5]], dtype=torch.float64)
+    change = model.state_change(obs, across)  # 3.1 -> -3.1 is +0.08 rad, not -6.2
+    assert change[0, 1].item() == pytest.approx(2 * np.pi - 6.2, abs=1e-9)
+
+    model.fit(pendulum_buffer(200))
+    test = pendulum_buffer(50, seed=1).transitions()
+    predicted, _ = model.mean_step(test.obs.double(), test.action.double())
+    assert torch.allclose(predicted, test.next_obs.double(), atol=0.05)
+    stepped = model.step(test.obs, test.action, generator=torch.Generator().manual_seed(0))
+    radius = stepped.next_state[:, 0] ** 2 + stepped.next_state[:, 1] ** 2
+    assert stepped.next_state.dtype == torch.float32
+    assert torch.allclose(radius, torch.ones_like(radius), atol=1e-5)
+    restored = GPModel(PENDULUM_OBS, ACT, device="cpu", **model.get_config())
+    assert restored.angle_pairs == [(1, 0)]
+
+
+def test_observation_moments_are_the_trig_augmented_state():
+    model = GPModel(PENDULUM_OBS, ACT, device="cpu", angle_pairs=[(1, 0)])
+    mean = torch.tensor([[0.4, 2.0]], dtype=torch.float64)  # (theta_dot, theta)
+    cov = torch.tensor([[[0.3, 0.05], [0.05, 0.2]]], dtype=torch.float64)
+    obs_mean, obs_cov = model.observation_moments(mean, cov)
+    gen = torch.Generator().manual_seed(0)
+    chol = torch.linalg.cholesky(cov[0])
+    z = mean[0] + torch.randn(300_000, 2, generator=gen, dtype=torch.float64) @ chol.T
+    obs = model.to_observation(z)
+    assert torch.allclose(obs_mean[0], obs.mean(0), atol=5e-3)
+    assert torch.allclose(obs_cov[0], torch.cov(obs.T), atol=5e-3)

@@ -95,3 +95,41 @@ def test_gradients_flow_to_the_input_distribution_and_the_weights():
     (out_mean.sum() + out_cov.sum()).backward()
     assert beta.grad is not None and mean.grad is not None
     assert torch.all(torch.isfinite(beta.grad)) and mean.grad.abs().sum() > 0
+
+
+def test_trig_augment_matches_monte_carlo():
+    from mbwrap.models.gp_moments import trig_augment
+
+    mean = torch.tensor([0.3, 2.5, -0.7], dtype=torch.float64)
+    a = torch.tensor([[0.4, 0.2, 0.1], [0.0, 0.6, 0.2], [0.1, 0.0, 0.5]], dtype=torch.float64)
+    cov = a @ a.T
+    angles = torch.tensor([1, 2])
+    out_mean, out_cov = trig_augment(mean[None], cov[None], angles)
+    gen = torch.Generator().manual_seed(0)
+    z = mean + torch.randn(400_000, 3, generator=gen, dtype=torch.float64) @ a.T
+    y = torch.cat([z, torch.sin(z[:, angles]), torch.cos(z[:, angles])], 1)
+    assert out_mean.shape == (1, 7) and out_cov.shape == (1, 7, 7)
+    assert torch.allclose(out_mean[0], y.mean(0), atol=5e-3)
+    assert torch.allclose(out_cov[0], torch.cov(y.T), atol=5e-3)
+    same_mean, same_cov = trig_augment(mean[None], cov[None], torch.tensor([], dtype=torch.long))
+    assert torch.equal(same_mean, mean[None]) and torch.equal(same_cov, cov[None])
+
+
+def test_inactive_inputs_change_nothing_but_covary_with_the_output():
+    from mbwrap.models.gp_moments import with_inactive_inputs
+
+    gp = known_gp(seed=2)
+    wide = with_inactive_inputs(gp, 1, 1)  # inputs (x0, ignored, x1, x2)
+    mean = torch.tensor([0.2, 1.0, -0.3, 0.5], dtype=torch.float64)
+    a = torch.tensor(
+        [[0.5, 0.0, 0.1, 0.0], [0.3, 0.4, 0.0, 0.1], [0.1, 0.2, 0.4, 0.1], [0.0, 0.1, 0.1, 0.3]],
+        dtype=torch.float64,
+    )
+    cov = a @ a.T
+    keep = torch.tensor([0, 2, 3])
+    out_mean, out_cov, io = moment_match(wide, mean[None], cov[None])
+    narrow = moment_match(gp, mean[keep][None], cov[keep][:, keep][None])
+    assert torch.allclose(out_mean, narrow[0]) and torch.allclose(out_cov, narrow[1])
+    assert torch.allclose(io[:, keep], narrow[2])
+    _, _, mc_io = monte_carlo(wide, mean, cov)
+    assert torch.allclose(io[0, 1], mc_io[1], atol=5e-3) and io[0, 1].abs().max() > 0.01

@@ -11,7 +11,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from mbwrap.algos.base import Algorithm
-from mbwrap.algos.pilco_config import KNOWN_COSTS, PILCOConfig
+from mbwrap.algos.pilco_config import KNOWN_ANGLE_PAIRS, KNOWN_COSTS, PILCOConfig
 from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
 from mbwrap.device import make_generator
 from mbwrap.envs.sb3_vec_env import env_id
@@ -80,11 +80,14 @@ class PILCO(Algorithm):
                 f"cost_target, cost_weight: expected [{dim}] and [{dim}, {dim}] for the "
                 f"observations, got {list(self._target.shape)} and {list(self._weight.shape)}"
             )
+        if config.angle_pairs is None:
+            config.angle_pairs = KNOWN_ANGLE_PAIRS.get(env_id(self.env) or "", [])
         self.model = GPModel(
             self.observation_space,
             self.action_space,
             env_id=env_id(self.env),
             device=self.device,
+            angle_pairs=config.angle_pairs,
             **config.model_kwargs,
         )
         self.buffer = self._make_buffer()
@@ -136,10 +139,12 @@ class PILCO(Algorithm):
         return self._collect_steps(callback, remaining, policy, until_episode_end=True)
 
     def _start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean [k, D], cov [k, D, D])``: with ``start_batch`` 1, the mean and covariance
-        (floored at ``start_std``) of the episodes' first observations; else the latest
-        ``start_batch`` of them, each with covariance ``start_std^2 I``."""
-        starts = torch.tensor(self.start_states, dtype=torch.float64, device=self.device)
+        """``(mean [k, S], cov [k, S, S])`` over the model's states
+        (:meth:`~mbwrap.models.gp.GPModel.to_state`): with ``start_batch`` 1, the mean and
+        covariance (floored at ``start_std``) of the episodes' first states; else the
+        latest ``start_batch`` of them, each with covariance ``start_std^2 I``."""
+        observed = torch.tensor(self.start_states, dtype=torch.float64, device=self.device)
+        starts = self.model.to_state(observed)
         dim = starts.shape[1]
         floor = self.config.start_std**2 * torch.eye(dim, dtype=starts.dtype, device=starts.device)
         if self.config.start_batch > 1:
@@ -150,26 +155,40 @@ class PILCO(Algorithm):
 
     def predicted_trajectory(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The state distribution at each of the ``horizon`` steps from the start
-        distribution under the current controller and model: ``(mean [H, k, D], cov
-        [H, k, D, D])`` for ``k`` start distributions (``start_batch``), differentiable
-        in the controller's parameters."""
+        distribution under the current controller and model: ``(mean [H, k, S], cov
+        [H, k, S, S])`` for ``k`` start distributions (``start_batch``), over the model's
+        states (the observation with each angle pair as its angle, ``angle_pairs``),
+        differentiable in the controller's parameters."""
         dynamics = self.model.expansion()
         noise = self.model.hyperparameters()[2].detach()
         controller = self.controller.expansion()
         half, mid = self.controller.action_half, self.controller.action_mid
+        layout = self.model.layout()
         mean, cov = self._start_distribution()
         means, covs = [], []
         for _ in range(self.config.horizon):
-            mean, cov = propagate(dynamics, noise, controller, half, mean, cov, mid)
+            mean, cov = propagate(dynamics, noise, controller, half, mean, cov, mid, layout)
             means.append(mean)
             covs.append(cov)
         return torch.stack(means), torch.stack(covs)
 
+    def predicted_observations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predicted_trajectory` as observations: their exact mean ``[H, k, D]`` and
+        covariance ``[H, k, D, D]`` (an angle's sine and cosine from its Gaussian)."""
+        means, covs = self.predicted_trajectory()
+        flat_mean, flat_cov = self.model.observation_moments(
+            means.flatten(0, 1), covs.flatten(0, 1)
+        )
+        dim = flat_mean.shape[-1]
+        return flat_mean.reshape(*means.shape[:2], dim), flat_cov.reshape(
+            *means.shape[:2], dim, dim
+        )
+
     def predicted_costs(self) -> torch.Tensor:
         """The expected saturating cost at each of the ``horizon`` steps
-        (:meth:`predicted_trajectory`, averaged over the start distributions):
+        (:meth:`predicted_observations`, averaged over the start distributions):
         ``[horizon]``, differentiable in the controller's parameters."""
-        means, covs = self.predicted_trajectory()
+        means, covs = self.predicted_observations()
         flat = expected_saturating_cost(
             means.flatten(0, 1), covs.flatten(0, 1), self._target, self._weight
         )

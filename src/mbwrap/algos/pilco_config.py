@@ -38,6 +38,14 @@ KNOWN_COSTS: dict[str, tuple[list[float], list[list[float]]]] = {
     ),
 }
 
+#: ``env id -> [(sin_dim, cos_dim), ...]``: the observation dimensions that hold the sine
+#: and cosine of an angle, which PILCO's GPs model as the angle (Deisenroth 2010,
+#: Section 3.5: the GP inputs carry the sine and cosine, the state the angle).
+KNOWN_ANGLE_PAIRS: dict[str, list[list[int]]] = {
+    "mbwrap/CartPoleSwingUp-v0": [[3, 4]],
+    "Pendulum-v1": [[1, 0]],
+}
+
 
 @dataclass(kw_only=True)
 class PILCOConfig(AlgoConfig):
@@ -75,6 +83,14 @@ class PILCOConfig(AlgoConfig):
         source=f"{_PILCO}, eq. 25 (the saturating cost)",
         optional=True,
     )
+    angle_pairs: list[list[int]] | None = setting(
+        None,
+        "[[sin_dim, cos_dim], ...] observation dimensions holding an angle's sine and "
+        "cosine: the GPs model the angle's change and the propagated state holds the "
+        "angle, as in PILCO; None: the env's (KNOWN_ANGLE_PAIRS, else none); []: none",
+        source=f"{_PILCO}; Deisenroth 2010, Section 3.5",
+        optional=True,
+    )
     start_std: float = setting(
         0.1,
         "floor on the standard deviation of the start-state distribution, estimated "
@@ -95,3 +111,5 @@ class PILCOConfig(AlgoConfig):
         super().validate()
         if (self.cost_target is None) != (self.cost_weight is None):
             raise ValueError("cost_target, cost_weight: give both or neither")
+        if "angle_pairs" in self.model_kwargs:
+            raise ValueError("model_kwargs: give the angles as the setting angle_pairs")

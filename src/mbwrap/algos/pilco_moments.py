@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from mbwrap.models.gp_moments import KernelExpansion, moment_match
+from mbwrap.models.gp import StateLayout
+from mbwrap.models.gp_moments import (
+    KernelExpansion,
+    moment_match,
+    trig_augment,
+    with_inactive_inputs,
+)
 
 
 def sin_squash_moments(
@@ -93,21 +99,46 @@ def propagate(
     mean: torch.Tensor,
     cov: torch.Tensor,
     action_offset: torch.Tensor | None = None,
+    layout: StateLayout | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One time step of the state distribution: the joint of state and action
     (:func:`state_action`) moment-matched through GP dynamics on the state change.
 
-    :param dynamics: the GP of the state change on ``(state, action)`` inputs.
-    :param noise_var: ``[D]``, the GPs' noise, added to the next state's variance.
-    :param controller: the RBF network on the state, before squashing.
+    With a ``layout`` (a :class:`~mbwrap.models.gp.GPModel` with angles), the state holds
+    angles: it is first augmented with their sines and cosines
+    (:func:`~mbwrap.models.gp_moments.trig_augment`), which is what the controller and
+    the GPs see, and the angles' covariance with the action and the change comes through
+    inputs the functions ignore (:func:`~mbwrap.models.gp_moments.with_inactive_inputs`),
+    as in PILCO.
+
+    :param dynamics: the GP of the state change on ``(observation, action)`` inputs.
+    :param noise_var: ``[S]``, the GPs' noise, added to the next state's variance.
+    :param controller: the RBF network on the observation, before squashing.
     :param action_scale: ``[U]``, half the range of the actions.
-    :param mean: ``[B, D]``. :param cov: ``[B, D, D]``.
+    :param mean: ``[B, S]``. :param cov: ``[B, S, S]``.
     :param action_offset: ``[U]``, the actions' midpoint (default 0).
-    :return: the next state's ``(mean [B, D], cov [B, D, D])``.
+    :param layout: ``None``: the state is the observation.
+    :return: the next state's ``(mean [B, S], cov [B, S, S])``.
     """
-    dim = mean.shape[-1]
-    joint_mean, joint_cov = state_action(controller, action_scale, mean, cov, action_offset)
+    inputs_mean, inputs_cov, state_in_inputs = mean, cov, None
+    if layout is not None and layout.angles.numel():
+        y_mean, y_cov = trig_augment(mean, cov, layout.angles)
+        inputs_mean = y_mean[:, layout.inputs]
+        inputs_cov = y_cov[:, layout.inputs][:, :, layout.inputs]
+        k = layout.angles.numel()
+        obs_dim = layout.inputs.numel() - k
+        controller = with_inactive_inputs(controller, obs_dim, k)
+        dynamics = with_inactive_inputs(dynamics, obs_dim, k)
+        state_in_inputs = layout.state_in_inputs
+    joint_mean, joint_cov = state_action(
+        controller, action_scale, inputs_mean, inputs_cov, action_offset
+    )
     delta_mean, delta_cov, joint_delta = moment_match(dynamics, joint_mean, joint_cov)
-    state_delta = joint_delta[:, :dim]  # Cov[x, Delta]
-    next_cov = cov + delta_cov + state_delta + state_delta.transpose(1, 2) + torch.diag(noise_var)
+    # Cov[z, Delta]: the state's rows of Cov[(inputs, action), Delta].
+    rows = (
+        joint_delta[:, : mean.shape[-1]]
+        if state_in_inputs is None
+        else (joint_delta[:, state_in_inputs])
+    )
+    next_cov = cov + delta_cov + rows + rows.transpose(1, 2) + torch.diag(noise_var)
     return mean + delta_mean, (next_cov + next_cov.transpose(1, 2)) / 2

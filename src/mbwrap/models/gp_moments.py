@@ -115,3 +115,65 @@ def moment_match(
 def _swap(half: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """``z_c (R_ac^-1 S / 2)`` for every pair: ``[B, E, E, n, D]``."""
     return torch.einsum("bcjd,bacde->bacje", z, half)
+
+
+def trig_augment(
+    mean: torch.Tensor, cov: torch.Tensor, angles: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact mean and covariance of ``y = (z, sin z_angles, cos z_angles)`` for ``z ~
+    N(mean, cov)``: how PILCO feeds an angle to its GPs and controller, which see its sine
+    and cosine, while the state distribution keeps the angle itself (Deisenroth 2010,
+    Appendix A.1, "trigonometric functions of Gaussians").
+
+    ``E[sin a] = exp(-v/2) sin m``; second moments from ``sin a sin b = (cos(a - b) -
+    cos(a + b)) / 2`` and its kin, ``a +- b`` Gaussian; and ``Cov[z, sin a] = Cov[z, a]
+    E[cos a]``, ``Cov[z, cos a] = -Cov[z, a] E[sin a]`` (Stein's lemma).
+
+    :param mean: ``[B, D]``; :param cov: ``[B, D, D]``.
+    :param angles: ``[k]`` long, the dimensions of ``z`` that are angles.
+    :return: ``(mean [B, D + 2k], cov [B, D + 2k, D + 2k])``, sines then cosines.
+    """
+    if angles.numel() == 0:
+        return mean, cov
+    m = mean[:, angles]  # [B, k]
+    cross = cov[:, :, angles]  # Cov[z, angles], [B, D, k]
+    s = cross[:, angles]  # [B, k, k]
+    var = torch.diagonal(s, dim1=-2, dim2=-1)
+    damp = torch.exp(-var / 2)
+    e_sin, e_cos = damp * torch.sin(m), damp * torch.cos(m)
+    vi, vj = var.unsqueeze(2), var.unsqueeze(1)
+    mi, mj = m.unsqueeze(2), m.unsqueeze(1)
+    minus_damp = torch.exp(-(vi + vj - 2 * s) / 2)  # of a_i - a_j
+    plus_damp = torch.exp(-(vi + vj + 2 * s) / 2)  # of a_i + a_j
+    cos_minus, cos_plus = minus_damp * torch.cos(mi - mj), plus_damp * torch.cos(mi + mj)
+    sin_minus, sin_plus = minus_damp * torch.sin(mi - mj), plus_damp * torch.sin(mi + mj)
+    outer = lambda a, b: a.unsqueeze(2) * b.unsqueeze(1)  # noqa: E731
+    ss = (cos_minus - cos_plus) / 2 - outer(e_sin, e_sin)
+    cc = (cos_minus + cos_plus) / 2 - outer(e_cos, e_cos)
+    sc = (sin_plus + sin_minus) / 2 - outer(e_sin, e_cos)  # Cov[sin a_i, cos a_j]
+    z_sin = cross * e_cos.unsqueeze(1)
+    z_cos = -cross * e_sin.unsqueeze(1)
+    top = torch.cat([cov, z_sin, z_cos], -1)
+    middle = torch.cat([z_sin.transpose(1, 2), ss, sc], -1)
+    bottom = torch.cat([z_cos.transpose(1, 2), sc.transpose(1, 2), cc], -1)
+    return torch.cat([mean, e_sin, e_cos], -1), torch.cat([top, middle, bottom], -2)
+
+
+def with_inactive_inputs(expansion: KernelExpansion, at: int, count: int) -> KernelExpansion:
+    """``expansion`` on ``count`` more inputs, inserted before input ``at``, that it does
+    not depend on (points 0, infinite lengthscales: ``1 / lengthscale`` is exactly 0 in
+    :func:`moment_match`). Moment matching on the wider input then also gives the
+    covariance of those inputs with the output: how PILCO's angles, seen by the functions
+    only through their sines and cosines, still covary with what the functions return."""
+    if count == 0:
+        return expansion
+    points, ell = expansion.points, expansion.lengthscales
+    zeros = points.new_zeros(points.shape[0], count)
+    infinite = ell.new_full((ell.shape[0], count), float("inf"))
+    return KernelExpansion(
+        torch.cat([points[:, :at], zeros, points[:, at:]], 1),
+        expansion.beta,
+        torch.cat([ell[:, :at], infinite, ell[:, at:]], 1),
+        expansion.signal_var,
+        expansion.inv_k,
+    )
