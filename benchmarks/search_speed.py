@@ -2,7 +2,10 @@
 
 Three searches over the same toy recurrent function, with identical weights:
 
-* mbwrap's ``muzero_policy`` and ``gumbel_muzero_policy`` (PyTorch, ``B`` trees at once);
+* mbwrap's ``muzero_policy`` and ``gumbel_muzero_policy`` (``B`` trees at once), once per
+  backend (``--backends``): ``torch`` (the bookkeeping as tensor operations) and
+  ``compiled`` (the bookkeeping in numba kernels on the CPU; skipped without numba), a
+  row of the table each;
 * mctx's ``muzero_policy`` and ``gumbel_muzero_policy`` (JAX, ``jax.jit``), run in mctx's own
   virtual environment (``benchmarks/setup_mctx_venv.sh``) through
   ``benchmarks/_mctx_search.py``, which prints JSON;
@@ -30,7 +33,8 @@ Python search runs at most ``--python-max-roots`` roots one after the other and 
 extrapolated to the whole batch (it searches one root at a time, so its rate does not depend
 on the batch). With deterministic settings (no Dirichlet noise, ``gumbel_scale = 0``) the
 script also compares mbwrap's root visit counts with mctx's, and mbwrap's pUCT with the
-Python search's, on the same roots.
+Python search's, on the same roots, for each backend, and mbwrap's backends' trees with
+each other's.
 
 With ``--device cuda`` mbwrap and mctx search on the GPU (mctx needs the venv built on a
 machine with one: ``jax[cuda12]``); the Python search keeps its model on the CPU, where
@@ -41,11 +45,13 @@ Usage::
     python benchmarks/search_speed.py                         # 1, 64, 1024 roots; 50, 200 sims
     python benchmarks/search_speed.py --quick                 # smoke run
     python benchmarks/search_speed.py --mctx-python none      # mbwrap and Python only
+    python benchmarks/search_speed.py --backends compiled     # mbwrap's compiled backend only
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -73,6 +79,7 @@ HERE = Path(__file__).resolve().parent
 # repository's ignored .peers/ folder (benchmarks/setup_mctx_venv.sh builds mctx's there).
 PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or HERE.parent / ".peers")
 POLICIES = ("muzero", "gumbel")
+BACKENDS = ("torch", "compiled")
 
 
 # --------------------------------------------------------------------------- the toy model
@@ -144,7 +151,7 @@ class ToyModel:
 
 def mbwrap_search(
     model: ToyModel, policy: str, root: RootFnOutput, n: int, args: argparse.Namespace,
-    *, deterministic: bool = False, generator: torch.Generator | None = None,
+    *, backend: str, deterministic: bool = False, generator: torch.Generator | None = None,
 ):
     if policy == "muzero":
         return muzero_policy(
@@ -152,13 +159,13 @@ def mbwrap_search(
             dirichlet_alpha=args.dirichlet_alpha,
             dirichlet_fraction=0.0 if deterministic else args.dirichlet_fraction,
             pb_c_init=args.pb_c_init, pb_c_base=args.pb_c_base,
-            qtransform="min_max_siblings", generator=generator,
+            qtransform="min_max_siblings", generator=generator, backend=backend,
         )
     return gumbel_muzero_policy(
         root, model.recurrent_fn, n,
         max_num_considered_actions=args.max_num_considered_actions,
         gumbel_scale=0.0 if deterministic else args.gumbel_scale,
-        c_visit=args.c_visit, c_scale=args.c_scale, generator=generator,
+        c_visit=args.c_visit, c_scale=args.c_scale, generator=generator, backend=backend,
     )
 
 
@@ -182,23 +189,29 @@ def timed(fn, repeats: int, device: torch.device) -> dict[str, Any]:
 
 
 def mbwrap_runs(model: ToyModel, args: argparse.Namespace) -> dict[tuple, dict[str, Any]]:
+    """Keyed by ``(backend, policy, batch, simulations)``. The first call of the compiled
+    backend in the process (the warm-up of its first configuration) loads or compiles
+    the numba kernels."""
     runs = {}
-    generator = torch.Generator(device=model.device)
-    generator.manual_seed(args.seed)
-    for policy in POLICIES:
-        for n in args.simulations:
-            for batch in args.batches:
-                root = model.roots(batch)
-                with torch.inference_mode():
-                    run = timed(
-                        lambda root=root, policy=policy, n=n: mbwrap_search(
-                            model, policy, root, n, args, generator=generator),
-                        args.repeats, model.device,
-                    )
-                run["sims_per_s"] = batch * n / run["median_s"]
-                runs[policy, batch, n] = run
-                print(f"  mbwrap {policy:6} B={batch:<5} n={n:<4} "
-                      f"{run['sims_per_s']:12,.0f} sims/s", flush=True)
+    for backend in args.backends:
+        generator = torch.Generator(device=model.device)
+        generator.manual_seed(args.seed)
+        for policy in POLICIES:
+            for n in args.simulations:
+                for batch in args.batches:
+                    root = model.roots(batch)
+                    with torch.inference_mode():
+                        run = timed(
+                            lambda root=root, policy=policy, n=n, backend=backend,
+                            generator=generator: mbwrap_search(
+                                model, policy, root, n, args, backend=backend,
+                                generator=generator),
+                            args.repeats, model.device,
+                        )
+                    run["sims_per_s"] = batch * n / run["median_s"]
+                    runs[backend, policy, batch, n] = run
+                    print(f"  mbwrap {backend:8} {policy:6} B={batch:<5} n={n:<4} "
+                          f"{run['sims_per_s']:12,.0f} sims/s", flush=True)
     return runs
 
 
@@ -375,26 +388,34 @@ def cross_checks(model: ToyModel, args: argparse.Namespace, mctx: dict | None) -
     root = model.roots(args.check_batch)
     for n in args.check_simulations:
         for policy in POLICIES:
-            with torch.inference_mode():
-                out = mbwrap_search(model, policy, root, n, args, deterministic=True)
-            ours = out.search_tree.summary().visit_counts.cpu().numpy().astype(np.int64)
-            if mctx is not None and f"{policy}/{n}" in mctx["checks"]:
-                check = mctx["checks"][f"{policy}/{n}"]
-                theirs = np.asarray(check["visit_counts"], dtype=np.int64)
-                weights = np.abs(out.action_weights.cpu().numpy()
-                                 - np.asarray(check["action_weights"])).max()
-                line = (f"mbwrap vs mctx   {policy:6} B={args.check_batch} n={n}: "
-                        f"{compare(ours, theirs)}; max |action_weights diff| {weights:.1e}")
-                if policy == "gumbel":  # pUCT samples its action: only Gumbel's is compared
-                    same = (out.action.cpu().numpy() == np.asarray(check["action"])).sum()
-                    line += f"; actions equal {int(same)}/{args.check_batch}"
-                lines.append(line)
-            if policy == "muzero":
-                count = min(args.check_batch, args.python_check_roots)
+            counts = {}
+            for backend in args.backends:
                 with torch.inference_mode():
-                    python = np.asarray(python_roots(model, count, n, args, noise=False))
-                lines.append(f"mbwrap vs python muzero B={count} n={n}: "
-                             f"{compare(ours[:count], python)}")
+                    out = mbwrap_search(model, policy, root, n, args, backend=backend,
+                                        deterministic=True)
+                ours = out.search_tree.summary().visit_counts.cpu().numpy().astype(np.int64)
+                counts[backend] = ours
+                if mctx is not None and f"{policy}/{n}" in mctx["checks"]:
+                    check = mctx["checks"][f"{policy}/{n}"]
+                    theirs = np.asarray(check["visit_counts"], dtype=np.int64)
+                    weights = np.abs(out.action_weights.cpu().numpy()
+                                     - np.asarray(check["action_weights"])).max()
+                    line = (f"mbwrap {backend:8} vs mctx   {policy:6} B={args.check_batch} "
+                            f"n={n}: {compare(ours, theirs)}; "
+                            f"max |action_weights diff| {weights:.1e}")
+                    if policy == "gumbel":  # pUCT samples its action: only Gumbel's is compared
+                        same = (out.action.cpu().numpy() == np.asarray(check["action"])).sum()
+                        line += f"; actions equal {int(same)}/{args.check_batch}"
+                    lines.append(line)
+                if policy == "muzero":
+                    count = min(args.check_batch, args.python_check_roots)
+                    with torch.inference_mode():
+                        python = np.asarray(python_roots(model, count, n, args, noise=False))
+                    lines.append(f"mbwrap {backend:8} vs python muzero B={count} n={n}: "
+                                 f"{compare(ours[:count], python)}")
+            if len(counts) == len(BACKENDS):
+                lines.append(f"mbwrap compiled vs torch  {policy:6} B={args.check_batch} n={n}: "
+                             f"{compare(counts['compiled'], counts['torch'])}")
     return lines
 
 
@@ -411,25 +432,27 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def report(args, ours, theirs, python) -> list[str]:
     lines = [
-        "| policy | batch | sims | mbwrap sims/s | mctx sims/s | python sims/s "
+        "| policy | batch | sims | backend | mbwrap sims/s | mctx sims/s | python sims/s "
         "| mbwrap/mctx | mbwrap/python |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     estimated = False
     for policy in POLICIES:
         for n in args.simulations:
             for batch in args.batches:
-                key = policy, batch, n
-                mine = ours[key]["sims_per_s"]
-                other = theirs.get(key, {}).get("sims_per_s")
-                single = python.get(key)
-                py = None if single is None else single["sims_per_s"]
-                mark = ""
-                if single is not None and single["roots_run"] < batch:
-                    mark, estimated = "*", True
-                lines.append(
-                    f"| {policy} | {batch} | {n} | {number(mine)} | {number(other)} | "
-                    f"{number(py)}{mark} | {ratio(mine, other)} | {ratio(mine, py)}{mark} |")
+                for backend in args.backends:
+                    key = policy, batch, n
+                    mine = ours[(backend, *key)]["sims_per_s"]
+                    other = theirs.get(key, {}).get("sims_per_s")
+                    single = python.get(key)
+                    py = None if single is None else single["sims_per_s"]
+                    mark = ""
+                    if single is not None and single["roots_run"] < batch:
+                        mark, estimated = "*", True
+                    lines.append(
+                        f"| {policy} | {batch} | {n} | {backend} | {number(mine)} | "
+                        f"{number(other)} | {number(py)}{mark} | {ratio(mine, other)} | "
+                        f"{ratio(mine, py)}{mark} |")
     if estimated:
         lines.append(
             f"\n\\* estimated: the Python search ran only the first {args.python_max_roots} "
@@ -438,23 +461,28 @@ def report(args, ours, theirs, python) -> list[str]:
     lines.append("python: one-tree pUCT only (no Gumbel search); n/a in the gumbel rows.")
     lines += [
         "",
-        "| policy | batch | sims | mbwrap warm-up s | mctx warm-up s (jit compile) "
+        "| policy | batch | sims | backend | mbwrap warm-up s | mctx warm-up s (jit compile) "
         "| mbwrap cpu/wall | mctx cpu/wall | python s per batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for policy in POLICIES:
         for n in args.simulations:
             for batch in args.batches:
-                key = policy, batch, n
-                other = theirs.get(key)
-                single = python.get(key)
-                lines.append(
-                    f"| {policy} | {batch} | {n} | {ours[key]['warmup_s']:.3f} | "
-                    + ("n/a" if other is None else f"{other['warmup_s']:.3f}") + " | "
-                    + f"{ours[key]['cpu_over_wall']:.2f} | "
-                    + ("n/a" if other is None else f"{other['cpu_over_wall']:.2f}") + " | "
-                    + ("n/a" if single is None else f"{single['estimated_batch_s']:.3f}"
-                       + ("*" if single["roots_run"] < batch else "")) + " |")
+                for backend in args.backends:
+                    key = policy, batch, n
+                    mine = ours[(backend, *key)]
+                    other = theirs.get(key)
+                    single = python.get(key)
+                    lines.append(
+                        f"| {policy} | {batch} | {n} | {backend} | {mine['warmup_s']:.3f} | "
+                        + ("n/a" if other is None else f"{other['warmup_s']:.3f}") + " | "
+                        + f"{mine['cpu_over_wall']:.2f} | "
+                        + ("n/a" if other is None else f"{other['cpu_over_wall']:.2f}") + " | "
+                        + ("n/a" if single is None else f"{single['estimated_batch_s']:.3f}"
+                           + ("*" if single["roots_run"] < batch else "")) + " |")
+    if "compiled" in args.backends:
+        lines.append("compiled: the first warm-up of the process includes importing numba "
+                     "and loading (or, the first time, compiling) its kernels.")
     return lines
 
 
@@ -476,6 +504,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check-simulations", type=int, nargs="+", default=None,
                         help="default: the --simulations values")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS),
+                        help="mbwrap's search backends to time (compiled needs numba)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; XLA intra-op threads for mctx")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
@@ -512,6 +542,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, quick if args.quick else full)
     if args.check_simulations is None:
         args.check_simulations = list(args.simulations)
+    if "compiled" in args.backends and importlib.util.find_spec("numba") is None:
+        print("  compiled backend skipped: numba is not installed (pip install numba)")
+        args.backends = [b for b in args.backends if b != "compiled"]
+    if not args.backends:
+        parser.error("--backends: no backend left to time")
     return args
 
 

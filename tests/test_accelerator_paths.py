@@ -100,6 +100,7 @@ def test_the_search_without_host_reads_per_level_grows_the_same_trees(policy):
     recurrent_fn = _recurrent_fn(4, 6)
     roots = RootFnOutput(torch.randn(5, 4), torch.randn(5), torch.randn(5, 6))
     kwargs = {"temperature": 0.0} if policy is muzero_policy else {"gumbel_scale": 0.0}
+    kwargs["backend"] = "torch"  # the torch search's two loops (auto would compile on the CPU)
     if policy is muzero_policy:
         kwargs["dirichlet_fraction"] = 0.0
 

@@ -1,7 +1,9 @@
-"""benchmarks/search_speed.py runs in --quick mode and prints a well-formed table."""
+"""benchmarks/search_speed.py runs in --quick mode and prints a well-formed table, a row
+per mbwrap backend (torch, and compiled where numba is installed)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -14,8 +16,9 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "search_speed.p
 # Where benchmarks/setup_mctx_venv.sh puts mctx's venv: $MBWRAP_PEERS_DIR, else .peers/.
 PEERS_DIR = Path(os.environ.get("MBWRAP_PEERS_DIR") or BENCHMARK.parents[1] / ".peers")
 MCTX_PYTHON = PEERS_DIR / "mctx-venv" / "bin" / "python"
-ROW = re.compile(r"^\| (muzero|gumbel) \| (\d+) \| (\d+) \|(.*)\|$")
+ROW = re.compile(r"^\| (muzero|gumbel) \| (\d+) \| (\d+) \| (torch|compiled) \|(.*)\|$")
 NUMBER = r"[\d,]+"
+BACKENDS = ["torch", "compiled"] if importlib.util.find_spec("numba") else ["torch"]
 
 
 def run(*extra: str) -> str:
@@ -37,16 +40,18 @@ def speed_rows(out: str) -> list[list[str]]:
         if not ROW.match(line):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
-    assert all(len(row) == 8 for row in rows), rows
+    assert all(len(row) == 9 for row in rows), rows
     return rows
 
 
 def check_table(out: str, with_mctx: bool) -> None:
-    assert "| policy | batch | sims | mbwrap sims/s | mctx sims/s | python sims/s " in out
+    assert ("| policy | batch | sims | backend | mbwrap sims/s | mctx sims/s | python sims/s "
+            in out)
     rows = speed_rows(out)
-    assert [(r[0], r[1], r[2]) for r in rows] == [
-        ("muzero", "1", "4"), ("muzero", "3", "4"), ("gumbel", "1", "4"), ("gumbel", "3", "4")]
-    for policy, batch, _, mbwrap, mctx, python, vs_mctx, vs_python in rows:
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        (policy, batch, "4", backend) for policy in ("muzero", "gumbel")
+        for batch in ("1", "3") for backend in BACKENDS]
+    for policy, batch, _, _, mbwrap, mctx, python, vs_mctx, vs_python in rows:
         assert re.fullmatch(NUMBER, mbwrap) and float(mbwrap.replace(",", "")) > 0
         if with_mctx:
             assert re.fullmatch(NUMBER, mctx) and re.fullmatch(r"\d+\.\d\d", vs_mctx)
@@ -61,7 +66,13 @@ def check_table(out: str, with_mctx: bool) -> None:
             assert python == vs_python == "n/a"
     assert "* estimated: the Python search ran only the first 2 roots" in out
     # Deterministic pUCT: mbwrap and the one-tree Python search visit the same actions.
-    assert re.search(r"mbwrap vs python muzero B=2 n=4: 2/2 roots identical", out)
+    for backend in BACKENDS:
+        assert re.search(rf"mbwrap {backend} +vs python muzero B=2 n=4: 2/2 roots identical",
+                         out)
+    if "compiled" in BACKENDS:  # and the two backends build the same trees
+        for policy in ("muzero", "gumbel"):
+            assert re.search(rf"mbwrap compiled vs torch  {policy} +B=3 n=4: 3/3 roots identical",
+                             out)
 
 
 def test_mbwrap_and_python_quick() -> None:
@@ -73,8 +84,11 @@ def test_with_mctx_quick() -> None:
     out = run("--mctx-python", str(MCTX_PYTHON), "--batches", "3")
     assert "mctx " in out and "jax " in out
     rows = speed_rows(out)
-    assert [(r[0], r[1]) for r in rows] == [("muzero", "3"), ("gumbel", "3")]
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        (policy, "3", backend) for policy in ("muzero", "gumbel") for backend in BACKENDS]
     for row in rows:
-        assert re.fullmatch(NUMBER, row[4]) and re.fullmatch(r"\d+\.\d\d", row[6])
+        assert re.fullmatch(NUMBER, row[5]) and re.fullmatch(r"\d+\.\d\d", row[7])
     for policy in ("muzero", "gumbel"):
-        assert re.search(rf"mbwrap vs mctx   {policy} B=3 n=4: \d+/3 roots identical", out)
+        for backend in BACKENDS:
+            assert re.search(
+                rf"mbwrap {backend} +vs mctx   {policy} B=3 n=4: \d+/3 roots identical", out)

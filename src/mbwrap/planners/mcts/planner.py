@@ -15,6 +15,7 @@ from mbwrap.device import make_generator
 from mbwrap.envs.fns import BatchedFn
 from mbwrap.errors import CheckpointError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
+from mbwrap.planners.mcts.compiled_search import BACKENDS
 from mbwrap.planners.mcts.policies import (
     C_SCALE,
     C_VISIT,
@@ -60,6 +61,9 @@ class MCTSPlanner(BasePolicy):
     :param reward_fn, termination_fn: :class:`WorldModel` only (see
         :class:`WorldModelSearch`).
     :param observation_space, action_space: needed when the model has none.
+    :param backend: how the tree is searched: ``"torch"``, ``"compiled"`` (numba kernels
+        on the CPU) or ``"auto"`` (compiled on the CPU for small batches when numba is
+        installed); see :func:`muzero_policy`. The trees are the same.
     """
 
     registry_name: ClassVar[str] = "mcts"
@@ -87,6 +91,7 @@ class MCTSPlanner(BasePolicy):
         seed: int | None = None,
         observation_space: spaces.Space | None = None,
         action_space: spaces.Space | None = None,
+        backend: str = "auto",
     ) -> None:
         generator = make_generator(
             model.device if isinstance(model, WorldModel)
@@ -120,6 +125,8 @@ class MCTSPlanner(BasePolicy):
             )
         if search not in ("muzero", "gumbel"):
             raise ValueError(f"search: expected 'muzero' or 'gumbel', got {search!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected 'auto', 'torch' or 'compiled', got {backend!r}")
         super().__init__(observation_space, action_space)
         self.model = model
         self.search_model = search_model
@@ -136,6 +143,7 @@ class MCTSPlanner(BasePolicy):
         self.gamma = float(gamma)
         self.rollout_horizon = int(rollout_horizon)
         self.seed = None if seed is None else int(seed)
+        self.backend = backend
         self._given_fns = {"value_fn": value_fn is not None, "reward_fn": reward_fn is not None,
                            "termination_fn": termination_fn is not None}
         self.generator = generator
@@ -157,7 +165,7 @@ class MCTSPlanner(BasePolicy):
             "max_num_considered_actions": self.max_num_considered_actions,
             "gumbel_scale": self.gumbel_scale, "c_visit": self.c_visit, "c_scale": self.c_scale,
             "max_depth": self.max_depth, "gamma": self.gamma,
-            "rollout_horizon": self.rollout_horizon, "seed": self.seed,
+            "rollout_horizon": self.rollout_horizon, "seed": self.seed, "backend": self.backend,
         }
 
     # ------------------------------------------------------------------ acting
@@ -171,14 +179,14 @@ class MCTSPlanner(BasePolicy):
                 root, self.search_model.recurrent_fn, self.num_simulations,
                 max_num_considered_actions=self.max_num_considered_actions,
                 gumbel_scale=self.gumbel_scale, c_visit=self.c_visit, c_scale=self.c_scale,
-                max_depth=self.max_depth, generator=self.generator,
+                max_depth=self.max_depth, generator=self.generator, backend=self.backend,
             )
         else:
             out = muzero_policy(
                 root, self.search_model.recurrent_fn, self.num_simulations,
                 dirichlet_alpha=self.dirichlet_alpha,
                 dirichlet_fraction=self.dirichlet_fraction, temperature=self.temperature,
-                max_depth=self.max_depth, generator=self.generator,
+                max_depth=self.max_depth, generator=self.generator, backend=self.backend,
             )
         self.last_search = out
         return out

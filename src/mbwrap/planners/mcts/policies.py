@@ -18,6 +18,12 @@ from mbwrap.planners.mcts.action_selection import (
     masked_argmax,
     muzero_action_selection,
 )
+from mbwrap.planners.mcts.compiled_search import (
+    GumbelRule,
+    PuctRule,
+    choose_backend,
+    compiled_search,
+)
 from mbwrap.planners.mcts.qtransforms import completed_by_mix_value
 from mbwrap.planners.mcts.search import check_num_simulations, check_root, mask_logits, search
 from mbwrap.planners.mcts.seq_halving import considered_visits_table, score_considered
@@ -110,6 +116,7 @@ def muzero_policy(
     qtransform: str = "min_max_tree",
     generator: torch.Generator | None = None,
     tree: Tree | None = None,
+    backend: str = "auto",
 ) -> PolicyOutput:
     """MuZero's search (Schrittwieser et al. 2020, Appendix B) on ``B`` roots.
 
@@ -121,6 +128,10 @@ def muzero_policy(
     :param invalid_actions: ``[B, A]`` bool illegal root actions (default from the root).
     :param qtransform: ``"min_max_tree"`` (the paper) or ``"min_max_siblings"`` (mctx).
     :param tree: a reused subtree (:func:`reuse_subtree`) to continue from.
+    :param backend: ``"torch"`` (tensor operations, any device), ``"compiled"`` (numba
+        kernels on the CPU: :func:`compiled_search`) or ``"auto"`` (compiled on the CPU
+        for up to ``COMPILED_MAX_BATCH`` roots when numba is installed, else torch). Both
+        build the same tree.
     :return: action ``[B]``, action_weights = root visit distribution ``[B, A]``, the tree.
     """
     num_simulations = check_num_simulations(num_simulations)
@@ -131,6 +142,7 @@ def muzero_policy(
     if temperature < 0:
         raise ValueError(f"temperature: expected a float >= 0, got {temperature!r}")
     invalid = check_root(root, invalid_actions)
+    backend = choose_backend(backend, root.value.device, root.value.shape[0], root.value.dtype)
     logits = mask_logits(root.prior_logits, invalid)
     if dirichlet_fraction > 0:
         noise = dirichlet_noise(
@@ -139,16 +151,23 @@ def muzero_policy(
         )
         logits = add_dirichlet_noise(logits, noise, dirichlet_fraction)
     noisy = RootFnOutput(logits, root.value, root.embedding, root.invalid_actions)
-    search_tree = search(
-        noisy, recurrent_fn, num_simulations=num_simulations,
-        root_action_selection_fn=lambda t: muzero_action_selection(
-            t, torch.zeros_like(t.batch_range), pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-            qtransform=qtransform),
-        interior_action_selection_fn=functools.partial(
-            muzero_action_selection, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-            qtransform=qtransform),
-        invalid_actions=invalid, max_depth=max_depth, tree=tree,
-    )
+    if backend == "compiled":
+        search_tree = compiled_search(
+            noisy, recurrent_fn, num_simulations=num_simulations,
+            rule=PuctRule(pb_c_init, pb_c_base, qtransform),
+            invalid_actions=invalid, max_depth=max_depth, tree=tree,
+        )
+    else:
+        search_tree = search(
+            noisy, recurrent_fn, num_simulations=num_simulations,
+            root_action_selection_fn=lambda t: muzero_action_selection(
+                t, torch.zeros_like(t.batch_range), pb_c_init=pb_c_init, pb_c_base=pb_c_base,
+                qtransform=qtransform),
+            interior_action_selection_fn=functools.partial(
+                muzero_action_selection, pb_c_init=pb_c_init, pb_c_base=pb_c_base,
+                qtransform=qtransform),
+            invalid_actions=invalid, max_depth=max_depth, tree=tree,
+        )
     summary = search_tree.summary()
     action = _sample_from_visits(summary.visit_counts, temperature, generator)
     return PolicyOutput(action=action, action_weights=summary.visit_probs,
@@ -168,6 +187,7 @@ def gumbel_muzero_policy(
     max_depth: int | None = None,
     generator: torch.Generator | None = None,
     tree: Tree | None = None,
+    backend: str = "auto",
 ) -> PolicyOutput:
     """Gumbel MuZero's search (Danihelka et al. 2022) on ``B`` roots.
 
@@ -176,6 +196,7 @@ def gumbel_muzero_policy(
     deterministic improved-policy matching below the root. No Dirichlet noise: the
     Gumbel noise explores. ``gumbel_scale = 0`` makes the choice deterministic.
 
+    :param backend: ``"torch"``, ``"compiled"`` or ``"auto"``, as for :func:`muzero_policy`.
     :return: action ``[B]``; action_weights = ``softmax(logits + sigma(completed Q))``
         ``[B, A]``, the improved policy the policy head is trained on; the tree.
     """
@@ -185,6 +206,7 @@ def gumbel_muzero_policy(
             f"max_num_considered_actions: expected an int >= 1, got {max_num_considered_actions!r}"
         )
     invalid = check_root(root, invalid_actions)
+    backend = choose_backend(backend, root.value.device, root.value.shape[0], root.value.dtype)
     logits = mask_logits(root.prior_logits, invalid)
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device,
                          dtype=logits.dtype)
@@ -192,16 +214,23 @@ def gumbel_muzero_policy(
     table = considered_visits_table(max_num_considered_actions, num_simulations,
                                     device=logits.device)
     masked = RootFnOutput(logits, root.value, root.embedding, root.invalid_actions)
-    search_tree = search(
-        masked, recurrent_fn, num_simulations=num_simulations,
-        root_action_selection_fn=functools.partial(
-            gumbel_root_action_selection, table=table,
-            max_num_considered_actions=max_num_considered_actions,
-            c_visit=c_visit, c_scale=c_scale),
-        interior_action_selection_fn=functools.partial(
-            gumbel_interior_action_selection, c_visit=c_visit, c_scale=c_scale),
-        invalid_actions=invalid, max_depth=max_depth, tree=tree, root_gumbel=gumbel,
-    )
+    if backend == "compiled":
+        search_tree = compiled_search(
+            masked, recurrent_fn, num_simulations=num_simulations,
+            rule=GumbelRule(table, max_num_considered_actions, c_visit, c_scale),
+            invalid_actions=invalid, max_depth=max_depth, tree=tree, root_gumbel=gumbel,
+        )
+    else:
+        search_tree = search(
+            masked, recurrent_fn, num_simulations=num_simulations,
+            root_action_selection_fn=functools.partial(
+                gumbel_root_action_selection, table=table,
+                max_num_considered_actions=max_num_considered_actions,
+                c_visit=c_visit, c_scale=c_scale),
+            interior_action_selection_fn=functools.partial(
+                gumbel_interior_action_selection, c_visit=c_visit, c_scale=c_scale),
+            invalid_actions=invalid, max_depth=max_depth, tree=tree, root_gumbel=gumbel,
+        )
     summary = search_tree.summary()
     # Act with the best of the most visited actions (the paper's final selection).
     considered_visit = summary.visit_counts.max(-1).values

@@ -29,7 +29,7 @@ from mbwrap.planners.mcts.tree import (
     tree_map,
     tree_map2,
 )
-from mbwrap.planners.mcts.types import RecurrentFn, RecurrentFnOutput, RootFnOutput
+from mbwrap.planners.mcts.types import Embedding, RecurrentFn, RecurrentFnOutput, RootFnOutput
 
 #: ``tree -> [B]`` actions at the roots.
 RootActionSelectionFn = Callable[[Tree], torch.Tensor]
@@ -45,6 +45,12 @@ def check_num_simulations(num_simulations: object) -> int:
     ):
         raise ValueError(f"num_simulations: expected an int >= 1, got {num_simulations!r}")
     return num_simulations
+
+
+def check_max_depth(max_depth: object) -> int | None:
+    if max_depth is not None and (isinstance(max_depth, bool) or int(max_depth) < 1):
+        raise ValueError(f"max_depth: expected None or an int >= 1, got {max_depth!r}")
+    return None if max_depth is None else int(max_depth)
 
 
 def mask_logits(logits: torch.Tensor, invalid: torch.Tensor | None) -> torch.Tensor:
@@ -105,6 +111,31 @@ def _check_step(out: RecurrentFnOutput, batch: int, actions: int) -> None:
             raise ValueError(f"recurrent_fn: expected {name} of shape {want}, got {shape}")
 
 
+def allocate(root: RootFnOutput, num_simulations: int, tree: Tree | None) -> Tree:
+    """An empty tree for ``root`` with room for ``num_simulations`` more nodes, or the reused
+    ``tree`` grown by as many slots (its per-tree statistics are still ``tree``'s)."""
+    batch, actions = root.prior_logits.shape
+    if tree is None:
+        return empty_tree(batch, num_simulations + 2, actions, root.embedding,
+                          dtype=root.value.dtype, device=root.value.device)
+    if tree.batch_size != batch or tree.num_actions != actions:
+        raise ValueError(
+            f"tree: expected {batch} trees over {actions} actions to match the root, got "
+            f"{tree.batch_size} over {tree.num_actions}"
+        )
+    return grow(tree, tree.capacity + num_simulations)
+
+
+def write_root_embeddings(tree: Tree, embedding: Embedding) -> None:
+    """Store the roots' embedding (leaves ``[B, ...]``) in slot 0 of every row."""
+
+    def write_root(stored: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        stored[:, ROOT_INDEX] = new
+        return stored
+
+    tree_map2(write_root, tree.embeddings, embedding)
+
+
 def initialize(
     root: RootFnOutput,
     num_simulations: int,
@@ -119,16 +150,7 @@ def initialize(
     """
     batch, actions = root.prior_logits.shape
     dtype, device = root.value.dtype, root.value.device
-    if tree is None:
-        tree = empty_tree(batch, num_simulations + 2, actions, root.embedding,
-                          dtype=dtype, device=device)
-    else:
-        if tree.batch_size != batch or tree.num_actions != actions:
-            raise ValueError(
-                f"tree: expected {batch} trees over {actions} actions to match the root, got "
-                f"{tree.batch_size} over {tree.num_actions}"
-            )
-        tree = grow(tree, tree.capacity + num_simulations)
+    tree = allocate(root, num_simulations, tree)
     fresh = tree.num_nodes == 0
     invalid = (
         torch.zeros(batch, actions, dtype=torch.bool, device=device)
@@ -141,12 +163,7 @@ def initialize(
     tree.node_values[:, ROOT_INDEX] = torch.where(fresh, root.value,
                                                   tree.node_values[:, ROOT_INDEX])
     tree.node_visits[:, ROOT_INDEX] = torch.where(fresh, 1.0, tree.node_visits[:, ROOT_INDEX])
-
-    def write_root(stored: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        stored[:, ROOT_INDEX] = new
-        return stored
-
-    tree_map2(write_root, tree.embeddings, root.embedding)
+    write_root_embeddings(tree, root.embedding)
     gumbel = torch.zeros_like(tree.root_gumbel) if root_gumbel is None else root_gumbel
     return replace(tree, num_nodes=tree.num_nodes.clamp(min=1), root_gumbel=gumbel)
 
@@ -336,8 +353,7 @@ def search(
     :raises ModelOutputError: when the model gave a NaN or infinite value, reward or prior.
     """
     num_simulations = check_num_simulations(num_simulations)
-    if max_depth is not None and (isinstance(max_depth, bool) or int(max_depth) < 1):
-        raise ValueError(f"max_depth: expected None or an int >= 1, got {max_depth!r}")
+    max_depth = check_max_depth(max_depth)
     invalid_actions = check_root(root, invalid_actions)
     # Inference mode skips autograd's bookkeeping on every small op (about 1.4x faster at
     # one root on a CPU); the tree is copied out of it at the end so that callers may use
@@ -362,6 +378,13 @@ def search(
     return tree.clone()
 
 
+#: What :func:`search` raises when the model returned a NaN or an infinity.
+NONFINITE_MESSAGE = (
+    "recurrent_fn: the model returned a NaN or infinite value, reward or prior logit "
+    "during the search; check the model's inputs and weights"
+)
+
+
 def _check_finite(tree: Tree) -> None:
     used = slice(0, tree.capacity - 1)  # the spare slot holds padding
     finite = (
@@ -370,7 +393,4 @@ def _check_finite(tree: Tree) -> None:
         & torch.isfinite(tree.children_prior_logits[:, used]).all()
     )
     if not bool(finite):
-        raise ModelOutputError(
-            "recurrent_fn: the model returned a NaN or infinite value, reward or prior logit "
-            "during the search; check the model's inputs and weights"
-        )
+        raise ModelOutputError(NONFINITE_MESSAGE)
