@@ -26,8 +26,10 @@ from mbwrap.spaces import (
     unflatten,
 )
 from mbwrap.tree import (
+    rows_nonfinite,
     tree_assign,
     tree_batch_size,
+    tree_float_leaves,
     tree_index,
     tree_map,
     tree_rows_finite,
@@ -78,6 +80,30 @@ def test_tree_functions_apply_leaf_by_leaf_and_to_plain_tensors():
 
 
 # ---------------------------------------------------------------------- spaces
+
+
+def test_rows_nonfinite_flags_every_row_with_a_nan_or_an_infinity_in_any_tensor():
+    nan, inf = float("nan"), float("inf")
+    reward = torch.tensor([1.0, inf, 0.0, 2.0, 3.0, 0.0])
+    state = torch.zeros(6, 2, 3)
+    state[2, 1, 0], state[4, 0, 2] = nan, -inf
+    prob = torch.tensor([0.5, 0.5, 0.5, nan, 0.1, 0.0])
+    expected = [False, True, True, True, True, False]
+    assert rows_nonfinite([reward, state, prob]).tolist() == expected
+    # Tensors of other dtypes are checked on their own and the flags combined.
+    assert rows_nonfinite([reward, state.double(), prob.half()]).tolist() == expected
+    assert rows_nonfinite([state]).tolist() == [False, False, True, False, True, False]
+    # The largest finite values are finite: no sum overflows to infinity.
+    huge = torch.full((2, 5), torch.finfo(torch.float32).max)
+    assert rows_nonfinite([huge, huge[:, 0]]).tolist() == [False, False]
+    assert rows_nonfinite([]) is None
+    assert rows_nonfinite([torch.zeros(0), torch.zeros(0, 4)]).shape == (0,)
+
+
+def test_tree_float_leaves_skip_integer_leaves():
+    batch = {"pos": torch.zeros(2, 3), "cell": torch.zeros(2, dtype=torch.long)}
+    assert tree_float_leaves(batch) == [batch["pos"]]
+    assert tree_float_leaves(torch.zeros(2, dtype=torch.int8)) == []
 
 
 def test_leaf_spaces_name_nested_paths_in_order():

@@ -71,7 +71,9 @@ def check_space(space: Any, *, name: str, structured: bool = False) -> spaces.Sp
 
 def is_structured(space: spaces.Space) -> bool:
     """True for ``Dict`` and ``Tuple`` spaces, whose batches are dicts of leaf tensors."""
-    return isinstance(space, STRUCTURED_SPACES)
+    # Dict and Tuple are abstract base classes (Mapping, Sequence), slow to test against on
+    # imagination's hot path; the leaf spaces are quick to rule them out.
+    return not isinstance(space, SUPPORTED_SPACES) and isinstance(space, STRUCTURED_SPACES)
 
 
 def leaf_spaces(space: spaces.Space, *, name: str = "space") -> dict[str, spaces.Space]:
@@ -239,7 +241,8 @@ def _as_structured_batch(
 
 
 def to_numpy(tensor: Tree, space: spaces.Space) -> Any:
-    """Copy a (batched or single) tensor to a host array of the space's own dtype.
+    """Copy a (batched or single) tensor, or a host array, to a host array of the space's
+    own dtype.
 
     A single ``Discrete`` element comes back as an ``np.int64`` scalar. For a
     ``Dict``/``Tuple`` space, ``tensor`` is the flat dict of leaves and the result the
@@ -248,8 +251,14 @@ def to_numpy(tensor: Tree, space: spaces.Space) -> Any:
     if is_structured(space):
         return _nest(tensor, space, "")
     dtype = np.int64 if isinstance(space, spaces.Discrete) else space.dtype
+    if isinstance(tensor, np.ndarray):
+        host = tensor
+    elif tensor.device.type == "cpu" and not tensor.requires_grad:
+        host = tensor.numpy()  # what detach().cpu() would return, without two calls
+    else:
+        host = tensor.detach().cpu().numpy()
     # Always a copy: the tensor may be updated in place after this returns.
-    array = np.array(tensor.detach().cpu().numpy(), dtype=dtype, copy=True)
+    array = np.array(host, dtype=dtype, copy=True)
     return array[()] if array.ndim == 0 else array
 
 
@@ -319,6 +328,10 @@ def flatten(x: torch.Tensor, space: spaces.Space) -> torch.Tensor:
     :return: ``[B, flat_dim(space)]`` float32; Discrete and MultiDiscrete are one-hot, the
         leaves of a Dict/Tuple space are concatenated in path order.
     """
+    if isinstance(space, spaces.Box) and x.ndim == 2:
+        # Already flat (and maybe float): on imagination's hot path each op, even one that
+        # returns its input, costs more than the work at small batches.
+        return x if x.dtype == torch.float32 else x.float()
     if is_structured(space):
         return torch.cat([flatten(x[path], leaf) for path, leaf in leaf_spaces(space).items()], -1)
     batch = x.shape[0]

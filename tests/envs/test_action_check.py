@@ -63,3 +63,28 @@ def test_multidiscrete_outside_names_action():
 def test_strings_are_refused():
     with pytest.raises(SpaceMismatchError, match=r"^action: expected numbers"):
         ActionCheck(spaces.Discrete(2))("left")
+
+
+@pytest.mark.parametrize("size", [1, 5, 16, 17, 300])  # a handful of values, and many
+def test_fast_paths_decide_as_the_exact_check_at_every_batch_size(size):
+    rng = np.random.default_rng(size)
+    discrete, box = ActionCheck(spaces.Discrete(4)), ActionCheck(spaces.Box(-2.0, 2.0, (1,)))
+    inside = rng.integers(0, 4, size)
+    assert discrete(inside) is inside
+    for bad in (-1, 4, np.iinfo(np.int64).min):
+        action = inside.copy()
+        action[size // 2] = bad
+        with pytest.raises(SpaceMismatchError, match=rf"the first in row {size // 2}"):
+            discrete(action)
+    floats = rng.uniform(-2.0, 2.0, (size, 1)).astype(np.float32)
+    assert box(floats) is floats
+    # A NaN passes unchanged, as through the exact check; a value beyond the bounds next to
+    # it is still clipped.
+    floats[0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert box(floats) is floats
+    floats[-1] = 3.0
+    with pytest.warns(UserWarning):
+        out = box(floats)
+    assert out[-1, 0] == 2.0 and (size == 1 or np.isnan(out[0, 0]))

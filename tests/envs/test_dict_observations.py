@@ -14,6 +14,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import mbwrap
+from mbwrap.device import force_accelerator_paths
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,37 @@ def test_dream_vec_env_returns_dict_batches_and_dict_final_observations(goal_dat
     _, _, _, truncated, info = venv.step(np.zeros((3, 2), np.float32))
     assert truncated.all() and info["_final_obs"].all()
     assert all(env.observation_space.contains(final) for final in info["final_obs"])
+
+
+def test_dream_vec_env_copies_dict_batches_to_the_host_alike_on_the_accelerator_paths(
+    goal_data,
+):
+    """The accelerator's one packed copy to the host (forced on the CPU) gives the same
+    nested observations, final observations and flags as the CPU's copies."""
+    _, buffer, model = goal_data
+    actions = [np.random.default_rng(t).uniform(-1, 1, (3, 2)).astype(np.float32) for t in range(5)]
+
+    def run(forced: bool) -> list:
+        venv = mbwrap.DreamVecEnv(model, 3, buffer, horizon=2)
+        with force_accelerator_paths(forced):
+            return [venv.reset(seed=1)] + [venv.step(action) for action in actions]
+
+    cpu, accelerator = run(False), run(True)
+    for (obs, *rest), (obs_acc, *rest_acc) in zip(cpu, accelerator, strict=True):
+        for key in obs:
+            assert obs[key].dtype == obs_acc[key].dtype
+            np.testing.assert_array_equal(obs[key], obs_acc[key])
+        if len(rest) == 4:  # a step: reward, terminated, truncated, info
+            for a, b in zip(rest[:3], rest_acc[:3], strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+            info, info_acc = rest[3], rest_acc[3]
+            assert info.keys() == info_acc.keys()
+            for final, final_acc in zip(
+                info.get("final_obs", []), info_acc.get("final_obs", []), strict=True
+            ):
+                for key in final:
+                    np.testing.assert_array_equal(final[key], final_acc[key])
 
 
 def test_sac_with_multi_input_policy_trains_in_imagination(goal_data):

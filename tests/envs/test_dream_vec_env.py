@@ -14,6 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 import mbwrap
 from mbwrap import DreamEnv, DreamVecEnv
+from mbwrap.device import force_accelerator_paths
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
 from mbwrap.types import ModelStep
 
@@ -325,6 +326,68 @@ def test_nonfinite_output_raises_when_asked(make_line_model):
     venv.step(line_actions(1, 1, 1, 1))
     with pytest.raises(ModelOutputError):
         venv.step(line_actions(1, 1, 1, 1))
+
+
+# ---------------------------------------------------------------- the accelerator's paths
+def _steps_taken(venv: DreamVecEnv, actions: list[np.ndarray], seed: int) -> list:
+    """Everything ``reset`` and each ``step`` return, with the warnings they give."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out: list = [venv.reset(seed=seed)]
+        out += [venv.step(action) for action in actions]
+    return [out, [str(w.message) for w in caught]]
+
+
+def _assert_same(a, b) -> None:
+    """Equal nested outputs: arrays of equal dtype and values (NaN equal to NaN)."""
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        if a.dtype == object:
+            _assert_same(list(a), list(b))
+        else:
+            np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b or (a != a and b != b)
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP])
+def test_accelerator_paths_step_the_same_episodes_as_the_cpu(make_line_model, mode):
+    """Forced on the CPU, the accelerator's paths (the step's outputs brought to the host as
+    one packed copy, non-finite rows masked without a test) return exactly what the CPU's
+    paths do, through non-finite outputs, terminations and restarts."""
+    rng = np.random.default_rng(0)
+    actions = [rng.uniform(-1, 1, (4, 1)).astype(np.float32) for _ in range(12)]
+
+    def run(forced: bool) -> list:
+        model = make_line_model(goal=25.0, nan_when=_nan_in_env_2)
+        venv = DreamVecEnv(model, 4, spaced_starts, horizon=5, autoreset_mode=mode)
+        with force_accelerator_paths(forced):
+            return _steps_taken(venv, actions, seed=0)
+
+    cpu, accelerator = run(False), run(True)
+    assert any("model_nonfinite" in info for *_, info in cpu[0][1:])
+    assert any(step[2].any() for step in cpu[0][1:])  # some episode reached the goal
+    _assert_same(cpu, accelerator)
+
+
+def test_accelerator_paths_step_the_same_maze_as_the_cpu(maze_model, maze_buffer):
+    venv_actions = [np.random.default_rng(t).integers(0, 4, 8) for t in range(30)]
+
+    def run(forced: bool) -> list:
+        venv = DreamVecEnv(maze_model, 8, maze_buffer, horizon=6)
+        with force_accelerator_paths(forced):
+            return _steps_taken(venv, venv_actions, seed=3)
+
+    _assert_same(run(False), run(True))
 
 
 class _MemberModel(mbwrap.WorldModel):

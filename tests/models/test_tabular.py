@@ -285,6 +285,62 @@ def buffer_with(transitions: dict, capacity: int = 50) -> ReplayBuffer:
     return buffer
 
 
+@pytest.mark.parametrize("mode", ["sample", "most-likely"])
+def test_predictions_follow_every_change_to_the_counts(mode):
+    """step reads tables derived from the counts and kept between steps: after updates,
+    refits, loads and direct writes, it predicts exactly what a new model with the same
+    counts predicts (same draws from the same generator)."""
+    obs_space, act_space = spaces.Discrete(6, start=1), spaces.Discrete(3)
+    model = TabularModel(obs_space, act_space, mode=mode, device="cpu")
+    rng = torch.Generator().manual_seed(0)
+    states = torch.arange(6).repeat_interleave(3)  # every pair, seen or not
+    actions = torch.arange(3).repeat(6)
+
+    def assert_predicts_as_a_new_model(model: TabularModel) -> None:
+        fresh = TabularModel(obs_space, act_space, mode=mode, device="cpu")
+        fresh.load_state_dict(model.state_dict())
+        for got, want in zip(
+            model.step_indices(states, actions, generator=gen(1)),
+            fresh.step_indices(states, actions, generator=gen(1)),
+            strict=True,
+        ):
+            assert torch.equal(got, want)
+
+    def update(n: int) -> None:
+        model.update_indices(
+            torch.randint(6, (n,), generator=rng),
+            torch.randint(3, (n,), generator=rng),
+            torch.randint(6, (n,), generator=rng),
+            torch.randn(n, generator=rng),
+            (torch.rand(n, generator=rng) < 0.3).float(),
+        )
+
+    assert_predicts_as_a_new_model(model)  # nothing seen: every pair stays put
+    for n in (1, 3, 1, 20):
+        update(n)
+        assert_predicts_as_a_new_model(model)
+    model.counts[2, 1, 4] += 5.0
+    model.reward_sum[2, 1, 4] -= 1.0
+    assert_predicts_as_a_new_model(model)
+    other = TabularModel(obs_space, act_space, mode=mode, device="cpu")
+    other.update_indices(*(torch.tensor([v]) for v in (0, 0, 5, 2.0, 1.0)))
+    model.load_state_dict(other.state_dict())
+    assert_predicts_as_a_new_model(model)
+    buffer = ReplayBuffer(obs_space, act_space, 50, device="cpu")
+    buffer.extend(
+        np.array([1, 1, 4, 6]),
+        np.array([0, 2, 2, 1]),
+        np.array([1.0, -1.0, 0.5, 2.0]),
+        np.array([2, 1, 6, 6]),
+        np.array([False, True, False, False]),
+        np.zeros(4, dtype=bool),
+    )
+    model.fit(buffer)
+    assert_predicts_as_a_new_model(model)
+    update(2)
+    assert_predicts_as_a_new_model(model)
+
+
 def test_fit_equals_incremental_updates():
     buffer = buffer_with(KNOWN)
     fitted = TabularModel(S, A, device="cpu")
@@ -494,8 +550,7 @@ def test_start_offsets_hold_through_fit_step_encode_and_imagination():
     env = OffsetChain()
     buffer = ReplayBuffer(env.observation_space, env.action_space, 500, device="cpu")
     mbwrap.collect(env, buffer, 400, seed=0)
-    model = TabularModel(env.observation_space, env.action_space, mode="most-likely",
-                         device="cpu")
+    model = TabularModel(env.observation_space, env.action_space, mode="most-likely", device="cpu")
     assert model.fit(buffer)["visited_pairs"] == 8  # both actions in states 10..13
     states = model.encode(np.array([10, 11, 12, 13]))
     assert states.tolist() == [10, 11, 12, 13]

@@ -207,8 +207,10 @@ class ReplayBuffer:
             host = value if accelerator_paths(value.device) else value.numpy()
             outside = ~rows_in_space(host, leaf)
             if bool(outside.any()):
-                row = int(np.flatnonzero(outside)[0]) if host is not value else int(
-                    torch.nonzero(outside)[0]
+                row = (
+                    int(np.flatnonzero(outside)[0])
+                    if host is not value
+                    else int(torch.nonzero(outside)[0])
                 )
                 where = name if path == "" else f"{name}[{path!r}]"
                 raise SpaceMismatchError(
@@ -322,8 +324,15 @@ class ReplayBuffer:
         """
         self._check_nonempty("sample")
         flat = torch.randint(len(self), (batch_size,), device=self.device, generator=generator)
-        rows, cols = flat // self.n_envs, flat % self.n_envs
-        return Transition(**{k: tree_index(self._data[k], (rows, cols)) for k in _FIELDS[:-1]})
+        # flat numbers (row, env) row-major, as the storage lays them out: one index_select
+        # per field, several times faster than indexing by the two (imagination samples its
+        # start states here at every reset).
+        return Transition(
+            **{
+                k: tree_map(lambda v: v.flatten(0, 1).index_select(0, flat), self._data[k])
+                for k in _FIELDS[:-1]
+            }
+        )
 
     def _starts(self, length: int) -> torch.Tensor:
         """Logical ``(t, env)`` starts of every stored length-``length`` sub-trajectory."""

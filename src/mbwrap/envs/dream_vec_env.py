@@ -10,13 +10,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from mbwrap.device import accelerator_paths
 from mbwrap.envs.action_masks import ActionMasks
 from mbwrap.envs.dream_env import _check_horizon
 from mbwrap.envs.fns.base import ActionMaskFn, BatchedFn
+from mbwrap.envs.host_copy import step_to_host
 from mbwrap.envs.imagination import ImaginationCore, NonFinitePolicy, StartStates
 from mbwrap.models import WorldModel
 from mbwrap.spaces import to_numpy
-from mbwrap.tree import tree_index
 
 
 def _row(batch: Any, row: int) -> Any:
@@ -87,8 +88,13 @@ class DreamVecEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         self.render_mode = None
-        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        # Steps since reset() and, per episode, the count at which it is truncated: one
+        # comparison a step instead of a counter per episode to increment (and against a
+        # NumPy integer, which NumPy compares faster than a Python one).
+        self._steps = np.int64(0)
+        self._deadline = np.full(self.num_envs, self.horizon, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._packed = False
 
     @property
     def autoreset_mode(self) -> AutoresetMode:
@@ -107,72 +113,74 @@ class DreamVecEnv(VectorEnv):
         if seed is not None or self._np_random is None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self.core.seed(int(self.np_random.integers(2**63 - 1)))
+        # Whether a step's outputs come to the host as one packed copy (step_to_host): the
+        # same arrays either way, so decided here rather than every step, where reading the
+        # switch (an environment variable) would cost as much as a small step's arithmetic.
+        self._packed = accelerator_paths(self.model.device)
         obs = self.core.reset()
-        self._elapsed[:] = 0
+        self._steps = np.int64(0)
+        self._deadline[:] = self.horizon
         self._needs_reset[:] = False
         return to_numpy(obs, self.single_observation_space), {}
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        if self.core.state is None:
+        core = self.core
+        if core.state is None:
             raise RuntimeError("DreamVecEnv: call reset() before step()")
-        restart = self._needs_reset if self.autoreset_mode == AutoresetMode.NEXT_STEP else None
+        device = self.model.device
+        space = self.single_observation_space
+        next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
+        # np.count_nonzero to test for any: a third of ndarray.any's cost at these sizes.
+        restart = self._needs_reset if next_step and np.count_nonzero(self._needs_reset) else None
         # In NEXT_STEP mode the episodes being restarted are stepped too (one batched call)
         # but their outcome is discarded, so their model output must not count.
-        obs, reward, terminated, nonfinite = self.core.step(
-            actions, ignore=None if restart is None else torch.as_tensor(restart)
+        obs, reward, terminated, nonfinite = core.step(
+            actions, ignore=None if restart is None else torch.as_tensor(restart, device=device)
         )
-        self._elapsed += 1
-        # One device-to-host copy for the three per-env scalars.
-        flags = torch.stack([reward, terminated.float(), nonfinite.float()]).cpu().numpy()
-        reward_np = flags[0].astype(np.float64)
-        terminated_np, nonfinite_np = flags[1] > 0.5, flags[2] > 0.5
-        self.core.report_nonfinite(int(nonfinite_np.sum()))
-        truncated_np = (self._elapsed >= self.horizon) | nonfinite_np
+        self._steps += 1
+        obs_np, (reward_np, terminated_np, nonfinite_np) = step_to_host(
+            obs,
+            space,
+            ((reward, np.float64), (terminated, np.bool_), (nonfinite, np.bool_)),
+            packed=self._packed,
+        )
+        truncated_np = (self._deadline <= self._steps) | nonfinite_np
+        done = terminated_np | truncated_np
+        any_done = np.count_nonzero(done) > 0
+        # Episodes cut by non-finite output are done: no second test on the common step.
+        n_nonfinite = np.count_nonzero(nonfinite_np) if any_done else 0
+        any_nonfinite = n_nonfinite > 0
         infos: dict[str, Any] = {}
-        if nonfinite_np.any():
+        if any_nonfinite:
+            core.report_nonfinite(n_nonfinite)
             infos["model_nonfinite"] = nonfinite_np
             infos["_model_nonfinite"] = nonfinite_np.copy()
-        done = terminated_np | truncated_np
-        if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            if done.any():
-                final_obs = np.full(self.num_envs, None, dtype=object)
+        if not next_step:
+            if any_done:
                 ended = np.flatnonzero(done)
-                final = to_numpy(
-                    tree_index(obs, torch.as_tensor(ended, device=self.model.device)),
-                    self.single_observation_space,
-                )
-                for j, i in enumerate(ended):
-                    final_obs[i] = _row(final, j)
+                final_obs = np.full(self.num_envs, None, dtype=object)
+                for i in ended:
+                    final_obs[i] = _row(obs_np, i)
                 infos["final_obs"], infos["_final_obs"] = final_obs, done.copy()
                 # As gymnasium's SyncVectorEnv: the ending step's own info goes in final_info.
                 final_info: dict[str, Any] = {}
-                if "model_nonfinite" in infos:
+                if any_nonfinite:
                     final_info["model_nonfinite"] = nonfinite_np.copy()
                     final_info["_model_nonfinite"] = nonfinite_np.copy()
                 infos["final_info"], infos["_final_info"] = final_info, done.copy()
-                obs = self.core.reset(
-                    torch.as_tensor(np.flatnonzero(done), device=self.model.device)
-                )
-                self._elapsed[done] = 0
+                obs_np = to_numpy(core.reset(torch.as_tensor(ended, device=device)), space)
+                self._deadline[done] = self._steps + self.horizon
         else:
-            assert restart is not None
-            if restart.any():
-                obs = self.core.reset(
-                    torch.as_tensor(np.flatnonzero(restart), device=self.model.device)
-                )
-                self._elapsed[restart] = 0
+            if restart is not None:
+                index = torch.as_tensor(np.flatnonzero(restart), device=device)
+                obs_np = to_numpy(core.reset(index), space)
+                self._deadline[restart] = self._steps + self.horizon
                 reward_np[restart] = 0.0
                 terminated_np[restart] = False
                 truncated_np[restart] = False
                 done = terminated_np | truncated_np
             self._needs_reset = done
-        return (
-            to_numpy(obs, self.single_observation_space),
-            reward_np,
-            terminated_np,
-            truncated_np,
-            infos,
-        )
+        return obs_np, reward_np, terminated_np, truncated_np, infos
 
     def action_masks(self) -> np.ndarray:
         """Which actions are valid now in each episode, as sb3-contrib's ``MaskablePPO``

@@ -21,14 +21,16 @@ from mbwrap.envs.action_check import ActionCheck
 from mbwrap.envs.fns.base import BatchedFn
 from mbwrap.envs.fns.resolve import resolve_fns
 from mbwrap.errors import ModelOutputError, NonFiniteModelWarning, SpaceMismatchError
+from mbwrap.grad import no_grad
 from mbwrap.models import WorldModel
-from mbwrap.spaces import as_batch, rows_in_space
+from mbwrap.spaces import as_batch, element_shape, rows_in_space, torch_dtype
 from mbwrap.tree import (
     Tree,
+    rows_nonfinite,
     tree_assign,
     tree_batch_size,
+    tree_float_leaves,
     tree_index,
-    tree_leaves,
     tree_rows_finite,
     tree_where,
 )
@@ -139,6 +141,9 @@ class ImaginationCore:
         self.state: torch.Tensor | None = None
         self.obs: Tree | None = None
         self.check_action = ActionCheck(model.action_space)
+        self._action_shape = element_shape(model.action_space)
+        self._action_dtype = torch_dtype(model.action_space)
+        self._action_np_dtype = torch.empty(0, dtype=self._action_dtype).numpy().dtype
         #: ``[B]`` ensemble member per episode (TS-inf models), else ``None``.
         self.member: torch.Tensor | None = None
         #: ``[M]`` members of equal blocks of episodes (:meth:`start_at`), else ``None``.
@@ -164,8 +169,8 @@ class ImaginationCore:
         costs one device-to-host copy per reset of float observations.
         """
         state, obs = self._draw_starts(n)
-        bad = ~(tree_rows_finite(state) & tree_rows_finite(obs))
-        if not bool(bad.any()):
+        bad = self._rows_nonfinite(state, obs)
+        if bad is None or not bool(bad.any()):
             return state, obs
         message = (
             f"start_states: {int(bad.sum())} of {n} start states drawn for "
@@ -178,15 +183,25 @@ class ImaginationCore:
             rows = torch.nonzero(bad).reshape(-1)
             new_state, new_obs = self._draw_starts(int(rows.numel()))
             tree_assign(state, rows, new_state)
-            tree_assign(obs, rows, new_obs)
-            bad = ~(tree_rows_finite(state) & tree_rows_finite(obs))
-            if not bool(bad.any()):
+            if obs is not state or new_obs is not new_state:
+                tree_assign(obs, rows, new_obs)
+            bad = self._rows_nonfinite(state, obs)
+            if bad is None or not bool(bad.any()):
                 return state, obs
         raise ValueError(
             f"start_states: {int(bad.sum())} of {n} start states were still NaN or infinite "
             f"after {self.START_REDRAWS} redraws; remove non-finite observations from the "
             "start states"
         )
+
+    @staticmethod
+    def _rows_nonfinite(state: Tree, obs: Tree) -> torch.Tensor | None:
+        """``[n]`` bool: rows of start states or their observations holding NaN or
+        infinity; ``None`` when neither has a floating leaf (integers are finite)."""
+        floats = tree_float_leaves(state)
+        if obs is not state:
+            floats += tree_float_leaves(obs)
+        return rows_nonfinite(floats)
 
     def _draw_starts(self, n: int) -> tuple[torch.Tensor, Tree]:
         with torch.no_grad():
@@ -229,7 +244,8 @@ class ImaginationCore:
         elif index.numel():
             state, obs = self.sample_starts(int(index.numel()))
             tree_assign(self.state, index, state)
-            tree_assign(self.obs, index, obs)
+            if self.obs is not self.state or obs is not state:
+                tree_assign(self.obs, index, obs)
             if self.member is not None and self.fixed_member is None:
                 member = self.model.sample_members(int(index.numel()), self._gen)
                 if member is not None:
@@ -269,7 +285,7 @@ class ImaginationCore:
         )
         return self.obs
 
-    @torch.no_grad()
+    @no_grad
     def step(
         self, action: Any, ignore: torch.Tensor | None = None, *, check: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -286,61 +302,93 @@ class ImaginationCore:
             keeps its previous observation and gets reward 0.
         """
         assert self.state is not None and self.obs is not None, "reset() before step()"
+        model, batch = self.model, self.batch_size
+        device = model.device
         if check:
             action = self.check_action(action)
-        action, _ = as_batch(
-            action, self.model.action_space, name="action", device=self.model.device
-        )
-        if action.shape[0] != self.batch_size:
+        action = self._action_batch(action, device)
+        if action.shape[0] != batch:
             raise SpaceMismatchError(
-                f"action: expected a batch of {self.batch_size} actions, got {action.shape[0]}"
+                f"action: expected a batch of {batch} actions, got {action.shape[0]}"
             )
-        if self.blocks is not None and hasattr(self.model, "step_blocks"):
-            pred = self.model.step_blocks(self.state, action, self.blocks, generator=self._gen)
+        if self.blocks is not None and hasattr(model, "step_blocks"):
+            pred = model.step_blocks(self.state, action, self.blocks, generator=self._gen)
         else:
-            pred = self.model.step(self.state, action, generator=self._gen, member=self.member)
-        next_state, next_obs = pred.next_state, self.model.dream_observation(pred.next_state)
+            pred = model.step(self.state, action, generator=self._gen, member=self.member)
+        next_state = pred.next_state
+        next_obs = model.dream_observation(next_state)
         if self.reward_fn is not None:
-            reward = torch.as_tensor(
-                self.reward_fn(self.obs, action, next_obs), device=self.model.device
-            )
+            reward = self.reward_fn(self.obs, action, next_obs)
+            if not isinstance(reward, torch.Tensor) or reward.device != device:
+                reward = torch.as_tensor(reward, device=device)
         elif pred.reward is not None:
             reward = pred.reward
         else:
             raise ValueError(
-                f"reward: {type(self.model).__name__} has no reward head and no reward function "
-                f"is registered for env id {self.model.env_id!r}; pass reward_fn="
+                f"reward: {type(model).__name__} has no reward head and no reward function "
+                f"is registered for env id {model.env_id!r}; pass reward_fn="
             )
-        reward = reward.reshape(self.batch_size).float()
-        nonfinite = ~torch.isfinite(reward)
+        # Reshapes and conversions only where needed: at small batches each op, even one
+        # that returns its input, costs more than the work.
+        if reward.shape != (batch,):
+            reward = reward.reshape(batch)
+        if reward.dtype != torch.float32:
+            reward = reward.float()
+        checked = [reward]  # the floating outputs, checked for NaN and infinity together
         if self.termination_fn is not None:
-            done = torch.as_tensor(
-                self.termination_fn(self.obs, action, next_obs), device=self.model.device
-            ).reshape(self.batch_size)
+            done = self.termination_fn(self.obs, action, next_obs)
+            if not isinstance(done, torch.Tensor) or done.device != device:
+                done = torch.as_tensor(done, device=device)
+            if done.shape != (batch,):
+                done = done.reshape(batch)
             if done.is_floating_point():
-                nonfinite |= ~torch.isfinite(done)
-            terminated = done.bool()
+                checked.append(done)
+            terminated = done if done.dtype == torch.bool else done.bool()
         elif pred.terminated is not None:
-            prob = pred.terminated.reshape(self.batch_size)
+            prob = pred.terminated.reshape(batch)
             # A NaN probability would silently read as "never terminates".
-            nonfinite |= ~torch.isfinite(prob)
+            checked.append(prob)
             terminated = torch.rand(prob.shape, device=prob.device, generator=self._gen) < prob
         else:
-            terminated = torch.zeros(self.batch_size, dtype=torch.bool, device=self.model.device)
-        for tree in (next_state, next_obs) if next_obs is not next_state else (next_state,):
-            # Integer states (a tabular model's) are finite: skip the allocation and the ops.
-            if any(leaf.is_floating_point() for leaf in tree_leaves(tree)):
-                nonfinite |= ~tree_rows_finite(tree)
+            terminated = torch.zeros(batch, dtype=torch.bool, device=device)
+        checked += tree_float_leaves(next_state)  # none for a tabular model's integers
+        if next_obs is not next_state:
+            checked += tree_float_leaves(next_obs)
+        nonfinite = rows_nonfinite(checked)
+        assert nonfinite is not None  # the reward is checked
         if ignore is not None:
             nonfinite &= ~ignore.to(nonfinite.device)
-        # Masked unconditionally: testing for any NaN here would cost a device-to-host sync
-        # every step; the caller reports them after its one copy to the host.
-        next_obs = tree_where(nonfinite, self.obs, next_obs)
-        next_state = tree_where(nonfinite, self.state, next_state)
-        reward = torch.where(nonfinite, 0.0, reward)
-        terminated = terminated & ~nonfinite
+        # On an accelerator the rows are masked unconditionally: testing for any NaN would
+        # cost a device-to-host sync every step (the caller reports them after its one copy
+        # to the host). On the CPU that test is free (NumPy reads the flags in place, unseen
+        # by DeviceWatch) and skips the masking, which gives the same outputs either way.
+        if device.type != "cpu" or np.count_nonzero(nonfinite.numpy()):
+            if next_obs is next_state and self.obs is self.state:
+                next_state = next_obs = tree_where(nonfinite, self.state, next_state)
+            else:
+                next_obs = tree_where(nonfinite, self.obs, next_obs)
+                next_state = tree_where(nonfinite, self.state, next_state)
+            reward = torch.where(nonfinite, 0.0, reward)
+            terminated = terminated & ~nonfinite
         self.state, self.obs = next_state, next_obs
         return next_obs, reward, terminated, nonfinite
+
+    def _action_batch(self, action: Any, device: torch.device) -> torch.Tensor:
+        """:func:`~mbwrap.spaces.as_batch` of ``action``, without its checks for what
+        agents pass every step: a batch ``[B, *act_shape]`` of the space's dtype, a host
+        array or a tensor already on ``device``."""
+        shape, dtype = self._action_shape, self._action_dtype
+        if getattr(action, "ndim", None) == len(shape) + 1 and action.shape[1:] == shape:
+            if type(action) is np.ndarray and action.dtype == self._action_np_dtype:
+                tensor = torch.from_numpy(action)
+                return tensor if device.type == "cpu" else tensor.to(device)
+            if (
+                isinstance(action, torch.Tensor)
+                and action.dtype == dtype
+                and action.device == device
+            ):
+                return action
+        return as_batch(action, self.model.action_space, name="action", device=device)[0]
 
     def report_nonfinite(self, count: int) -> None:
         """Warn of (or raise for) ``count`` episodes cut by non-finite model output.

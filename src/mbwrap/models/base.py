@@ -73,7 +73,8 @@ class WorldModel(torch.nn.Module, abc.ABC):
     @property
     def device(self) -> torch.device:
         """The device the model's tensors and outputs live on."""
-        return self._anchor.device
+        # _buffers, not the attribute: nn.Module's attribute lookup is slow on hot paths.
+        return self._buffers["_anchor"].device
 
     # ------------------------------------------------------------------ protocol
     @abc.abstractmethod

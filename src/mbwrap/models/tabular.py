@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -11,6 +12,7 @@ from gymnasium import spaces
 
 from mbwrap.device import accelerator_paths
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
+from mbwrap.grad import no_grad
 from mbwrap.models.base import WorldModel
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch, check_same_space
@@ -28,15 +30,37 @@ def _radix(space: spaces.Space, name: str) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _sample_categorical(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row of unnormalised ``weights: [B, K]`` -> ``[B]`` int64.
+def _sample_from_cdf(cdf: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One draw per row of the cumulative sums ``cdf: [B, K]`` of unnormalised weights ->
+    ``[B]`` int64.
 
     Inverse-CDF sampling: one uniform per row and a binary search, several times faster
     than ``torch.multinomial`` on wide batches.
     """
-    cdf = weights.cumsum(-1)
-    u = torch.rand(weights.shape[0], 1, device=weights.device, generator=generator) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(weights.shape[-1] - 1)
+    u = torch.rand(cdf.shape[0], 1, device=cdf.device, generator=generator) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_max(cdf.shape[-1] - 1)
+
+
+@dataclass
+class _StepTables:
+    """What :meth:`TabularModel.step_indices` reads, derived from the counts once rather
+    than from the rows of ``B`` pairs at every imagined step: at the small batches of an
+    imagined step each tensor op costs more than its arithmetic.
+
+    :ivar sources: ``(counts, reward_sum, terminal_count)``, the tensors derived from.
+    :ivar versions: their ``_version`` then (torch counts every in-place write).
+    :ivar successor: per row ``s * |A| + a``, sample mode: ``[|S||A|, |S|]`` cumulative
+        counts of ``s'`` (an unseen pair's one count on ``s``); most-likely mode:
+        ``[|S||A|]`` the most likely ``s'`` (``s`` for an unseen pair).
+    :ivar mean_reward: ``[|S||A|, |S|]`` mean reward of ``(s, a, s')``, 0 where unseen.
+    :ivar termination: ``[|S||A|, |S|]`` termination frequency of ``(s, a, s')``.
+    """
+
+    sources: tuple[torch.Tensor, ...]
+    versions: tuple[int, ...]
+    successor: torch.Tensor
+    mean_reward: torch.Tensor
+    termination: torch.Tensor
 
 
 class TabularModel(WorldModel):
@@ -46,6 +70,11 @@ class TabularModel(WorldModel):
     States are the observations themselves (``encode``/``decode`` are the identity). An
     ``(s, a)`` pair never observed is predicted to stay in ``s`` with reward 0, which keeps
     imagined episodes in known territory.
+
+    :meth:`step` reads tables derived from the counts (mean reward and termination
+    frequency per transition, and in sample mode cumulative counts per pair): two or three
+    more tables of the counts' size, made at the first step after the counts change and
+    kept up to date by :meth:`update`.
 
     :param mode: ``"sample"`` draws ``s'`` from the estimated distribution;
         ``"most-likely"`` returns its mode (ties to the lowest index).
@@ -109,6 +138,7 @@ class TabularModel(WorldModel):
         self.register_buffer("counts", torch.zeros(shape, device=dev))
         self.register_buffer("reward_sum", torch.zeros(shape, device=dev))
         self.register_buffer("terminal_count", torch.zeros(shape, device=dev))
+        self._step_tables: _StepTables | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {"mode": self.mode, "max_table_size": self.max_table_size}
@@ -140,15 +170,29 @@ class TabularModel(WorldModel):
         :raises SpaceMismatchError: naming ``name`` when an element lies outside the space
             (it would index another row of the table, or none).
         """
+        index = self._index_if_inside(x, prefix)
+        if index is not None:
+            return index
+        row = int(self._outside(self._digits(x, prefix), prefix).nonzero()[0, 0])
+        space = self.observation_space if prefix == "_obs" else self.action_space
+        raise SpaceMismatchError(
+            f"{name}: row {row} holds {x[row].tolist()}, which is outside {space!r}"
+        )
+
+    def _index_if_inside(self, x: torch.Tensor, prefix: str) -> torch.Tensor | None:
+        """:meth:`_to_index`, or ``None`` when an element lies outside the space."""
         discrete = self._discrete[prefix]
         if discrete is not None:
             # Discrete: the value less the space's start is the number.
             size, start = discrete
-            index = (x if x.ndim == 1 else x.reshape(x.shape[0])).long()
+            index = x if x.ndim == 1 else x.reshape(x.shape[0])
+            if index.dtype != torch.int64:
+                index = index.long()
             if start:
                 index = index - start
             if index.is_cpu:
-                inside = not index.shape[0] or index.numpy().view(np.uint64).max() < size
+                host = index.numpy().view(np.uint64)
+                inside = not index.shape[0] or np.maximum.reduce(host, axis=None) < size
             else:
                 inside = not bool(((index < 0) | (index >= size)).any())
             if inside:
@@ -163,11 +207,7 @@ class TabularModel(WorldModel):
                 inside = not bool(self._outside(digits, prefix).any())
             if inside:
                 return self._number(digits, prefix)
-        row = int(self._outside(self._digits(x, prefix), prefix).nonzero()[0, 0])
-        space = self.observation_space if prefix == "_obs" else self.action_space
-        raise SpaceMismatchError(
-            f"{name}: row {row} holds {x[row].tolist()}, which is outside {space!r}"
-        )
+        return None
 
     def state_index(self, obs: torch.Tensor, *, name: str = "obs") -> torch.Tensor:
         """Number the observations: ``obs: [B, *obs_shape] -> [B]`` int64 in ``[0, |S|)``.
@@ -244,6 +284,7 @@ class TabularModel(WorldModel):
         :param state: ``[B]`` int64; ``action``, ``next_state`` alike.
         :param reward: ``[B]`` float; ``terminated``: ``[B]`` 0/1.
         """
+        tables = self._current_step_tables()
         index = (state, action, next_state)
         self.counts.index_put_(
             index, torch.ones_like(reward, dtype=self.counts.dtype), accumulate=True
@@ -252,6 +293,15 @@ class TabularModel(WorldModel):
         self.terminal_count.index_put_(
             index, terminated.to(self.terminal_count.dtype), accumulate=True
         )
+        if tables is not None:
+            # Refresh the rows of these pairs (few, in Dyna-Q's updates) rather than
+            # rebuilding all of them at the next step.
+            pairs = torch.add(action, state, alpha=self.n_actions)
+            successor, mean_reward, termination = self._derive(pairs)
+            tables.successor[pairs] = successor
+            tables.mean_reward[pairs] = mean_reward
+            tables.termination[pairs] = termination
+            tables.versions = tuple(t._version for t in tables.sources)
 
     def fit(self, buffer: Any, **kwargs: Any) -> dict[str, Any]:
         """Rebuild the tables from every transition stored in ``buffer``.
@@ -322,6 +372,14 @@ class TabularModel(WorldModel):
                 f"state, action: batches of {state.shape[0]} states and {action.shape[0]} "
                 "actions; expected one action per state"
             )
+        if not check and device.type == "cpu":
+            # Rows inside the spaces are numbered alike on both paths, so the switch below
+            # (an environment variable, whose lookup costs as much as this step's arithmetic
+            # at small batches) is read only when one is not.
+            s = self._index_if_inside(state, "_obs")
+            a = self._index_if_inside(action, "_act")
+            if s is not None and a is not None:
+                return s, a, None
         if check or not accelerator_paths(device):
             return self.state_index(state, name="state"), self.action_index(action), None
         s_digits, a_digits = self._digits(state, "_obs"), self._digits(action, "_act")
@@ -341,7 +399,7 @@ class TabularModel(WorldModel):
         stay = torch.nn.functional.one_hot(s, self.n_states).to(counts.dtype)
         return torch.where(total > 0, counts / total.clamp_min(1.0), stay)
 
-    @torch.no_grad()
+    @no_grad
     def step(
         self,
         state: torch.Tensor,
@@ -365,9 +423,11 @@ class TabularModel(WorldModel):
         nxt, reward, terminated = self.step_indices(s, a, generator=generator)
         if outside is not None:
             reward = torch.where(outside, torch.nan, reward)
-        return ModelStep(next_state=self.index_to_obs(nxt), reward=reward, terminated=terminated)
+        # A Discrete space from 0 numbers its states by their values: nxt is the state.
+        next_state = nxt if self._discrete["_obs"] == (self.n_states, 0) else self.index_to_obs(nxt)
+        return ModelStep(next_state=next_state, reward=reward, terminated=terminated)
 
-    @torch.no_grad()
+    @no_grad
     def step_indices(
         self, state: torch.Tensor, action: torch.Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -376,15 +436,61 @@ class TabularModel(WorldModel):
         :param state: ``[B]`` int64; ``action`` alike.
         :return: ``(next_state [B] int64, reward [B], termination probability [B])``.
         """
-        counts = self.counts[state, action]  # [B, |S|]
+        tables = self._current_step_tables() or self._build_step_tables()
+        pair = torch.add(action, state, alpha=self.n_actions)  # [B], the row of (s, a)
+        if self.mode == "sample":
+            # index_select, not indexing: several times faster for wide batches.
+            nxt = _sample_from_cdf(tables.successor.index_select(0, pair), generator)
+        else:
+            nxt = tables.successor.index_select(0, pair)
+        entry = torch.add(nxt, pair, alpha=self.n_states)  # [B], the flat index of (s, a, s')
+        return nxt, torch.take(tables.mean_reward, entry), torch.take(tables.termination, entry)
+
+    def _current_step_tables(self) -> _StepTables | None:
+        """The derived tables, or ``None`` when the counts changed since they were made."""
+        tables = self._step_tables
+        if tables is None:
+            return None
+        buffers = self._buffers
+        counts, reward_sum, terminal_count = tables.sources
+        if (
+            counts is not buffers["counts"]
+            or reward_sum is not buffers["reward_sum"]
+            or terminal_count is not buffers["terminal_count"]
+            or tables.versions != (counts._version, reward_sum._version, terminal_count._version)
+        ):
+            return None
+        return tables
+
+    def _build_step_tables(self) -> _StepTables:
+        # Plain tensors even inside inference mode, so that update() can refresh them.
+        with torch.inference_mode(False):
+            pairs = torch.arange(self.n_states * self.n_actions, device=self.device)
+            successor, mean_reward, termination = self._derive(pairs)
+        sources = tuple(self._buffers[name] for name in ("counts", "reward_sum", "terminal_count"))
+        self._step_tables = _StepTables(
+            sources=sources,
+            versions=tuple(t._version for t in sources),
+            successor=successor,
+            mean_reward=mean_reward,
+            termination=termination,
+        )
+        return self._step_tables
+
+    def _derive(self, pairs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rows ``pairs: [R]`` (``s * |A| + a``) of the :class:`_StepTables` tables:
+        ``(successor [R, |S|] or [R], mean_reward [R, |S|], termination [R, |S|])``."""
+        n_states, buffers = self.n_states, self._buffers
+        counts = buffers["counts"].reshape(-1, n_states).index_select(0, pairs)  # [R, |S|]
         total = counts.sum(-1, keepdim=True)
+        state = pairs // self.n_actions
         if self.mode == "sample":
             # An unseen pair stays put: give the current state weight where nothing was seen.
             weights = counts.scatter_add(1, state[:, None], (total == 0).to(counts.dtype))
-            nxt = _sample_categorical(weights, generator)
+            successor = weights.cumsum(-1)
         else:
-            nxt = torch.where(total[:, 0] > 0, counts.argmax(-1), state)
-        n = counts.gather(1, nxt[:, None])[:, 0].clamp_min(1.0)
-        reward = self.reward_sum[state, action, nxt] / n
-        terminated = self.terminal_count[state, action, nxt] / n
-        return nxt, reward, terminated
+            successor = torch.where(total[:, 0] > 0, counts.argmax(-1), state)
+        n = counts.clamp_min(1.0)
+        mean_reward = buffers["reward_sum"].reshape(-1, n_states).index_select(0, pairs) / n
+        termination = buffers["terminal_count"].reshape(-1, n_states).index_select(0, pairs) / n
+        return successor, mean_reward, termination

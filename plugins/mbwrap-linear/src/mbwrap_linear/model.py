@@ -24,24 +24,41 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from mbwrap.errors import UnsupportedSpaceError
+from mbwrap.grad import no_grad
 from mbwrap.models import WorldModel
-from mbwrap.spaces import as_batch, check_same_space, flat_dim, flatten
+from mbwrap.spaces import (
+    as_batch,
+    check_same_space,
+    element_shape,
+    flat_dim,
+    flatten,
+    torch_dtype,
+)
 from mbwrap.types import ModelStep
 
 
 def linear_features(
-    obs: torch.Tensor, action: torch.Tensor, action_space: spaces.Space
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    action_space: spaces.Space,
+    *,
+    ones: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The regression features ``[obs, flatten(action), 1]`` of a batch.
 
     :param obs: ``[B, *obs_shape]``.
     :param action: ``[B, *act_shape]``, elements of ``action_space``.
+    :param ones: ``[B, 1]`` float32 ones on ``obs``'s device for the bias column, kept by a
+        caller that steps batches of one size (else made here).
     :return: ``[B, obs_dim + flat_dim(action_space) + 1]`` float32; Discrete and
         MultiDiscrete actions are one-hot (:func:`mbwrap.spaces.flatten`).
     """
     batch = obs.shape[0]
-    bias = torch.ones(batch, 1, device=obs.device)
-    return torch.cat([obs.reshape(batch, -1).float(), flatten(action, action_space), bias], dim=1)
+    bias = torch.ones(batch, 1, device=obs.device) if ones is None else ones
+    flat_obs = obs if obs.ndim == 2 else obs.reshape(batch, -1)
+    if flat_obs.dtype != torch.float32:
+        flat_obs = flat_obs.float()
+    return torch.cat([flat_obs, flatten(action, action_space), bias], dim=1)
 
 
 def ridge_regression(x: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -116,6 +133,9 @@ class LinearModel(WorldModel):
         ):
             raise ValueError(f"ridge: expected a finite float >= 0, got {ridge!r}")
         self.ridge = float(ridge)
+        self._action_dtype = torch_dtype(action_space)
+        self._ones: torch.Tensor | None = None
+        self._action_shape = element_shape(action_space)
         self.obs_dim = flat_dim(observation_space)
         self.feature_dim = self.obs_dim + flat_dim(action_space) + 1
         self.register_buffer(
@@ -165,7 +185,7 @@ class LinearModel(WorldModel):
             "fit_time": time.perf_counter() - start,
         }
 
-    @torch.no_grad()
+    @no_grad
     def step(
         self,
         state: torch.Tensor,
@@ -177,11 +197,31 @@ class LinearModel(WorldModel):
         """``state: [B, *obs_shape]``, ``action: [B, *act_shape]`` -> expected next state
         ``[B, *obs_shape]`` and expected reward ``[B]``; ``generator`` is unused (the
         prediction is deterministic)."""
-        state = state.to(self.device).float()
-        action, _ = as_batch(action, self.action_space, name="action", device=self.device)
-        x = linear_features(state, action, self.action_space)
-        next_state = state + (x @ self.delta_weight).reshape(state.shape)
-        return ModelStep(next_state=next_state, reward=x @ self.reward_weight, terminated=None)
+        device = self.device
+        if state.dtype != torch.float32 or state.device != device:
+            state = state.to(device).float()
+        if not (
+            isinstance(action, torch.Tensor)
+            and action.dtype == self._action_dtype
+            and action.device == device
+            and action.ndim == len(self._action_shape) + 1
+            and action.shape[1:] == self._action_shape
+        ):
+            # Imagination passes a batch already converted; anything else is checked here.
+            action, _ = as_batch(action, self.action_space, name="action", device=device)
+        # The bias column kept across steps: at small batches making it costs more than
+        # the arithmetic. torch.cat copies it, so it is never written to.
+        ones = self._ones
+        if ones is None or ones.shape[0] != state.shape[0] or ones.device != device:
+            ones = self._ones = torch.ones(state.shape[0], 1, device=device)
+        x = linear_features(state, action, self.action_space, ones=ones)
+        # _buffers, not the attributes: nn.Module's attribute lookup is slow on this hot path.
+        weights = self._buffers
+        delta = x @ weights["delta_weight"]  # [B, obs_dim]
+        next_state = state + (delta if state.ndim == 2 else delta.reshape(state.shape))
+        return ModelStep(
+            next_state=next_state, reward=x @ weights["reward_weight"], terminated=None
+        )
 
     def mean_step(
         self, state: torch.Tensor, action: torch.Tensor

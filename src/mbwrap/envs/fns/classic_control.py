@@ -8,6 +8,7 @@ the inputs' device.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -18,8 +19,9 @@ from mbwrap.envs.fns.base import EnvFns
 _CARTPOLE_X_THRESHOLD = 2.4
 _CARTPOLE_THETA_THRESHOLD = 12 * 2 * math.pi / 360
 
-# gymnasium/envs/classic_control/pendulum.py, PendulumEnv.__init__
+# gymnasium/envs/classic_control/pendulum.py, PendulumEnv.__init__ and .step (the costs)
 _PENDULUM_MAX_TORQUE = 2.0
+_PENDULUM_REWARD_WEIGHTS = (-1.0, -0.1, -0.001)
 
 # gymnasium/envs/classic_control/continuous_mountain_car.py, Continuous_MountainCarEnv.__init__
 _MOUNTAIN_CAR_GOAL_POSITION = 0.45
@@ -68,11 +70,21 @@ def _pendulum_reward(
 
     :return: ``[B]``.
     """
-    theta = torch.atan2(obs[:, 1], obs[:, 0])
-    theta_dot = obs[:, 2]
-    torque = action.reshape(action.shape[0], -1)[:, 0]
+    cos, sin, theta_dot = obs.unbind(1)
+    torque = (action if action.ndim == 2 else action.reshape(action.shape[0], -1)).select(1, 0)
     torque = torque.clamp(-_PENDULUM_MAX_TORQUE, _PENDULUM_MAX_TORQUE)
-    return -(theta.square() + 0.1 * theta_dot.square() + 0.001 * torque.square())
+    # One weighted sum over the stacked terms (vecdot: the products, then their sum over
+    # dim 0, in one call): this runs every imagined step, where each op (and each Python
+    # scalar wrapped as a tensor) costs more than its arithmetic at small batches.
+    terms = torch.stack([torch.atan2(sin, cos), theta_dot, torque]).square()  # [3, B]
+    weights = _pendulum_reward_weights(terms.device, terms.dtype)
+    return torch.linalg.vecdot(terms, weights, dim=0)
+
+
+@functools.cache
+def _pendulum_reward_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[3, 1]``: the weights of ``θ², θ̇², u²`` in the reward, made once per device."""
+    return torch.tensor(_PENDULUM_REWARD_WEIGHTS, dtype=dtype, device=device).reshape(3, 1)
 
 
 def _mountain_car_continuous_termination(
