@@ -182,16 +182,8 @@ def compiled_search(
     with torch.no_grad():
         grown = allocate(root, num_simulations, tree)
         if tree is not None:
-            # grow() keeps the caller's per-tree tensors; the kernels write into their own.
-            grown = replace(
-                grown,
-                num_nodes=grown.num_nodes.clone(),
-                min_q=grown.min_q.clone(),
-                max_q=grown.max_q.clone(),
-                q_low=grown.q_low.clone(),
-                q_scale=grown.q_scale.clone(),
-                root_gumbel=torch.zeros_like(grown.root_gumbel),
-            )
+            # grow() copies the caller's tree; a reused tree's root noise is not this call's.
+            grown = replace(grown, root_gumbel=torch.zeros_like(grown.root_gumbel))
         if root_gumbel is not None:
             grown.root_gumbel = root_gumbel.clone(memory_format=torch.contiguous_format)
         write_root_embeddings(grown, root.embedding)

@@ -262,7 +262,12 @@ def _per_node(tree: Tree) -> list[str]:
 
 
 def grow(tree: Tree, capacity: int) -> Tree:
-    """The same tree with ``capacity`` slots (free ones appended, the spare one last)."""
+    """The same tree with ``capacity`` slots (free ones appended, the spare one last).
+
+    A grown tree shares no tensor with ``tree``: a search that continues from a reused
+    tree writes its statistics in place, and the caller's tree must stay as it was.
+    ``tree`` itself is returned when it already has ``capacity`` slots.
+    """
     extra = capacity - tree.capacity
     if extra <= 0:
         return tree
@@ -283,6 +288,8 @@ def grow(tree: Tree, capacity: int) -> Tree:
         return big
 
     updates["embeddings"] = tree_map2(copy, bigger.embeddings, tree.embeddings)
+    for name in ("num_nodes", "min_q", "max_q", "q_low", "q_scale", "root_gumbel"):
+        updates[name] = getattr(tree, name).clone()
     return replace(tree, **updates)
 
 
