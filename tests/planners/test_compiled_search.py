@@ -148,6 +148,12 @@ def test_gumbel_trees_match_the_torch_search(batch, invalid, max_depth):
     torch.testing.assert_close(ours.action_weights, theirs.action_weights)
 
 
+def assert_untouched(tree: Tree, before: Tree) -> None:
+    for f in fields(Tree):
+        if f.name != "embeddings":
+            assert torch.equal(getattr(tree, f.name), getattr(before, f.name)), f.name
+
+
 @pytest.mark.parametrize("policy", [muzero_policy, gumbel_muzero_policy])
 def test_reused_trees_match_and_the_callers_tree_is_left_alone(policy):
     root, fn = roots(4, 5), mlp_fn(5)
@@ -165,9 +171,7 @@ def test_reused_trees_match_and_the_callers_tree_is_left_alone(policy):
         backend="compiled",
         generator=torch.Generator().manual_seed(3),
     )
-    for f in fields(Tree):
-        if f.name != "embeddings":
-            assert torch.equal(getattr(reused, f.name), getattr(before, f.name)), f.name
+    assert_untouched(reused, before)
     theirs = policy(
         roots(4, 5, seed=7),
         fn,
@@ -176,9 +180,7 @@ def test_reused_trees_match_and_the_callers_tree_is_left_alone(policy):
         backend="torch",
         generator=torch.Generator().manual_seed(3),
     )
-    for f in fields(Tree):  # the torch backend leaves it alone too
-        if f.name != "embeddings":
-            assert torch.equal(getattr(reused, f.name), getattr(before, f.name)), f.name
+    assert_untouched(reused, before)  # by the torch backend too
     assert_same_tree(ours.search_tree, theirs.search_tree)
     assert ours.search_tree.num_nodes.tolist() == theirs.search_tree.num_nodes.tolist()
 
