@@ -73,30 +73,57 @@ class WorldModelSearch:
     def _value(self, state: torch.Tensor) -> torch.Tensor:
         if self.value_fn is not None:
             return self.value_fn(state).reshape(state.shape[0]).float()
-        value = torch.zeros(state.shape[0], device=state.device)
-        alive = torch.ones(state.shape[0], dtype=torch.bool, device=state.device)
-        scale = 1.0
-        for _ in range(self.rollout_horizon):
-            action = torch.randint(self.num_actions, (state.shape[0],), device=state.device,
-                                   generator=self.generator)
-            reward, terminated, state = self._step(state, action)
-            value = value + scale * reward * alive
-            alive = alive & ~terminated
-            scale *= self.gamma
-        return value
+        batch, horizon = state.shape[0], self.rollout_horizon
+        if horizon == 0:
+            return torch.zeros(batch, device=state.device)
+        # The whole random rollout in one model call (WorldModel.rollout, prepared once by
+        # the neural models) and one call of the reward and termination functions on all
+        # its H x B transitions: a new node is valued at every simulation, where H
+        # separate steps of a batch of one cost H times the per-call overhead.
+        index = torch.randint(self.num_actions, (batch, horizon), device=state.device,
+                              generator=self.generator)
+        rollout = self.model.rollout(state, index + self.action_start, generator=self.generator)
+        reward, terminated = self._outcomes(
+            rollout.states[:-1].flatten(0, 1), index.T.flatten(), rollout.states[1:].flatten(0, 1),
+            None if rollout.reward is None else rollout.reward.flatten(),
+            None if rollout.terminated is None else rollout.terminated.flatten(),
+        )
+        reward, terminated = reward.reshape(horizon, batch), terminated.reshape(horizon, batch)
+        # Reward t counts while no earlier step terminated: alive before step t.
+        ended_before = torch.cat([terminated.new_zeros(1, batch), terminated[:-1]]).cummax(0)
+        alive = ~ended_before.values
+        discount = self.gamma ** torch.arange(horizon, device=state.device, dtype=reward.dtype)
+        return (discount[:, None] * reward * alive).sum(0)
 
     def _step(
         self, state: torch.Tensor, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(reward [B], terminated [B] bool, next state)`` of one model step by the
         actions of indices ``index: [B]``."""
+        step = self.model.step(state, index + self.action_start)
+        reward, terminated = self._outcomes(
+            state, index, step.next_state, step.reward, step.terminated
+        )
+        return reward, terminated, step.next_state
+
+    def _outcomes(
+        self,
+        state: torch.Tensor,
+        index: torch.Tensor,
+        next_state: torch.Tensor,
+        model_reward: torch.Tensor | None,
+        model_terminated: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reward [N], terminated [N] bool)`` of ``N`` transitions ``state -> next_state``
+        by the actions of indices ``index: [N]``: the reward and termination functions
+        where there are some, else the model's own predictions."""
         action = index + self.action_start
-        step = self.model.step(state, action)
-        obs, next_obs = self.model.decode(state), self.model.decode(step.next_state)
+        if self.reward_fn is not None or self.termination_fn is not None:
+            obs, next_obs = self.model.decode(state), self.model.decode(next_state)
         if self.reward_fn is not None:
             reward = self.reward_fn(obs, action, next_obs).reshape(-1).float()
-        elif step.reward is not None:
-            reward = step.reward.reshape(-1).float()
+        elif model_reward is not None:
+            reward = model_reward.reshape(-1).float()
         else:
             raise ValueError(
                 f"reward_fn: {type(self.model).__name__} has no reward head and no reward "
@@ -104,11 +131,11 @@ class WorldModelSearch:
             )
         if self.termination_fn is not None:
             terminated = self.termination_fn(obs, action, next_obs).reshape(-1).bool()
-        elif step.terminated is not None:
-            terminated = step.terminated.reshape(-1) > 0.5
+        elif model_terminated is not None:
+            terminated = model_terminated.reshape(-1) > 0.5
         else:
             terminated = torch.zeros(reward.shape[0], dtype=torch.bool, device=reward.device)
-        return reward, terminated, step.next_state
+        return reward, terminated
 
     def root(self, obs: Any) -> RootFnOutput:
         """``obs: [B, *obs_shape]`` -> roots with a uniform prior."""
