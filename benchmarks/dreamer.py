@@ -33,13 +33,22 @@ class PeriodicEval(BaseCallback):
     """Evaluates every ``every`` real steps; remembers the first step at ``target``."""
 
     def __init__(
-        self, env_id: str, seed: int, every: int, episodes: int, target: float, stop: bool
+        self,
+        env_id: str,
+        seed: int,
+        every: int,
+        episodes: int,
+        target: float,
+        stop: bool,
+        sampled: bool = False,
     ) -> None:
         super().__init__()
         self.env_id, self.seed, self.every, self.episodes = env_id, seed, every, episodes
-        self.target, self.stop = target, stop
+        self.target, self.stop, self.sampled = target, stop, sampled
         self.next_eval = every
         self.history: list[tuple[int, float]] = []
+        #: ``(real steps, mean return)`` of the actor sampling its actions (``sampled``).
+        self.sampled_history: list[tuple[int, float]] = []
         self.first_at_target: int | None = None
         self.eval_seconds = 0.0
 
@@ -52,11 +61,25 @@ class PeriodicEval(BaseCallback):
         mean, std = evaluate_policy(
             self.model, env, n_eval_episodes=self.episodes, deterministic=True, warn=False
         )
+        sampled = ""
+        if self.sampled:
+            # The same episodes with the actor's sampled actions: a deterministic return
+            # far below the sampled one means the mode of a near-uniform actor flips.
+            env = make_vec_env(self.env_id, n_envs=self.episodes, seed=self.seed + 10_000)
+            mean_sampled, _ = evaluate_policy(
+                self.model, env, n_eval_episodes=self.episodes, deterministic=False, warn=False
+            )
+            self.sampled_history.append((self.num_timesteps, float(mean_sampled)))
+            sampled = f", sampled {mean_sampled:.1f}"
         self.eval_seconds += time.perf_counter() - start
         self.history.append((self.num_timesteps, float(mean)))
+        # Into the run's log too (--log-dir), beside what the agent logs.
+        self.logger.record("eval/mean_return", float(mean))
+        if self.sampled_history:
+            self.logger.record("eval/sampled_return", self.sampled_history[-1][1])
         print(
-            f"  seed {self.seed} step {self.num_timesteps}: eval {mean:.1f} +- {std:.1f} "
-            f"({self.model.n_updates} gradient steps)",
+            f"  seed {self.seed} step {self.num_timesteps}: eval {mean:.1f} +- {std:.1f}"
+            f"{sampled} ({self.model.n_updates} gradient steps)",
             flush=True,
         )
         if mean >= self.target and self.first_at_target is None:
@@ -75,6 +98,7 @@ def run(
     stop: bool,
     overrides: dict | None = None,
     log_dir: str | None = None,
+    sampled: bool = False,
 ) -> dict:
     settings = {**PRESETS[("dreamer", env_id)], **(overrides or {})}
     algo = Dreamer(make_vec_env(env_id, n_envs=1, seed=seed), seed=seed, device="cpu", **settings)
@@ -82,7 +106,7 @@ def run(
         # Every logged metric (world-model and actor-critic losses, entropy, the return
         # scale, imagined returns) to progress.csv, for a look across a run.
         algo.set_logger(configure(f"{log_dir}/seed{seed}", ["csv"]))
-    callback = PeriodicEval(env_id, seed, every, episodes, target, stop)
+    callback = PeriodicEval(env_id, seed, every, episodes, target, stop, sampled)
     start = time.perf_counter()
     algo.learn(steps, callback=callback)
     total = time.perf_counter() - start
@@ -90,6 +114,7 @@ def run(
         "seed": seed,
         "first_at_target": callback.first_at_target,
         "history": callback.history,
+        "sampled_history": callback.sampled_history,
         "real_steps": algo.num_timesteps,
         "gradient_steps": algo.n_updates,
         "train_seconds": total - callback.eval_seconds,
@@ -109,6 +134,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", default="{}", help="JSON of settings overriding the preset")
     parser.add_argument("--log-dir", help="write each seed's logged metrics to DIR/seedN/")
+    parser.add_argument(
+        "--sampled-eval",
+        action="store_true",
+        help="also evaluate the actor sampling its actions (the target stays deterministic)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     results = []
@@ -123,6 +153,7 @@ def main() -> None:
             not args.no_stop,
             json.loads(args.set),
             args.log_dir,
+            args.sampled_eval,
         )
         results.append(result)
         print(json.dumps(result), flush=True)

@@ -1,7 +1,9 @@
 """Plot what Dreamer logged across runs of ``benchmarks/dreamer.py --log-dir DIR``: the
-real episodes' returns beside the imagined returns, the return scale, the actor's
-entropy, and the actor, critic and world-model losses, one line per seed against real
-steps. A decline of the real return shows here against what the agent saw.
+real episodes' returns and the evaluations (deterministic, and sampled with
+``--sampled-eval``) beside the imagined returns, the critic's values, the imagined chance
+to continue, the return scale, the actor's entropy, and the actor, critic and world-model
+losses, one line per seed against real steps. A decline of the real return shows here
+against what the agent saw.
 
 Usage::
 
@@ -29,6 +31,10 @@ PANELS = [
     ("train/critic_loss", "critic loss"),
     ("train/loss", "world-model loss"),
     ("train/kl", "KL (posterior, prior)"),
+    ("eval/mean_return", "evaluation return, deterministic"),
+    ("eval/sampled_return", "evaluation return, sampled actions"),
+    ("train/imagined_value", "critic's value of imagined states"),
+    ("train/imagined_continue", "imagined chance to continue"),
 ]
 
 
@@ -54,13 +60,20 @@ def main() -> None:
     runs = sorted(args.log_dir.glob("seed*/progress.csv"))
     if not runs:
         raise SystemExit(f"log_dir: no seed*/progress.csv under {args.log_dir}")
-    fig, axes = plt.subplots(2, 4, figsize=(18, 7), sharex=True)
+    fig, axes = plt.subplots(3, 4, figsize=(18, 10), sharex=True)
     for path in runs:
         series = read(path)
         for ax, (key, title) in zip(axes.flat, PANELS, strict=True):
             points = series.get(key, [])
             if points:
-                ax.plot(*zip(*points, strict=True), label=path.parent.name, linewidth=1)
+                marker = "o" if key.startswith("eval/") else None
+                ax.plot(
+                    *zip(*points, strict=True),
+                    label=path.parent.name,
+                    linewidth=1,
+                    marker=marker,
+                    markersize=3,
+                )
             ax.set_title(title)
     for ax in axes[-1]:
         ax.set_xlabel("real steps")

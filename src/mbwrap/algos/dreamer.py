@@ -335,6 +335,11 @@ class Dreamer(Algorithm):
             "actor_loss": float(actor_loss.detach()),
             "critic_loss": float(critic_loss.detach()),
             "imagined_return": float(returns.mean().detach()),
+            # The critic's scale and the model's chance of going on, across a run: a
+            # critic far below the returns it regresses on, or a continuation near 1
+            # everywhere, leave the actor little to learn from.
+            "imagined_value": float(value.mean().detach()),
+            "imagined_continue": float(continues.mean().detach()),
             "return_scale": float(self.return_scale),
             "entropy": float(entropy.mean().detach()),
         }
