@@ -43,6 +43,7 @@ PUBLISHED = {
     "ALE/Pong-v5": {"simple": 12.8, "random": -20.7},
     "ALE/Freeway-v5": {"simple": 20.3, "random": 0.0},
     "ALE/Breakout-v5": {"simple": 16.4, "random": 1.7},
+    "ALE/CrazyClimber-v5": {"simple": 62583.6, "random": 10780.5},
 }
 CONFIGS: dict[str, dict[str, Any]] = {
     "small": {"settings": ATARI_SIMPLE_SMALL, "screen_size": 42},
