@@ -29,7 +29,7 @@ COS_THETA, CART = 4, 0  # observation indices
 
 @dataclass
 class Config:
-    episodes: int = 8  # real episodes, the first random
+    episodes: int = 10  # real episodes, the first random (seed 1 solved it after 9)
     settings: dict[str, Any] = field(default_factory=lambda: dict(SWING_UP_PILCO))
     eval_episodes: int = 10
     seed: int = 1
