@@ -64,3 +64,19 @@ def test_different_seeds_give_different_streams():
 def test_unseeded_generators_draw_fresh_entropy():
     seeds = {make_generator(torch.device("cpu"), None).initial_seed() for _ in range(3)}
     assert len(seeds) == 3
+
+
+def test_host_scalars_copies_every_value_in_order():
+    from mbwrap.device import host_scalars
+
+    values = {
+        "a": torch.tensor(1.5),
+        "b": torch.tensor([2], dtype=torch.int64),
+        "c": torch.tensor(-3.0, dtype=torch.float64),
+    }
+    out = host_scalars(values)
+    assert out == {"a": 1.5, "b": 2.0, "c": -3.0}
+    assert all(type(v) is float for v in out.values())
+    assert host_scalars({}) == {}
+    with pytest.raises(RuntimeError):
+        host_scalars({"many": torch.zeros(3)})  # not a scalar

@@ -70,3 +70,12 @@ def force_accelerator_paths(enabled: bool = True) -> Iterator[None]:
         yield
     finally:
         _forced.pop()
+
+
+def host_scalars(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors (one device) -> floats in one copy to the host: a logged step's
+    metrics cost one synchronisation on an accelerator, not one each."""
+    if not values:
+        return {}
+    stacked = torch.stack([value.detach().reshape(()).float() for value in values.values()])
+    return dict(zip(values, stacked.tolist(), strict=True))

@@ -229,3 +229,26 @@ def test_learns_from_pixels(make_env) -> None:
     assert frames.shape == (2, *env.observation_space.shape) and frames.dtype == torch.uint8
     action, _ = algo.predict(env.observation_space.sample())
     assert env.action_space.contains(action)
+
+
+def test_critic_loss_is_the_two_hot_and_slow_copy_cross_entropies() -> None:
+    from mbwrap.networks import LatentCritic
+    from mbwrap.transforms import scalar_to_two_hot, symlog
+
+    torch.manual_seed(0)
+    critic = LatentCritic(features=6, hidden=8, layers=1, bins=21)
+    torch.nn.init.normal_(critic.slow[-1].weight)  # a slow copy that differs from the net
+    features = torch.randn(3, 4, 6)
+    returns = torch.randn(3, 4) * 5
+    weight = torch.rand(3, 4)
+    logits = critic.logits(features)
+    loss = critic.loss(logits, features, returns, weight)
+    log_probs = torch.log_softmax(logits, -1)
+    two_hot = scalar_to_two_hot(symlog(returns), critic.bins)
+    slow = torch.softmax(critic.slow(features), -1)
+    expected = weight * (-(two_hot * log_probs).sum(-1) - (slow * log_probs).sum(-1))
+    torch.testing.assert_close(loss, expected.mean())
+    # The slow copy is a target: no gradient reaches it.
+    loss.backward()
+    assert all(p.grad is None for p in critic.slow.parameters())
+    assert critic.net[-1].weight.grad is not None

@@ -32,7 +32,7 @@ import torch
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.config import AlgoConfig, setting
 from mbwrap.buffers import ReplayBuffer
-from mbwrap.device import make_generator
+from mbwrap.device import host_scalars, make_generator
 from mbwrap.envs.sb3_vec_env import env_id
 from mbwrap.errors import ModelOutputError
 from mbwrap.models.latent_filter import LatentFilter, observation_batch
@@ -40,7 +40,6 @@ from mbwrap.models.rssm import RSSM
 from mbwrap.networks import LatentActor, LatentCritic
 from mbwrap.returns import lambda_returns, percentile_range
 from mbwrap.space_support import SpaceSupport
-from mbwrap.transforms import scalar_to_two_hot, symlog
 
 _V3 = "Hafner et al. 2023 (DreamerV3), Appendix, hyperparameter table"
 
@@ -125,7 +124,8 @@ class Dreamer(Algorithm):
 
     registry_name: ClassVar[str | None] = "dreamer"
     space_support = SpaceSupport(
-        observations=("Box", "image", "Discrete", "Dict"), actions=("Box", "Discrete"),
+        observations=("Box", "image", "Discrete", "Dict"),
+        actions=("Box", "Discrete"),
         bounded_actions=True,
     )
     Config = DreamerConfig
@@ -318,31 +318,28 @@ class Dreamer(Algorithm):
         features = states[:-1].detach()
         if critic_logits is None:
             critic_logits = critic.logits(features)
-        logits = torch.log_softmax(critic_logits, -1)
-        target = scalar_to_two_hot(symlog(returns.detach()), critic.bins)
-        critic_loss = -(target * logits).sum(-1)
-        # DreamerV3: regularise towards the slow critic's predictions (weight 1).
-        critic_loss = critic_loss - (critic.slow_probs(features) * logits).sum(-1)
-        critic_loss = (alive * critic_loss).mean()
+        critic_loss = critic.loss(critic_logits, features, returns, alive)
         self._step(self.critic_optimizer, critic, critic_loss)
         critic.update_slow()
-        if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
+        # The critic's value and the imagined chance to continue show whether the critic
+        # has learned the returns' scale.
+        metrics = host_scalars(
+            {
+                "actor_loss": actor_loss,
+                "critic_loss": critic_loss,
+                "imagined_return": returns.mean(),
+                "imagined_value": value.mean(),
+                "imagined_continue": continues.mean(),
+                "return_scale": self.return_scale,
+                "entropy": entropy.mean(),
+            }
+        )
+        if not np.isfinite([metrics["actor_loss"], metrics["critic_loss"]]).all():
             raise ModelOutputError(
-                f"Dreamer: actor loss {float(actor_loss)}, critic loss {float(critic_loss)}; "
-                "imagined rollouts produced NaN or infinite values"
+                f"Dreamer: actor loss {metrics['actor_loss']}, critic loss "
+                f"{metrics['critic_loss']}; imagined rollouts produced NaN or infinite values"
             )
-        return {
-            "actor_loss": float(actor_loss.detach()),
-            "critic_loss": float(critic_loss.detach()),
-            "imagined_return": float(returns.mean().detach()),
-            # The critic's scale and the model's chance of going on, across a run: a
-            # critic far below the returns it regresses on, or a continuation near 1
-            # everywhere, leave the actor little to learn from.
-            "imagined_value": float(value.mean().detach()),
-            "imagined_continue": float(continues.mean().detach()),
-            "return_scale": float(self.return_scale),
-            "entropy": float(entropy.mean().detach()),
-        }
+        return metrics
 
     def _step(
         self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor
