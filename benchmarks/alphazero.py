@@ -8,10 +8,16 @@ Targets:
   moves, so that games differ).
 * ``connect_four_v3``: at least 90% wins against UCT with 200 random playouts per move.
 
+With ``--curve S1 S2 ...`` (cumulative training seconds) training stops at each of those
+times for a match of ``--curve-games`` games and goes on; the win rates against training
+time are printed as a table and, with ``--plot``, drawn.
+
 Usage::
 
     python benchmarks/alphazero.py --game tictactoe_v3 --train-seconds 600
     python benchmarks/alphazero.py --game connect_four_v3 --train-seconds 1800
+    python benchmarks/alphazero.py --game connect_four_v3 --train-seconds 1800 \
+        --curve 300 600 1200 --curve-games 40 --plot curve.png
 """
 
 from __future__ import annotations
@@ -75,11 +81,78 @@ class StopAfter(BaseCallback):
         return time.perf_counter() - self.start < self.seconds
 
 
+def opponent_for(game: str, seed: int) -> tuple[Any, str]:
+    """The fixed opponent of each game's target, and its name."""
+    if game == "tictactoe_v3":
+        return MinimaxTicTacToe(seed=seed), "minimax"
+    return RolloutMCTSConnectFour(200, seed=seed), "UCT-200 playouts"
+
+
+def match(algo: AlphaZero, game: str, games: int, seed: int) -> dict[str, Any]:
+    """``games`` games against the game's opponent, alternating who moves first."""
+    def agent(obs: dict[str, Any]) -> int:
+        return int(algo.predict(obs, deterministic=True)[0])
+
+    opponent, name = opponent_for(game, seed)
+    start = time.perf_counter()
+    result = play_match(game, agent, opponent, games)
+    first, second = result.outcomes[0::2], result.outcomes[1::2]
+    return {
+        "opponent": name,
+        "games": games,
+        "wins": result.wins,
+        "draws": result.draws,
+        "losses": result.losses,
+        "as_first": [first.count(1), first.count(0), first.count(-1)],
+        "as_second": [second.count(1), second.count(0), second.count(-1)],
+        "eval_seconds": round(time.perf_counter() - start),
+    }
+
+
+def progress(algo: AlphaZero, seconds: float) -> dict[str, Any]:
+    """How much self-play and training ``algo`` has done after ``seconds`` of training."""
+    return {
+        "train_seconds": round(seconds),
+        "self_play_moves": algo.num_timesteps,
+        "self_play_games": algo.games_played,
+        "gradient_steps": algo.n_updates,
+    }
+
+
+def plot_curve(points: list[dict[str, Any]], path: str, title: str) -> None:
+    """Win rate (and win-or-draw rate) against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [p["train_seconds"] / 60 for p in points]
+    wins = [p["wins"] / p["games"] for p in points]
+    not_lost = [(p["wins"] + p["draws"]) / p["games"] for p in points]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(minutes, wins, "o-", label="wins")
+    ax.plot(minutes, not_lost, "s--", label="wins + draws")
+    ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="target (90% wins)")
+    ax.set_xlabel("training time (minutes, one CPU thread)")
+    ax.set_ylabel("fraction of games")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", choices=sorted(SETTINGS), default="tictactoe_v3")
     parser.add_argument("--train-seconds", type=float, default=600.0)
     parser.add_argument("--games", type=int, default=100)
+    parser.add_argument("--curve", type=float, nargs="*", default=[],
+                        help="cumulative training seconds at which to play a match as well")
+    parser.add_argument("--curve-games", type=int, default=40)
+    parser.add_argument("--plot", default=None, help="draw the learning curve here (PNG)")
+    parser.add_argument("--set", default=None, help="JSON of settings overriding SETTINGS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -91,50 +164,50 @@ def main() -> None:
     print(f"{args.game}: load average {os.getloadavg()[0]:.2f}, {args.threads} threads, "
           f"device {args.device}", flush=True)
 
-    start = time.perf_counter()
+    curve: list[dict[str, Any]] = []
     if args.load:
         algo = AlphaZero.load(args.load, device=args.device)
-        train_seconds = 0.0
+        trained = 0.0
     else:
+        settings = {**SETTINGS[args.game], **json.loads(args.set or "{}")}
         algo = AlphaZero(args.game, seed=args.seed, device=args.device, verbose=args.verbose,
-                         **SETTINGS[args.game])
-        algo.learn(10**12, callback=StopAfter(args.train_seconds), log_interval=50)
-        train_seconds = time.perf_counter() - start
+                         **settings)
+        trained = 0.0
+        stops = sorted({*(s for s in args.curve if s < args.train_seconds), args.train_seconds})
+        for stop in stops:
+            # Matches are not training time: each segment runs to the next stop.
+            start = time.perf_counter()
+            algo.learn(10**12, callback=StopAfter(stop - trained), log_interval=50,
+                       reset_num_timesteps=trained == 0.0)
+            trained += time.perf_counter() - start
+            if stop != args.train_seconds:
+                point = {**progress(algo, trained), **match(algo, args.game,
+                                                            args.curve_games, args.seed)}
+                curve.append(point)
+                print(json.dumps(point), flush=True)
         if args.save:
             algo.save(args.save)
-    print(f"trained {train_seconds:.0f} s: {algo.num_timesteps} self-play moves, "
+    print(f"trained {trained:.0f} s: {algo.num_timesteps} self-play moves, "
           f"{algo.games_played} games, {algo.n_updates} gradient steps", flush=True)
 
-    def agent(obs: dict[str, Any]) -> int:
-        return int(algo.predict(obs, deterministic=True)[0])
-
-    if args.game == "tictactoe_v3":
-        opponent, name = MinimaxTicTacToe(seed=args.seed), "minimax"
-    else:
-        opponent, name = RolloutMCTSConnectFour(200, seed=args.seed), "UCT-200 playouts"
-    eval_start = time.perf_counter()
-    result = play_match(args.game, agent, opponent, args.games)
+    final = match(algo, args.game, args.games, args.seed)
+    report = {"game": args.game, **progress(algo, trained),
+              "eval_num_simulations": algo.config.eval_num_simulations, **final}
     half = args.games // 2 + args.games % 2
-    first, second = result.outcomes[0::2], result.outcomes[1::2]
-    report = {
-        "game": args.game,
-        "opponent": name,
-        "train_seconds": round(train_seconds),
-        "self_play_moves": algo.num_timesteps,
-        "self_play_games": algo.games_played,
-        "gradient_steps": algo.n_updates,
-        "eval_num_simulations": algo.config.eval_num_simulations,
-        "wins": result.wins,
-        "draws": result.draws,
-        "losses": result.losses,
-        "as_first": [first.count(1), first.count(0), first.count(-1)],
-        "as_second": [second.count(1), second.count(0), second.count(-1)],
-        "eval_seconds": round(time.perf_counter() - eval_start),
-    }
-    print(f"\n{args.games} games vs {name} ({half} as first player): "
-          f"W/D/L {result.wins}/{result.draws}/{result.losses} "
-          f"(first: {report['as_first']}, second: {report['as_second']})")
+    print(f"\n{args.games} games vs {final['opponent']} ({half} as first player): "
+          f"W/D/L {final['wins']}/{final['draws']}/{final['losses']} "
+          f"(first: {final['as_first']}, second: {final['as_second']})")
     print(json.dumps(report))
+    if curve:
+        curve.append(report)
+        print("\n| training (s) | gradient steps | self-play games | games | W / D / L |")
+        print("|---|---|---|---|---|")
+        for p in curve:
+            print(f"| {p['train_seconds']:,} | {p['gradient_steps']:,} | "
+                  f"{p['self_play_games']:,} | {p['games']} | "
+                  f"{p['wins']} / {p['draws']} / {p['losses']} |")
+        if args.plot:
+            plot_curve(curve, args.plot, f"AlphaZero on {args.game} vs {final['opponent']}")
 
 
 if __name__ == "__main__":

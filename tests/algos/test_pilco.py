@@ -210,3 +210,28 @@ def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
     )
     for key, value in algo.controller.state_dict().items():
         assert torch.equal(value, states[1][key])
+
+
+def test_start_means_are_the_start_distribution_given_by_the_task():
+    """Given ``start_means``, PILCO propagates exactly those (as model states, the angle
+    from its sine and cosine) with covariance ``start_std^2 I``, not the observed starts."""
+    means = [[0.0, 0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.0, 1.0, 0.0]]  # hanging, sideways
+    algo = PILCO(swing_up(), seed=0, device="cpu", start_means=means, start_std=0.2, **TINY)
+    algo.learn(12)
+    assert algo.start_states  # observed starts exist, and are not used
+    mean, cov = algo._start_distribution()
+    state = algo.model.to_state(torch.tensor(means, dtype=torch.float64))
+    assert torch.allclose(mean, state) and mean.shape == (2, 4)
+    assert torch.allclose(cov, 0.04 * torch.eye(4, dtype=torch.float64).expand(2, 4, 4))
+    assert algo.predicted_trajectory()[0].shape == (4, 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("means", "match"),
+    [([[0.0, 0.0, 0.0]], r"\[k >= 1, 5\], got shape \[1, 3\]"),
+     ([], r"got shape \[0\]"),
+     ([[0.0, 0.0, float("nan"), 0.0, 1.0]], "NaN")],
+)
+def test_start_means_of_the_wrong_shape_are_refused(means, match):
+    with pytest.raises(ValueError, match=f"start_means: .*{match}"):
+        PILCO(swing_up(), seed=0, device="cpu", start_means=means, **TINY)

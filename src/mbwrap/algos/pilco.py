@@ -80,6 +80,15 @@ class PILCO(Algorithm):
                 f"cost_target, cost_weight: expected [{dim}] and [{dim}, {dim}] for the "
                 f"observations, got {list(self._target.shape)} and {list(self._weight.shape)}"
             )
+        if config.start_means is not None:
+            means = np.asarray(config.start_means, dtype=np.float64)
+            if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] != dim:
+                raise ValueError(
+                    f"start_means: expected a list of observations [k >= 1, {dim}], got "
+                    f"shape {list(means.shape)}"
+                )
+            if not np.isfinite(means).all():
+                raise ValueError("start_means: holds NaN or infinite values")
         if config.angle_pairs is None:
             config.angle_pairs = KNOWN_ANGLE_PAIRS.get(env_id(self.env) or "", [])
         self.model = GPModel(
@@ -140,13 +149,20 @@ class PILCO(Algorithm):
 
     def _start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean [k, S], cov [k, S, S])`` over the model's states
-        (:meth:`~mbwrap.models.gp.GPModel.to_state`): with ``start_batch`` 1, the mean and
-        covariance (floored at ``start_std``) of the episodes' first states; else the
-        latest ``start_batch`` of them, each with covariance ``start_std^2 I``."""
-        observed = torch.tensor(self.start_states, dtype=torch.float64, device=self.device)
+        (:meth:`~mbwrap.models.gp.GPModel.to_state`): the task's ``start_means`` where
+        given, each with covariance ``start_std^2 I``; else with ``start_batch`` 1, the
+        mean and covariance (floored at ``start_std``) of the episodes' first states; else
+        the latest ``start_batch`` of them, each with covariance ``start_std^2 I``."""
+        given = self.config.start_means
+        observed = torch.tensor(
+            self.start_states if given is None else given, dtype=torch.float64,
+            device=self.device,
+        )
         starts = self.model.to_state(observed)
         dim = starts.shape[1]
         floor = self.config.start_std**2 * torch.eye(dim, dtype=starts.dtype, device=starts.device)
+        if given is not None:
+            return starts, floor.expand(len(starts), dim, dim)
         if self.config.start_batch > 1:
             latest = starts[-self.config.start_batch :]
             return latest, floor.expand(len(latest), dim, dim)

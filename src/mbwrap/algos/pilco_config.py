@@ -105,6 +105,15 @@ class PILCOConfig(AlgoConfig):
         "averaged (for tasks whose start states are not near one Gaussian)",
         low=1,
     )
+    start_means: list[list[float]] | None = setting(
+        None,
+        "the start-state distribution given by the task, as PILCO's scenarios give mu0 "
+        "and S0: observations, each the mean of a Gaussian with std start_std over the "
+        "model's states, propagated side by side and their costs averaged; None: "
+        "estimated from the real episodes' first observations (start_batch)",
+        source=f"{_PILCO}, Section 2.2 (p(x0) given)",
+        optional=True,
+    )
     buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
 
     def validate(self) -> None:
