@@ -188,7 +188,7 @@ DREAMER_CARTPOLE: dict[str, Any] = {
     # Ten times DreamerV3's 3e-5: at 3e-5 the zero-initialised critic of this small model
     # still valued imagined states at about 3 after 8,000 real steps, so the actor learned
     # from 15-step returns alone and the real return declined after its peak on four seeds
-    # of six. At 3e-4 five seeds of five reached 475 by 7,500 real steps and ended at
+    # of six. At 3e-4 six seeds of six (0-5) reached 475 by 7,500 real steps and ended at
     # 409-500 at 15,000 (benchmarks/RESULTS.md, "Dreamer on CartPole-v1").
     "critic_learning_rate": 3e-4,
     # DreamerV3's train ratio 128 over batches of 16 x 32 replayed steps.
