@@ -235,3 +235,18 @@ def test_start_means_are_the_start_distribution_given_by_the_task():
 def test_start_means_of_the_wrong_shape_are_refused(means, match):
     with pytest.raises(ValueError, match=f"start_means: .*{match}"):
         PILCO(swing_up(), seed=0, device="cpu", start_means=means, **TINY)
+
+
+def test_the_pendulum_preset_starts_from_eight_angles_around_the_circle():
+    """Pendulum-v1 starts at a uniform angle: the preset's start distribution is eight
+    Gaussians k pi / 4 apart, at rest, as the model's (angle, velocity) states."""
+    from mbwrap.algos.presets import PRESETS
+
+    preset = PRESETS[("pilco", "Pendulum-v1")]
+    algo = PILCO(gym.make("Pendulum-v1"), seed=0, device="cpu", **preset)
+    mean, cov = algo._start_distribution()
+    assert mean.shape == (8, 2) and cov.shape == (8, 2, 2)
+    # The state is (velocity, angle); the angles k pi / 4, k = -3..4, velocities 0.
+    expected = torch.arange(-3, 5, dtype=torch.float64) * torch.pi / 4
+    assert torch.allclose(mean[:, 1], expected) and torch.equal(mean[:, 0], torch.zeros(8).double())
+    assert torch.allclose(cov, 0.16 * torch.eye(2, dtype=torch.float64).expand(8, 2, 2))
