@@ -58,9 +58,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "num_simulations": 64,
         "eval_num_simulations": 200,
         "batch_size": 512,
+        # The compiled tree search plays about 600 moves/s here, so positions come much
+        # faster than 2 gradient steps per move of the 256 games learn from them: 8 (each
+        # position sampled about 16 times) and a window of 500,000 positions (RESULTS.md).
         "train_freq": 256,
-        "gradient_steps": 2,
-        "buffer_size": 150_000,
+        "gradient_steps": 8,
+        "buffer_size": 500_000,
         "learning_starts": 5_000,
     },
 }
@@ -129,8 +132,10 @@ def plot_curve(points: list[dict[str, Any]], path: str, title: str) -> None:
     minutes = [p["train_seconds"] / 60 for p in points]
     wins = [p["wins"] / p["games"] for p in points]
     not_lost = [(p["wins"] + p["draws"]) / p["games"] for p in points]
+    # One binomial standard error of the win rate: the matches are short.
+    spread = [(w * (1 - w) / p["games"]) ** 0.5 for w, p in zip(wins, points, strict=True)]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(minutes, wins, "o-", label="wins")
+    ax.errorbar(minutes, wins, yerr=spread, fmt="o-", capsize=3, label="wins (± 1 s.e.)")
     ax.plot(minutes, not_lost, "s--", label="wins + draws")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="target (90% wins)")
     ax.set_xlabel("training time (minutes, one CPU thread)")
@@ -158,6 +163,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", default=None, help="write the trained algorithm here")
     parser.add_argument("--load", default=None, help="evaluate a saved algorithm instead")
+    parser.add_argument("--eval-simulations", type=int, default=None,
+                        help="the agent's simulations per move in the matches (default: "
+                             "the settings' eval_num_simulations)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -168,8 +176,12 @@ def main() -> None:
     if args.load:
         algo = AlphaZero.load(args.load, device=args.device)
         trained = 0.0
+        if args.eval_simulations is not None:
+            algo.config.eval_num_simulations = args.eval_simulations
     else:
         settings = {**SETTINGS[args.game], **json.loads(args.set or "{}")}
+        if args.eval_simulations is not None:
+            settings["eval_num_simulations"] = args.eval_simulations
         algo = AlphaZero(args.game, seed=args.seed, device=args.device, verbose=args.verbose,
                          **settings)
         trained = 0.0
