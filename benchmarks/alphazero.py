@@ -122,7 +122,7 @@ def progress(algo: AlphaZero, seconds: float) -> dict[str, Any]:
     }
 
 
-def plot_curve(points: list[dict[str, Any]], path: str, title: str) -> None:
+def plot_curve(points: list[dict[str, Any]], path: str, title: str, threads: int = 1) -> None:
     """Win rate (and win-or-draw rate) against training minutes."""
     import matplotlib
 
@@ -138,7 +138,7 @@ def plot_curve(points: list[dict[str, Any]], path: str, title: str) -> None:
     ax.errorbar(minutes, wins, yerr=spread, fmt="o-", capsize=3, label="wins (± 1 s.e.)")
     ax.plot(minutes, not_lost, "s--", label="wins + draws")
     ax.axhline(0.9, color="grey", lw=0.8, ls=":", label="target (90% wins)")
-    ax.set_xlabel("training time (minutes, one CPU thread)")
+    ax.set_xlabel(f"training time (minutes, {threads} CPU thread{'s' if threads > 1 else ''})")
     ax.set_ylabel("fraction of games")
     ax.set_ylim(0, 1.02)
     ax.set_title(title)
@@ -219,7 +219,8 @@ def main() -> None:
                   f"{p['self_play_games']:,} | {p['games']} | "
                   f"{p['wins']} / {p['draws']} / {p['losses']} |")
         if args.plot:
-            plot_curve(curve, args.plot, f"AlphaZero on {args.game} vs {final['opponent']}")
+            plot_curve(curve, args.plot, f"AlphaZero on {args.game} vs {final['opponent']}",
+                       args.threads)
 
 
 if __name__ == "__main__":
