@@ -102,6 +102,28 @@ def test_clipped_pixel_loss_holds_each_pixel_at_the_constant():
     assert loss == pytest.approx((17 * 0.03 + math.log(256)) / 18)
 
 
+def test_pixel_logits_equal_the_one_by_one_convolution_with_its_gradients():
+    net = model().net
+    x = torch.randn(3, net.to_logits.in_channels, 5, 7, requires_grad=True)
+    fast = net.pixel_logits(x)
+    assert fast.shape == (3, 256, 5, 7)
+    # The intensities are the fastest-moving dimension: the softmax reads contiguous rows.
+    assert fast.stride(1) == 1
+    slow = net.to_logits(x)
+    torch.testing.assert_close(fast, slow)
+    target = torch.randint(256, (3, 5, 7))
+    grads = [
+        torch.autograd.grad(clipped_pixel_loss(out, target, clip=0.03), [x, net.to_logits.weight])
+        for out in (net.pixel_logits(x), net.to_logits(x))
+    ]
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+    # The loss reads the layout it is given: a contiguous [B, 256, H, W] gives the same.
+    assert clipped_pixel_loss(slow.contiguous(), target, clip=0.03).item() == pytest.approx(
+        clipped_pixel_loss(fast, target, clip=0.03).item()
+    )
+
+
 def test_schedules_ramp_linearly_then_hold():
     assert ramp(0, steps=100, final=0.8) == 0.0
     assert ramp(50, steps=100, final=0.8) == pytest.approx(0.4)
@@ -187,8 +209,10 @@ def test_learns_a_deterministic_paddle_video_and_its_rewards():
 
 def test_learns_a_stochastic_video_whose_samples_take_both_outcomes():
     m = model()
-    metrics = m.fit(filled_buffer(stochastic=True), gradient_steps=400)
-    assert metrics["steps"] == 400 and math.isfinite(metrics["bit_loss"])
+    # 600 steps: at 400 one seed in six still predicted a single outcome (seeds 0-5 all
+    # pass at 600, one thread).
+    metrics = m.fit(filled_buffer(stochastic=True), gradient_steps=600)
+    assert metrics["steps"] == 600 and math.isfinite(metrics["bit_loss"])
     n = 256
     state = torch.from_numpy(paddle(np.full(n, 4))[:, None].repeat(STACK, 1))
     pred = m.step(
