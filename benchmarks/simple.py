@@ -26,6 +26,7 @@ Usage (CPU)::
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -62,9 +63,16 @@ class RandomPlay:
         return np.array([self.space.sample() for _ in range(len(obs))]), None
 
 
-def run(game: str, config: str, seed: int, iterations: int, episodes: int) -> dict[str, Any]:
+def run(
+    game: str,
+    config: str,
+    seed: int,
+    iterations: int,
+    episodes: int,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     screen = CONFIGS[config]["screen_size"]
-    settings = dict(CONFIGS[config]["settings"])
+    settings = {**CONFIGS[config]["settings"], **(overrides or {})}
     env = make_atari_vec_env(game, 1, seed=seed, screen_size=screen)
     torch.manual_seed(seed)
     algo = SimPLe(env, seed=seed, **settings)
@@ -78,11 +86,11 @@ def run(game: str, config: str, seed: int, iterations: int, episodes: int) -> di
     seconds = time.perf_counter() - start
     fit = algo.logger.name_to_value
     evaluation = make_atari_vec_env(game, 1, seed=10_000 + seed, screen_size=screen)
-    agent, _ = evaluate_policy(
+    agent, agent_std = evaluate_policy(
         algo, evaluation, n_eval_episodes=episodes, deterministic=False, warn=False
     )
     evaluation = make_atari_vec_env(game, 1, seed=10_000 + seed, screen_size=screen)
-    random, _ = evaluate_policy(
+    random, random_std = evaluate_policy(
         RandomPlay(evaluation.action_space, seed),
         evaluation,
         n_eval_episodes=episodes,
@@ -90,7 +98,9 @@ def run(game: str, config: str, seed: int, iterations: int, episodes: int) -> di
     )
     return {
         "agent": agent,
+        "agent_std": agent_std,
         "random": random,
+        "random_std": random_std,
         "steps": algo.real_steps,
         "imagined": algo.agent.num_timesteps,
         "pixel_accuracy": fit.get("model/pixel_accuracy"),
@@ -107,7 +117,13 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3, help="small config only")
     parser.add_argument("--episodes", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--set",
+        default="{}",
+        help="JSON of SimPLe settings over the config, e.g. '{\"first_fit_steps\": 1500}'",
+    )
     args = parser.parse_args()
+    overrides = json.loads(args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
     published = PUBLISHED.get(args.game)
@@ -116,11 +132,13 @@ def main() -> None:
             f"{args.game}: the paper's SimPLe {published['simple']}, random {published['random']}"
         )
     for seed in args.seeds:
-        result = run(args.game, args.config, seed, args.iterations, args.episodes)
+        result = run(args.game, args.config, seed, args.iterations, args.episodes, overrides)
         print(
             f"seed {seed} ({args.config}): {result['steps']} real steps, "
-            f"{result['imagined']} simulated; SimPLe {result['agent']:.2f} vs random play "
-            f"{result['random']:.2f} over {args.episodes} episodes; last fit: pixel accuracy "
+            f"{result['imagined']} simulated; SimPLe {result['agent']:.2f} "
+            f"(std {result['agent_std']:.2f}) vs random play {result['random']:.2f} "
+            f"(std {result['random_std']:.2f}) over {args.episodes} episodes; "
+            "last fit: pixel accuracy "
             f"{result['pixel_accuracy']}, reward accuracy {result['reward_accuracy']} "
             f"({result['seconds']:.0f} s)"
         )

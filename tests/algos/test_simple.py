@@ -63,6 +63,12 @@ def test_the_defaults_are_the_papers():
     assert (config.num_imagined_envs, config.imagination_horizon) == (16, 50)
     assert (config.train_freq, config.first_fit_steps, config.fit_steps) == (6_400, 45_000, 15_000)
     assert config.model == "video" and config.agent == "PPO"
+    # tensor2tensor's ppo_original_params, reaching SB3's PPO.
+    algo = SimPLe(game(), seed=0, device="cpu", model_kwargs=TINY_MODEL)
+    ppo = algo.agent
+    assert (ppo.n_steps, ppo.batch_size, ppo.n_epochs) == (50, 400, 3)
+    assert (ppo.ent_coef, ppo.vf_coef, ppo.clip_range(1.0)) == (0.01, 1.0, 0.1)
+    assert ppo.lr_schedule(1.0) == pytest.approx(2.5e-4)
     small = SimPLe.Config(**ATARI_SIMPLE_SMALL)  # smaller networks and budgets, same loop
     assert (small.num_imagined_envs, small.imagination_horizon) == (16, 50)
 

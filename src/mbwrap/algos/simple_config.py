@@ -11,6 +11,22 @@ from mbwrap.algos.dyna import DynaConfig
 
 _SIMPLE = "Kaiser et al. 2019"
 
+# PPO as SimPLe trains it in the simulated game (tensor2tensor's ppo_original_params, the
+# rlmb_base loop's base_algo_params): a rollout of 50 steps, the length of a simulated
+# episode; 3 epochs over it in 2 minibatches (tensor2tensor: minibatches of 20 time steps
+# of all 16 envs, 7 per rollout over the 3 epochs; here 6); learning rate 2.5e-4, clipping
+# 0.1, value loss weight 1 and entropy bonus 0.01. SB3's defaults (10 epochs, no entropy
+# bonus) sharpen the policy on the model's mistakes within a few iterations.
+_PPO: dict[str, Any] = {
+    "n_steps": 50,
+    "batch_size": 400,
+    "n_epochs": 3,
+    "learning_rate": 2.5e-4,
+    "clip_range": 0.1,
+    "ent_coef": 0.01,
+    "vf_coef": 1.0,
+}
+
 
 @dataclass(kw_only=True)
 class SimPLeConfig(DynaConfig):
@@ -24,9 +40,9 @@ class SimPLeConfig(DynaConfig):
         source=f"{_SIMPLE}, Section 4 (PPO in the simulated environment)",
     )
     agent_kwargs: dict[str, Any] = setting(
-        {"n_steps": 50, "batch_size": 200},
+        dict(_PPO),
         "constructor keywords of a named agent; a PPO rollout is one simulated episode per env",
-        source=f"{_SIMPLE}, Section 6 (rollouts of 50 steps)",
+        source="tensor2tensor ppo_original_params (rlmb_base's base_algo_params)",
     )
     model: Any = setting(
         "video",
