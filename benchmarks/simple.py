@@ -4,7 +4,7 @@ Two configurations:
 
 - ``small`` (the default; these CPUs): ``ATARI_SIMPLE_SMALL`` of
   ``mbwrap.algos.presets`` on 42x42 frames: 2,000 random steps, then ``--iterations``
-  iterations of 2,000 real steps, each followed by a model fit and 16,000 simulated PPO
+  iterations of 2,000 real steps, each followed by a model fit and 32,000 simulated PPO
   steps (16 envs x 50-step rollouts, as in the paper).
 - ``paper`` (a GPU): the paper's settings (``SimPLeConfig``'s defaults: 6,400 real steps
   per iteration, the model fitted 45K then 15K steps, 800K simulated steps per iteration)
@@ -20,7 +20,7 @@ printed with the paper's published score for the game.
 
 Usage (CPU)::
 
-    python benchmarks/simple.py --game ALE/Pong-v5 --seeds 0 --iterations 3
+    python benchmarks/simple.py --game ALE/Assault-v5 --seeds 0 1 2 --episodes 20 --threads 1
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ PUBLISHED = {
     "ALE/Freeway-v5": {"simple": 20.3, "random": 0.0},
     "ALE/Breakout-v5": {"simple": 16.4, "random": 1.7},
     "ALE/CrazyClimber-v5": {"simple": 62583.6, "random": 10780.5},
+    "ALE/Assault-v5": {"simple": 527.2, "random": 222.4},
 }
 CONFIGS: dict[str, dict[str, Any]] = {
     "small": {"settings": ATARI_SIMPLE_SMALL, "screen_size": 42},

@@ -298,11 +298,11 @@ PENDULUM_PILCO: dict[str, Any] = {
 }
 
 # SimPLe on these CPUs: the paper's loop (16 simulated envs, 50-step rollouts from real
-# frame stacks) with 42x42 frames (make_atari_vec_env(screen_size=42)), a video model of
-# hidden size 16 and 3 downsampling steps, and much shorter fits and PPO budgets: the
-# per-pixel 256-way softmax makes a gradient step of the model cost about 0.5 s here at
-# 8 sequences of 2 steps. Not in PRESETS: the frames come from make_atari_vec_env, not
-# gymnasium.make. benchmarks/simple.py.
+# frame stacks, the paper's PPO) with 42x42 frames (make_atari_vec_env(screen_size=42)), a
+# video model of hidden size 16 and 3 downsampling steps, and much shorter fits and PPO
+# budgets: a gradient step of the model costs about 0.14 s here on one thread at 8
+# sequences of 2 steps, most of it the per-pixel 256-way softmax. Not in PRESETS: the
+# frames come from make_atari_vec_env, not gymnasium.make. benchmarks/simple.py.
 ATARI_SIMPLE_SMALL: dict[str, Any] = {
     "model_kwargs": {
         "hidden_size": 16,
@@ -316,9 +316,9 @@ ATARI_SIMPLE_SMALL: dict[str, Any] = {
     },
     "learning_starts": 2_000,
     "train_freq": 2_000,
-    "first_fit_steps": 400,
-    "fit_steps": 150,
-    "imagined_steps": 16_000,
+    "first_fit_steps": 1_500,
+    "fit_steps": 500,
+    "imagined_steps": 32_000,
     "buffer_size": 20_000,
 }
 
