@@ -315,10 +315,10 @@ class VideoNet(nn.Module):
     def pixel_logits(self, x: torch.Tensor) -> torch.Tensor:
         """``to_logits`` (a 1x1 convolution) as a dense layer over the channels of each
         pixel: ``[B, C, H, W]`` to ``[B, 256, H, W]`` laid out channels-last, so that the
-        softmax over the 256 intensities and its loss read contiguous rows. On a CPU this
-        makes a training step of a small model several times faster than the convolution,
-        whose strided ``[B, 256, H, W]`` output dominates it (benchmarks/RESULTS.md,
-        "SimPLe")."""
+        softmax over the 256 intensities and its loss read contiguous rows. On a CPU a
+        training step of the small SimPLe model took 0.14 s this way against 0.24 s with
+        the convolution, whose strided ``[B, 256, H, W]`` output dominated it
+        (benchmarks/RESULTS.md, "SimPLe")."""
         weight = self.to_logits.weight.flatten(1)  # [256, C]
         return F.linear(x.permute(0, 2, 3, 1), weight, self.to_logits.bias).permute(0, 3, 1, 2)
 
