@@ -13,7 +13,7 @@ import torch
 from mbwrap.buffers import ReplayBuffer
 from mbwrap.envs import DreamVecEnv
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
-from mbwrap.models.video import VideoModel, ramp
+from mbwrap.models.video import VideoModel, ramp, reward_of_logits
 from mbwrap.models.video_nets import clipped_pixel_loss, stage_widths, usable_compress_steps
 
 # A tiny video: a vertical paddle, one pixel wide, on 8x8 frames; stacks of the last two.
@@ -149,6 +149,25 @@ def test_frame_stacks_round_trip_and_the_newest_frame_is_the_prediction():
     assert set(pred.reward.tolist()) <= {-1.0, 0.0, 1.0} and pred.terminated is None
     decoded = m.decode(nxt)
     assert all(space.contains(frame) for frame in decoded.numpy())
+
+
+def test_the_imagined_reward_is_the_mode_or_the_mean_of_the_reward_head():
+    # Classes -1, 0, +1: probabilities 0.1 / 0.6 / 0.3 and 0.5 / 0.2 / 0.3.
+    probs = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    logits = probs.log() + 3.0  # softmax ignores the shift
+    assert torch.equal(reward_of_logits(logits, "mode"), torch.tensor([0.0, -1.0]))
+    assert torch.allclose(reward_of_logits(logits, "mean"), torch.tensor([0.2, -0.2]))
+    state = torch.from_numpy(paddle(np.array([3, 5]))[:, None].repeat(STACK, 1))
+    action = torch.tensor([0, 1])
+    for estimate in ("mode", "mean"):
+        m = model(reward_estimate=estimate)
+        step = m.step(state, action, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out = m.net(state.float() / 255, action, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(step.reward, reward_of_logits(out.reward_logits, estimate))
+        assert step.reward.dtype == torch.float32
+    with pytest.raises(ValueError, match=r"reward_estimate: expected 'mode' or 'mean', got 'max'"):
+        model(reward_estimate="max")
 
 
 def test_the_latent_is_inferred_from_the_target_in_training():

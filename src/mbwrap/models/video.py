@@ -16,7 +16,8 @@ predicts one frame, drops the oldest and appends it.
 **Inference** (:meth:`step`): the bits are *sampled* from the bit predictor with the
 ``generator`` (the latent is where the randomness lives), each pixel is the *mode* of its
 softmax (tensor2tensor's ``pixel_sampling_temperature = 0.0``: argmax), and the reward is
-the most likely class (tensor2tensor's ``infer`` takes the argmax). The same generator
+the most likely class (tensor2tensor's ``infer`` takes the argmax), or with
+``reward_estimate="mean"`` its expectation ``p(+1) - p(-1)``. The same generator
 state gives the same frame. Episodes never terminate (``terminated=None``): SimPLe's
 simulated episodes are cut at 50 steps by the caller (the ``horizon`` of the imagination
 env).
@@ -78,6 +79,11 @@ def _setting(default: Any, *, low: float, high: float | None = None) -> Any:
     return dataclasses.field(default=default, metadata={"low": low, "high": high})
 
 
+def _choice(default: str, *choices: str) -> Any:
+    """A config field whose value is one of ``choices``."""
+    return dataclasses.field(default=default, metadata={"choices": (default, *choices)})
+
+
 @dataclass(frozen=True, kw_only=True)
 class VideoModelConfig:
     """The hyperparameters of :class:`VideoModel`, each with its source.
@@ -133,10 +139,20 @@ class VideoModelConfig:
     latent_warmup_steps: int = _setting(40_000, low=1)
     # tensor2tensor's next_frame_basic_deterministic: clip_grad_norm = 1.0.
     max_grad_norm: float = _setting(1.0, low=0.0)
+    # The imagined reward: "mode", the most likely sign (tensor2tensor's infer takes the
+    # argmax), or "mean", its expectation p(+1) - p(-1). A model that is not yet sure of
+    # any reward (rewards in a few percent of frames, a short fit) gives 0 everywhere under
+    # "mode", and the agent then learns nothing; "mean" keeps the model's graded belief.
+    reward_estimate: str = _choice("mode", "mean")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if "choices" in f.metadata:
+                if value not in f.metadata["choices"]:
+                    expected = " or ".join(repr(c) for c in f.metadata["choices"])
+                    raise ValueError(f"{f.name}: expected {expected}, got {value!r}")
+                continue
             integral = isinstance(f.default, int)
             kind = numbers.Integral if integral else numbers.Real
             if isinstance(value, bool) or not isinstance(value, kind):
@@ -162,6 +178,19 @@ class VideoModelConfig:
                     f"{key}: not a setting of VideoModel; valid: {', '.join(sorted(names))}"
                 )
         return cls(**kwargs)
+
+
+def reward_of_logits(logits: torch.Tensor, estimate: str) -> torch.Tensor:
+    """The imagined reward of the reward head's logits ``[B, 3]`` (classes -1, 0, +1).
+
+    :param estimate: ``"mode"``: the most likely class, in ``{-1, 0, 1}``; ``"mean"``: the
+        expectation ``p(+1) - p(-1)``, in ``[-1, 1]``.
+    :return: ``[B]`` float32.
+    """
+    if estimate == "mean":
+        probs = logits.float().softmax(-1)
+        return probs[:, 2] - probs[:, 0]
+    return logits.argmax(-1).float() - 1.0
 
 
 def ramp(step: int, *, steps: float, final: float) -> float:
@@ -285,14 +314,14 @@ class VideoModel(WorldModel):
         :param action: ``[B]`` env actions.
         :param generator: source of the latent's bits.
         :return: the next stack ``[B, S, H, W]`` uint8 (the oldest frame dropped, the
-            predicted one last), the reward ``[B]`` float32 in ``{-1, 0, 1}`` and
-            ``terminated=None``.
+            predicted one last), the reward ``[B]`` float32 (in ``{-1, 0, 1}``, or in
+            ``[-1, 1]`` with ``reward_estimate="mean"``) and ``terminated=None``.
         """
         frames = state.to(torch.uint8)
         with _evaluating(self.net):
             out = self.net(frames.float() / 255.0, self.action_index(action), generator=generator)
         next_frame = out.pixel_logits.argmax(1).to(torch.uint8)
-        reward = out.reward_logits.argmax(-1).float() - 1.0
+        reward = reward_of_logits(out.reward_logits, self.config.reward_estimate)
         next_state = torch.cat([frames[:, 1:], next_frame.unsqueeze(1)], 1)
         return ModelStep(next_state=next_state, reward=reward, terminated=None)
 
