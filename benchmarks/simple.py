@@ -21,6 +21,10 @@ printed with the paper's published score for the game.
 Usage (CPU)::
 
     python benchmarks/simple.py --game ALE/Assault-v5 --seeds 0 1 2 --episodes 20 --threads 1
+
+``--imagined-returns`` also prints, after training, what the model imagines: the summed
+rewards of 50-step simulated episodes from real frame stacks with each action held and
+with random actions, the reward taken as the head's mode and as its mean.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from mbwrap.algos.presets import ATARI_SIMPLE_SMALL
 from mbwrap.algos.simple import SimPLe
 from mbwrap.envs import make_atari_vec_env
+from mbwrap.models.video import reward_of_logits
 
 # Mean scores after 100K interactions (SimPLe) and of uniformly random play, as tabulated
 # in the Atari-100k comparisons that followed (e.g. Srinivas et al. 2020, CURL, Table 2).
@@ -64,6 +69,39 @@ class RandomPlay:
         return np.array([self.space.sample() for _ in range(len(obs))]), None
 
 
+@torch.no_grad()
+def imagined_returns(algo: SimPLe, repeats: int = 8, steps: int = 50) -> dict[str, Any]:
+    """``{actions: (mode return, mean return)}``: the imagined rewards of ``steps``-step
+    simulated episodes from the dream's real start stacks, summed per episode and averaged
+    over ``repeats`` x ``num_imagined_envs`` episodes, for each action held throughout and
+    for uniformly random actions (``"random"``)."""
+    model, dream = algo.model, algo.dream
+    n, num_actions = dream.num_envs, int(algo.action_space.n)
+    generator = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
+    policies = {str(a): (lambda a=a: np.full(n, a)) for a in range(num_actions)}
+    policies["random"] = lambda: rng.integers(0, num_actions, n)
+    model.net.eval()
+    returns = {}
+    for name, policy in policies.items():
+        totals = {"mode": [], "mean": []}
+        for _ in range(repeats):
+            obs, _ = dream.reset()
+            frames = torch.as_tensor(obs).to(torch.uint8)
+            summed = {"mode": torch.zeros(n), "mean": torch.zeros(n)}
+            for _ in range(steps):
+                action = model.action_index(torch.as_tensor(policy()))
+                out = model.net(frames.float() / 255.0, action, generator=generator)
+                for estimate in summed:
+                    summed[estimate] += reward_of_logits(out.reward_logits, estimate)
+                frame = out.pixel_logits.argmax(1).to(torch.uint8)
+                frames = torch.cat([frames[:, 1:], frame.unsqueeze(1)], 1)
+            for estimate, total in summed.items():
+                totals[estimate].append(total.mean().item())
+        returns[name] = tuple(float(np.mean(totals[e])) for e in ("mode", "mean"))
+    return returns
+
+
 def run(
     game: str,
     config: str,
@@ -71,6 +109,7 @@ def run(
     iterations: int,
     episodes: int,
     overrides: dict[str, Any] | None = None,
+    imagined: bool = False,
 ) -> dict[str, Any]:
     screen = CONFIGS[config]["screen_size"]
     settings = {**CONFIGS[config]["settings"], **(overrides or {})}
@@ -85,7 +124,8 @@ def run(
     start = time.perf_counter()
     algo.learn(steps, log_interval=None)  # the last fit's metrics stay in the logger
     seconds = time.perf_counter() - start
-    fit = algo.logger.name_to_value
+    fit = dict(algo.logger.name_to_value)
+    dreamt = imagined_returns(algo) if imagined else None
     evaluation = make_atari_vec_env(game, 1, seed=10_000 + seed, screen_size=screen)
     agent, agent_std = evaluate_policy(
         algo, evaluation, n_eval_episodes=episodes, deterministic=False, warn=False
@@ -107,6 +147,7 @@ def run(
         "pixel_accuracy": fit.get("model/pixel_accuracy"),
         "reward_accuracy": fit.get("model/reward_accuracy"),
         "seconds": seconds,
+        "imagined_returns": dreamt,
     }
 
 
@@ -123,6 +164,11 @@ def main() -> None:
         default="{}",
         help="JSON of SimPLe settings over the config, e.g. '{\"first_fit_steps\": 1500}'",
     )
+    parser.add_argument(
+        "--imagined-returns",
+        action="store_true",
+        help="print the model's imagined 50-step returns of each held action and of random play",
+    )
     args = parser.parse_args()
     overrides = json.loads(args.set)
     if args.threads:
@@ -133,7 +179,15 @@ def main() -> None:
             f"{args.game}: the paper's SimPLe {published['simple']}, random {published['random']}"
         )
     for seed in args.seeds:
-        result = run(args.game, args.config, seed, args.iterations, args.episodes, overrides)
+        result = run(
+            args.game,
+            args.config,
+            seed,
+            args.iterations,
+            args.episodes,
+            overrides,
+            args.imagined_returns,
+        )
         print(
             f"seed {seed} ({args.config}): {result['steps']} real steps, "
             f"{result['imagined']} simulated; SimPLe {result['agent']:.2f} "
@@ -143,6 +197,11 @@ def main() -> None:
             f"{result['pixel_accuracy']}, reward accuracy {result['reward_accuracy']} "
             f"({result['seconds']:.0f} s)"
         )
+        for actions, (mode, mean) in (result["imagined_returns"] or {}).items():
+            print(
+                f"  imagined return per 50 steps, actions {actions}: "
+                f"mode {mode:.3f}, mean {mean:.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -142,7 +142,8 @@ class VideoModelConfig:
     # The imagined reward: "mode", the most likely sign (tensor2tensor's infer takes the
     # argmax), or "mean", its expectation p(+1) - p(-1). A model that is not yet sure of
     # any reward (rewards in a few percent of frames, a short fit) gives 0 everywhere under
-    # "mode", and the agent then learns nothing; "mean" keeps the model's graded belief.
+    # "mode", and the agent then learns nothing; "mean" keeps the model's graded belief,
+    # which the agent then also exploits where it is wrong (benchmarks/RESULTS.md).
     reward_estimate: str = _choice("mode", "mean")
 
     def __post_init__(self) -> None:
