@@ -14,6 +14,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, as ``tox -e test`` runs the suite)
+    each test module stays on one worker, so that its module-scoped fixtures are built
+    once, and all the Ray tests share one worker, so that one Ray session at a time holds
+    the machine's cores."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = "ray" if "distributed" in item.path.parts else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Every test starts on one torch thread (code under test, such as an in-process
