@@ -192,9 +192,6 @@ def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_
     assert_resume_is_exact(_small_dreamer, _pendulum, 100, 50, tmp_path)
 
 
-# About 2 minutes on 2 cores, the longest test: slow, beside the example's learning test
-# (tests/test_examples.py). The default suite keeps Dreamer's update and resume tests.
-@pytest.mark.slow
 def test_dreamer_learns_cartpole_over_random() -> None:
     # DREAMER_CARTPOLE, 2,000 real steps (500 random, then 375 gradient steps): random play
     # averages about 22; the trained agent balances markedly longer.

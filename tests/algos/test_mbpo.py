@@ -386,9 +386,6 @@ def _evaluate(policy: Any, seed: int = 123) -> float:
 PENDULUM_SMALL = PENDULUM_MBPO
 
 
-# About 1 minute on 2 cores: slow. MBPO's learning stays in the default suite with
-# test_dqn_learns_cartpole_within_1000_real_steps.
-@pytest.mark.slow
 def test_learns_pendulum_beyond_the_random_policy():
     # On the same 10 start states, a uniformly random policy averages -1328 (over 100
     # episodes it averages -1208 with a std of 294, so a mean of 10 varies by about 93);
