@@ -10,10 +10,16 @@ After each real episode PILCO is evaluated; SAC (SB3's defaults) is evaluated ev
 ``--sac-eval-freq`` real steps up to ``--sac-steps``. Prints per seed the real episodes
 (and steps) each needed, or ``not reached``.
 
+Seed ``s`` is evaluated on its own 10 start states (the environment reset with seed
+``10_000 + s``), so the return a good controller can reach differs between seeds.
+``--reference-steps N`` measures that: SAC trained for ``N`` steps on each seed, without
+stopping early, then scored on every seed's evaluation starts.
+
 Usage::
 
     python benchmarks/pilco.py swing-up --seeds 0 1 2 --threads 1
     python benchmarks/pilco.py pendulum --seeds 0 --threads 1
+    python benchmarks/pilco.py pendulum --skip-pilco --skip-sac --reference-steps 20000
 """
 
 from __future__ import annotations
@@ -101,6 +107,24 @@ def run_sac(task: dict[str, Any], seed: int, steps: int, every: int, evals: int)
     return {"steps": None, "history": history, "seconds": time.perf_counter() - start}
 
 
+def run_reference(task: dict[str, Any], seeds: list[int], steps: int, evals: int) -> None:
+    """SAC trained ``steps`` steps per seed, scored on every seed's evaluation starts."""
+    env_id = task["env_id"]
+    for train_seed in seeds:
+        agent = SAC("MlpPolicy", gym.make(env_id), seed=train_seed, device="cpu")
+        start = time.perf_counter()
+        agent.learn(steps)
+        scores = ", ".join(
+            f"seed {s}'s starts {score(agent, env_id, task['metric'], evals, s):.2f}"
+            for s in seeds
+        )
+        print(
+            f"  reference: SAC seed {train_seed} after {steps} steps "
+            f"({time.perf_counter() - start:.0f} s): {scores}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=sorted(TASKS))
@@ -111,6 +135,12 @@ def main() -> None:
     parser.add_argument("--sac-eval-freq", type=int, default=1_000)
     parser.add_argument("--skip-sac", action="store_true")
     parser.add_argument("--skip-pilco", action="store_true")
+    parser.add_argument(
+        "--reference-steps",
+        type=int,
+        default=0,
+        help="train SAC this long per seed and score it on every seed's evaluation starts",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--set",
@@ -132,6 +162,8 @@ def main() -> None:
             f"{result['seconds']:.0f} s; after each episode: {curve}",
             flush=True,
         )
+    if args.reference_steps:
+        run_reference(task, args.seeds, args.reference_steps, args.eval_episodes)
     if args.skip_sac:
         return
     for seed in args.seeds:
