@@ -18,12 +18,14 @@ Usage::
     python benchmarks/alphazero.py --game connect_four_v3 --train-seconds 1800
     python benchmarks/alphazero.py --game connect_four_v3 --train-seconds 1800 \
         --curve 300 600 1200 --curve-games 40 --plot curve.png
+    python benchmarks/alphazero.py --game connect_four_v3 --train-seconds 1800 --lr-final 0.1
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from typing import Any
@@ -82,6 +84,38 @@ class StopAfter(BaseCallback):
 
     def _on_step(self) -> bool:
         return time.perf_counter() - self.start < self.seconds
+
+
+class AnnealLearningRate(BaseCallback):
+    """Cosine anneal of the optimiser's step size over the training budget, by wall time.
+
+    The budget is in seconds, not moves, so SB3's progress (moves done over
+    ``total_timesteps``) cannot drive a schedule. AlphaZero drops its step size by 10x
+    several times during training (Silver et al. 2018, Methods); a cosine from
+    ``learning_rate`` to ``final_factor`` times it is the smooth form of that.
+
+    :param offset: training seconds already spent (the segments before a match).
+    """
+
+    def __init__(self, total: float, offset: float, initial: float, final_factor: float) -> None:
+        super().__init__()
+        self.total, self.offset = total, offset
+        self.initial, self.final_factor = initial, final_factor
+        self.start = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self._set()
+
+    def _on_step(self) -> bool:
+        self._set()
+        return True
+
+    def _set(self) -> None:
+        done = min((self.offset + time.perf_counter() - self.start) / self.total, 1.0)
+        factor = self.final_factor + (1 - self.final_factor) * 0.5 * (1 + math.cos(math.pi * done))
+        for group in self.model.optimizer.param_groups:
+            group["lr"] = self.initial * factor
 
 
 def opponent_for(game: str, seed: int) -> tuple[Any, str]:
@@ -158,6 +192,9 @@ def main() -> None:
     parser.add_argument("--curve-games", type=int, default=40)
     parser.add_argument("--plot", default=None, help="draw the learning curve here (PNG)")
     parser.add_argument("--set", default=None, help="JSON of settings overriding SETTINGS")
+    parser.add_argument("--lr-final", type=float, default=None,
+                        help="anneal the step size by a cosine over --train-seconds to this "
+                             "fraction of the initial one (default: constant)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -189,7 +226,11 @@ def main() -> None:
         for stop in stops:
             # Matches are not training time: each segment runs to the next stop.
             start = time.perf_counter()
-            algo.learn(10**12, callback=StopAfter(stop - trained), log_interval=50,
+            callbacks: list[BaseCallback] = [StopAfter(stop - trained)]
+            if args.lr_final is not None:
+                callbacks.append(AnnealLearningRate(args.train_seconds, trained,
+                                                    algo.config.learning_rate, args.lr_final))
+            algo.learn(10**12, callback=callbacks, log_interval=50,
                        reset_num_timesteps=trained == 0.0)
             trained += time.perf_counter() - start
             if stop != args.train_seconds:
@@ -203,7 +244,8 @@ def main() -> None:
           f"{algo.games_played} games, {algo.n_updates} gradient steps", flush=True)
 
     final = match(algo, args.game, args.games, args.seed)
-    report = {"game": args.game, **progress(algo, trained),
+    report = {"game": args.game, "lr_final": args.lr_final, **progress(algo, trained),
+              "final_learning_rate": algo.optimizer.param_groups[0]["lr"],
               "eval_num_simulations": algo.config.eval_num_simulations, **final}
     half = args.games // 2 + args.games % 2
     print(f"\n{args.games} games vs {final['opponent']} ({half} as first player): "

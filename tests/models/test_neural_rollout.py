@@ -9,8 +9,17 @@ import torch
 from gymnasium import spaces
 
 from mbwrap import ReplayBuffer, TabularModel, WorldModel
+from mbwrap.device import force_accelerator_paths
 from mbwrap.models import GaussianEnsemble, MLPModel
-from mbwrap.models.neural_rollout import folded_first_layer, random_deals
+from mbwrap.models.losses import soft_clamp_logvar
+from mbwrap.models.neural_rollout import (
+    broken_rows_to_nan,
+    folded_first_layer,
+    folded_gaussian_draw,
+    folded_gaussian_layer,
+    folded_output_layer,
+    random_deals,
+)
 
 OBS = spaces.Box(-3.0, 3.0, (3,), np.float32)
 ACT = spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -57,11 +66,61 @@ def test_folding_the_normaliser_into_the_first_layer_changes_nothing():
     )
 
 
-def test_random_deals_give_every_row_a_uniform_group_each_step():
+def test_folding_the_target_denormaliser_into_the_last_layer_changes_nothing():
+    weight, bias = torch.randn(3, 5, 6), torch.randn(3, 1, 6)
+    mean, std = torch.randn(4), torch.rand(4) + 0.5
+    x = torch.randn(3, 7, 5)
+    w, b = folded_output_layer(weight, bias, mean, std)
+    plain, folded = torch.baddbmm(bias, x, weight), torch.baddbmm(b, x, w)
+    torch.testing.assert_close(folded[..., :4], plain[..., :4] * std + mean)
+    torch.testing.assert_close(folded[..., 4:], plain[..., 4:])  # other columns untouched
+    assert not torch.equal(w, weight)  # new tensors: the model's own are left as they were
+
+
+def test_a_folded_gaussian_draw_equals_the_unfolded_one():
+    torch.manual_seed(0)
+    dim, rows = 4, 9
+    weight, bias = torch.randn(1, 5, 2 * dim + 1), torch.randn(1, 1, 2 * dim + 1)
+    x = 8.0 * torch.randn(1, rows, 5)  # log-variances far past both bounds as well
+    mean, std = torch.randn(dim), torch.rand(dim) + 0.5
+    top, bottom = torch.rand(dim) * 0.5, -10.0 + torch.rand(dim)
+    eps = torch.randn(rows, dim)
+    head = torch.baddbmm(bias, x, weight)[0]
+    mu, logvar = head[:, :dim], head[:, dim : 2 * dim]
+    expected = (mu + torch.exp(0.5 * soft_clamp_logvar(logvar, top, bottom)) * eps) * std + mean
+    w, b = folded_gaussian_layer(weight, bias, mean, std, top, bottom)
+    folded = torch.baddbmm(b, x, w)[0]
+    torch.testing.assert_close(folded[:, 2 * dim :], head[:, 2 * dim :])  # a logit stays
+    draw = folded_gaussian_draw(folded, std * torch.exp(0.5 * bottom) * eps, 0.5 * (top - bottom))
+    torch.testing.assert_close(draw, expected, rtol=1e-5, atol=1e-5)
+    assert (logvar > 25).any() and (logvar < -25).any()  # softplus's linear side is used
+
+
+def test_broken_rows_turn_nan_from_the_step_after_the_break():
+    states = torch.zeros(4, 3, 2)  # H = 3 steps, 3 rows
+    deltas = torch.zeros(3, 3, 3)  # obs 2 + reward
+    deltas[1, 1, 0] = float("inf")  # row 1 breaks at step 1
+    deltas[0, 2, 2] = float("nan")  # row 2: only its reward at step 0 (states unaffected)
+    terminated = torch.full((3, 3), 0.5)
+    for forced in (False, True):
+        with force_accelerator_paths(forced):
+            out = broken_rows_to_nan(states, deltas, 2, terminated)
+        assert torch.isnan(out.states[2:, 1]).all() and not torch.isnan(out.states[:2]).any()
+        assert not torch.isnan(out.states[:, [0, 2]]).any()
+        assert torch.isnan(out.reward[2, 1]) and not torch.isnan(out.reward[:2, 1]).any()
+        assert torch.isnan(out.terminated[2, 1]) and not torch.isnan(out.terminated[:2]).any()
+        assert torch.isnan(out.reward[0, 2]) and not torch.isnan(out.reward[1:, 2]).any()
+    clean = broken_rows_to_nan(states, torch.zeros(3, 3, 3), 2, None)
+    assert clean.terminated is None and not torch.isnan(clean.states).any()
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["cpu", "accelerator-path"])
+def test_random_deals_give_every_row_a_uniform_group_each_step(forced):
     steps, rows, groups = 400, 10, 3
-    dealt, position = random_deals(
-        steps, rows, groups, torch.Generator().manual_seed(0), torch.device("cpu")
-    )
+    with force_accelerator_paths(forced):
+        dealt, position = random_deals(
+            steps, rows, groups, torch.Generator().manual_seed(0), torch.device("cpu")
+        )
     assert dealt.shape == (steps, groups, 4) and position.shape == (steps, rows)
     flat = dealt.transpose(1, 2).reshape(steps, -1)  # deal order: position j -> group j % groups
     assert torch.equal(flat.gather(1, position), torch.arange(rows).expand(steps, rows))
@@ -109,6 +168,22 @@ def test_ts1_rows_follow_a_random_elite_each_step(fitted):
     # The second step draws again: rows that shared a member part ways.
     second = out.states[2] - out.states[1]
     assert len(torch.unique(second.round(decimals=4), dim=0)) > 1
+
+
+def test_a_sampled_step_has_the_members_mean_and_variance(fitted):
+    model = _like(fitted, propagation="ts-inf")
+    rows = 20_000
+    state = torch.tensor([[0.2, -0.4, 0.1]]).expand(rows, 3)
+    actions = torch.full((rows, 1, 2), 0.3)
+    member = torch.full((rows,), int(model.elite_indices[0]))
+    out = model.rollout(state, actions, generator=torch.Generator().manual_seed(0), member=member)
+    mean, logvar = model.predict_distribution(state[:1], actions[:1, 0])
+    mean, std = mean[member[0], 0], torch.exp(0.5 * logvar[member[0], 0])
+    change = torch.cat([out.states[1] - state, out.reward[0][:, None]], -1)
+    assert std.min() > 1e-3  # the draw has noise to measure
+    # Means within 5 standard errors, deviations within 3% (20,000 draws).
+    assert torch.all((change.mean(0) - mean).abs() < 5 * std / rows**0.5)
+    torch.testing.assert_close(change.std(0), std, rtol=0.03, atol=0.0)
 
 
 def test_states_stay_in_bounds_and_a_broken_model_shows_nan(fitted):

@@ -15,6 +15,12 @@ from gymnasium import spaces
 
 from mbwrap.models.losses import gaussian_nll, soft_clamp_logvar
 from mbwrap.models.neural import NeuralWorldModel, Propagation
+from mbwrap.models.neural_rollout import (
+    Draw,
+    folded_gaussian_draw,
+    folded_gaussian_layer,
+    folded_output_layer,
+)
 
 #: MBPO's L2 coefficients for its 4 hidden layers and the output layer (Janner et al. 2019,
 #: mbpo/models/constructor.py; PETS's HalfCheetah model, Chua et al. 2018).
@@ -162,6 +168,29 @@ class GaussianEnsemble(NeuralWorldModel):
             return mean
         noise = torch.randn(mean.shape, device=mean.device, generator=generator)
         return mean + torch.exp(0.5 * logvar) * noise
+
+    def _prepared_head(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        steps: int,
+        rows: int,
+        generator: torch.Generator | None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], Draw]:
+        """The denormaliser and half of the log-variance bound folded into the layer, and
+        every step's noise drawn at once (:func:`folded_gaussian_draw`)."""
+        norm = self.target_normalizer
+        if self.deterministic:
+            return folded_output_layer(weight, bias, norm.mean, norm.std), lambda head, t: (
+                head[:, : self.target_dim]
+            )
+        top, bottom = self.max_logvar.detach(), self.min_logvar.detach()
+        layer = folded_gaussian_layer(weight, bias, norm.mean, norm.std, top, bottom)
+        noise = torch.randn(steps, rows, self.target_dim, device=weight.device,
+                            generator=generator)
+        noise *= norm.std * torch.exp(0.5 * bottom)
+        half_span = 0.5 * (top - bottom)
+        return layer, lambda head, t: folded_gaussian_draw(head, noise[t], half_span)
 
     def _regularizer(self) -> torch.Tensor:
         bounds = self.max_logvar.sum() - self.min_logvar.sum()

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from mbwrap.models.losses import mse
 from mbwrap.models.neural import NeuralWorldModel, Propagation
+from mbwrap.models.neural_rollout import Draw, folded_output_layer
 
 
 class MLPModel(NeuralWorldModel):
@@ -101,3 +102,15 @@ class MLPModel(NeuralWorldModel):
 
     def _sample(self, head: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return head
+
+    def _prepared_head(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        steps: int,
+        rows: int,
+        generator: torch.Generator | None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], Draw]:
+        """The denormaliser folded into the layer: a step's draw is its head."""
+        norm = self.target_normalizer
+        return folded_output_layer(weight, bias, norm.mean, norm.std), lambda head, t: head

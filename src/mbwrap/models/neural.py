@@ -34,7 +34,7 @@ from mbwrap.errors import ModelOutputError, UnsupportedSpaceError
 from mbwrap.models.base import WorldModel
 from mbwrap.models.layers import ACTIVATIONS, EnsembleMLP, layer_decays
 from mbwrap.models.losses import mse
-from mbwrap.models.neural_rollout import prepared_rollout
+from mbwrap.models.neural_rollout import Draw, prepared_rollout
 from mbwrap.models.normalizer import Normalizer
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import (
@@ -360,6 +360,22 @@ class NeuralWorldModel(WorldModel):
     def _sample(self, head: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """One draw of the normalised target: ``[B, H] -> [B, T]``."""
         raise NotImplementedError
+
+    def _prepared_head(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        steps: int,
+        rows: int,
+        generator: torch.Generator | None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], Draw]:
+        """The last layer (``weight [E, I, O]``, ``bias [E, 1, O]``) and the draw of each
+        step for a prepared rollout of ``steps`` steps on ``rows`` rows
+        (:func:`~mbwrap.models.neural_rollout.prepared_rollout`). Here: the layer as it
+        is, and :meth:`_sample` denormalised. Subclasses fold what they can into the
+        layer."""
+        norm = self.target_normalizer
+        return (weight, bias), lambda head, t: norm.denormalize(self._sample(head, generator))
 
     def _regularizer(self) -> torch.Tensor:
         """A scalar added once to the summed member losses: the layers' weight decay."""
