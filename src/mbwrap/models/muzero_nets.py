@@ -41,8 +41,7 @@ def scale_hidden_state(state: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         constant row finite).
     """
     flat = state.flatten(1)
-    low = flat.min(1, keepdim=True).values
-    high = flat.max(1, keepdim=True).values
+    low, high = torch.aminmax(flat, dim=1, keepdim=True)
     return ((flat - low) / (high - low + eps)).view_as(state)
 
 

@@ -63,10 +63,13 @@ class MuZeroSearchModel:
         with torch.no_grad():
             state, reward = self.networks.dynamics(embedding, action)
             logits, value = self.networks.predict(state)
+            # Both heads share the support: one conversion for the two (a search calls
+            # this once per simulation, where each small operation counts).
+            reward, value = self.networks.to_scalar(torch.stack([reward, value])).unbind(0)
         out = RecurrentFnOutput(
-            reward=self.networks.to_scalar(reward),
+            reward=reward,
             discount=torch.full_like(action, self.gamma, dtype=state.dtype),
             prior_logits=logits,
-            value=self.networks.to_scalar(value),
+            value=value,
         )
         return out, state
