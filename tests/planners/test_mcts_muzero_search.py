@@ -26,6 +26,9 @@ def _model(obs_space=None, gamma=0.9):
 
 def test_roots_and_steps_are_the_networks_functions():
     model, nets = _model()
+    with torch.no_grad():  # the heads start at zero: make reward and value differ
+        for param in nets.parameters():
+            param.add_(0.3 * torch.randn_like(param))
     assert isinstance(model, SearchModel) and model.num_actions == 3
     obs = torch.randn(5, 4)
     root = model.root(obs)
@@ -39,7 +42,10 @@ def test_roots_and_steps_are_the_networks_functions():
     torch.testing.assert_close(next_state, expected_state)
     torch.testing.assert_close(out.reward, nets.to_scalar(reward))
     torch.testing.assert_close(out.discount, torch.full((5,), 0.9))
-    assert out.value.shape == (5,)
+    step_logits, step_value = nets.predict(expected_state)
+    torch.testing.assert_close(out.prior_logits, step_logits)
+    torch.testing.assert_close(out.value, nets.to_scalar(step_value))
+    assert out.value.shape == (5,) and not torch.allclose(out.value, out.reward)
 
 
 def test_image_observations_are_scaled_to_unit_range():
