@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from mbwrap import ReplayBuffer, TabularModel, WorldModel
 from mbwrap.device import force_accelerator_paths
-from mbwrap.models import GaussianEnsemble, MLPModel
+from mbwrap.models import GaussianEnsemble, MDNModel, MLPModel
 from mbwrap.models.losses import soft_clamp_logvar
 from mbwrap.models.neural_rollout import (
     broken_rows_to_nan,
@@ -150,6 +150,21 @@ def test_mean_propagation_and_fixed_members_equal_stepping(fitted):
         torch.testing.assert_close(fast.states, slow.states, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(fast.reward, slow.reward, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(fast.terminated, slow.terminated, atol=1e-5, rtol=1e-5)
+
+
+def test_a_single_member_samples_as_stepping_does():
+    # MDNModel keeps the default draw (_sample, then the denormaliser): with one member the
+    # rollout samples it as step() does, from the same generator, not its mean.
+    torch.manual_seed(0)
+    model = MDNModel(OBS, ACT, hidden_sizes=(16,), device="cpu")
+    model.fit(_buffer(), epochs=2)
+    state, actions = torch.rand(6, 3) * 2 - 1, torch.rand(6, 4, 2) * 2 - 1
+    fast = model.rollout(state, actions, generator=torch.Generator().manual_seed(5))
+    slow = _stepped(model, state, actions, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(fast.states, slow.states, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.reward, slow.reward, atol=1e-5, rtol=1e-5)
+    other = model.rollout(state, actions, generator=torch.Generator().manual_seed(6))
+    assert not torch.allclose(other.states[1:], fast.states[1:])  # a draw, not the mean
 
 
 def test_ts1_rows_follow_a_random_elite_each_step(fitted):

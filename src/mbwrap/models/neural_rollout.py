@@ -179,6 +179,8 @@ def prepared_rollout(
     rest = [(layer.weight, layer.bias) for layer in layers[1:]]
     ensemble, elites = model.ensemble_size, model.elite_indices
     dealing = member is None and model.propagation != "mean" and ensemble > 1
+    if member is None and model.propagation != "mean" and ensemble == 1:
+        member = torch.zeros(rows, dtype=torch.long, device=model.device)  # as step() does
     sampling = dealing or member is not None
     draw: Draw | None = None
     if sampling:  # "mean" propagation reads the unfolded head
