@@ -82,3 +82,23 @@ def test_two_hot_to_scalar_promotes_like_the_elementwise_product() -> None:
     out = two_hot_to_scalar(probs, support)
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inverse_value_transform_in_place_route_matches_the_formula_bit_for_bit(dtype) -> None:
+    # Without a gradient to record, the inverse runs in place; with one, out of place
+    # (autograd saves sqrt's output). Both must give the formula's bits.
+    y = torch.cat([torch.linspace(-300, 300, 10001, dtype=dtype),
+                   torch.randn(1000, dtype=dtype) * 1e3, torch.tensor([0.0, -0.0], dtype=dtype)])
+    eps = 0.001
+    formula = torch.sign(y) * (
+        ((torch.sqrt(1.0 + 4.0 * eps * (torch.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)) ** 2
+        - 1.0)
+    before = y.clone()
+    assert torch.equal(inverse_value_transform(y), formula)
+    assert torch.equal(y, before)  # the input is left alone
+    leaf = y.clone().requires_grad_(True)
+    out = inverse_value_transform(leaf)
+    assert torch.equal(out.detach(), formula)
+    out.sum().backward()
+    assert torch.isfinite(leaf.grad).all()

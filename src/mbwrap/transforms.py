@@ -32,8 +32,14 @@ def inverse_value_transform(y: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.
     """
     if eps == 0:
         return torch.sign(y) * ((torch.abs(y) + 1.0) ** 2 - 1.0)
-    root = (torch.sqrt(1.0 + 4.0 * eps * (torch.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
-    return torch.sign(y) * (root**2 - 1.0)
+    if y.requires_grad and torch.is_grad_enabled():
+        root = (torch.sqrt(1.0 + 4.0 * eps * (torch.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)
+        return torch.sign(y) * (root**2 - 1.0)
+    # The same operations in the same order, in place: a search converts every
+    # simulation's reward and value with this, where each new tensor costs about as much
+    # as the arithmetic (22 against 29 µs for two values).
+    root = torch.abs(y).add_(1.0).add_(eps).mul_(4.0 * eps).add_(1.0).sqrt_()
+    return root.sub_(1.0).div_(2.0 * eps).square_().sub_(1.0).mul_(torch.sign(y))
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
