@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import distributions as td
@@ -18,7 +19,7 @@ from mbwrap.models.stochastic import (
     sample_one_hot,
     unimix_logits,
 )
-from mbwrap.returns import lambda_returns
+from mbwrap.returns import lambda_returns, percentile_range
 from mbwrap.transforms import scalar_to_two_hot, symexp, symlog, symlog_bins, two_hot_to_scalar
 
 # ---------------------------------------------------------------- symlog, two-hot
@@ -143,6 +144,31 @@ def test_lambda_returns_reject_mismatched_shapes():
 
 
 # ---------------------------------------------------------------- latents
+
+
+def test_percentile_range_is_numpys_95th_minus_5th_over_all_elements():
+    # DreamerV3's return scale S: the 5th-95th percentile range of all imagined returns.
+    x = torch.arange(101.0).reshape(1, 101)
+    torch.testing.assert_close(percentile_range(x), torch.tensor(90.0))
+    generator = torch.Generator().manual_seed(0)
+    returns = torch.randn(15, 16, 33, generator=generator) * 7.0 + 3.0
+    returns[0, 0, 0] = 1e6  # an outlier: the range stays near 2 x 1.645 x 7, not 1e6
+    expected = np.percentile(returns.numpy(), 95) - np.percentile(returns.numpy(), 5)
+    torch.testing.assert_close(percentile_range(returns), torch.tensor(expected).float())
+    assert 20.0 < percentile_range(returns).item() < 26.0
+    low, high = np.percentile(returns.numpy(), [10, 80])
+    torch.testing.assert_close(
+        percentile_range(returns, low=0.1, high=0.8), torch.tensor(high - low, dtype=torch.float32)
+    )
+
+
+def test_percentile_range_passes_no_gradient_and_checks_its_bounds():
+    x = torch.randn(64, requires_grad=True)
+    assert not percentile_range(x).requires_grad
+    with pytest.raises(ValueError, match="low, high"):
+        percentile_range(x, low=0.9, high=0.1)
+    with pytest.raises(ValueError, match="low, high"):
+        percentile_range(x, low=-0.1)
 
 
 def test_unimix_keeps_every_class_above_its_floor():

@@ -13,6 +13,7 @@ from mbwrap.planners.mcts import (
     RootFnOutput,
     completed_by_mix_value,
     considered_visits,
+    considered_visits_table,
     gumbel_muzero_policy,
     min_max_normalize,
     mixed_value,
@@ -22,6 +23,8 @@ from mbwrap.planners.mcts import (
     sample_gamma,
     score_considered,
 )
+from mbwrap.planners.mcts.action_selection import masked_argmax
+from mbwrap.planners.mcts.qtransforms import normalize_visited
 
 
 def bandit_fn(rewards: list[float], discount: float = 0.0, value: float = 0.0):
@@ -177,6 +180,35 @@ def test_considered_visits_schedule_by_hand():
     assert considered_visits(4, 8) == [0, 0, 0, 0, 1, 1, 2, 2]
     assert considered_visits(1, 3) == [0, 1, 2]
     assert considered_visits(2, 4) == [0, 0, 1, 1]
+
+
+def test_considered_visits_table_rows_are_the_schedules_for_each_action_count():
+    table = considered_visits_table(4, 8)
+    assert table.shape == (5, 8) and table.dtype == torch.long
+    for k in range(5):
+        assert table[k].tolist() == considered_visits(k, 8)
+    assert table[4].tolist() == [0, 0, 0, 0, 1, 1, 2, 2]
+    table[4] = 99  # a copy: the cached rows stay as they were
+    assert considered_visits_table(4, 8)[4].tolist() == [0, 0, 0, 0, 1, 1, 2, 2]
+
+
+def test_masked_argmax_skips_invalid_entries_and_breaks_ties_low():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 2.0], [5.0, 1.0, 0.0, 4.0], [0.0, 2.0, 1.0, 3.0]])
+    invalid = torch.tensor(
+        [[False, False, False, False], [True, False, False, True], [True, True, True, True]]
+    )
+    # Row 0: a tie between 1 and 2 goes to 1. Row 1: the best valid entry is 1.0 at index 1.
+    # Row 2: every entry invalid (a terminal node), so the mask is ignored.
+    assert masked_argmax(scores, invalid).tolist() == [1, 1, 3]
+    assert masked_argmax(scores, None).tolist() == [1, 0, 3]
+
+
+def test_normalize_visited_scales_visited_q_and_zeros_the_rest():
+    q = torch.tensor([[1.0, 3.0, -1.0], [0.5, 0.5, 2.0]])
+    visits = torch.tensor([[1, 2, 0], [0, 4, 1]])
+    out = normalize_visited(q, visits, torch.tensor([1.0, -1.0]), torch.tensor([0.5, 2.0]))
+    expected = torch.tensor([[0.0, 1.0, 0.0], [0.0, 3.0, 6.0]])
+    torch.testing.assert_close(out, expected)
 
 
 def test_puct_scores_formula():
