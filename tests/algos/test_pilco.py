@@ -13,7 +13,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 import mbwrap
 from mbwrap.algos.pilco import PILCO
 from mbwrap.algos.pilco_config import KNOWN_COSTS
-from mbwrap.envs.cartpole_swingup import COST_WIDTH, tip_distance
+from mbwrap.envs import cartpole_swingup
+from mbwrap.envs.cartpole_swingup import COST_WIDTH, cartpole_derivatives, tip_distance
 from mbwrap.models.gp_moments import expansion_mean
 from mbwrap.networks import RBFController
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
@@ -40,6 +41,41 @@ def test_rbf_controller_squashes_its_network_into_the_bounds():
         expansion_mean(controller.expansion(), x)
     )
     assert torch.allclose(u, expected.double())
+
+
+def _cart_pole_energy(z: np.ndarray) -> float:
+    """Kinetic plus potential energy of a cart with a uniform rod (centre of mass at half
+    its length, inertia m l^2 / 12 about it), theta = 0 hanging down."""
+    _, dx, dtheta, theta = z
+    m, big_m = cartpole_swingup.POLE_MASS, cartpole_swingup.CART_MASS
+    half = cartpole_swingup.POLE_LENGTH / 2
+    vx, vy = dx + half * np.cos(theta) * dtheta, half * np.sin(theta) * dtheta
+    inertia = m * (2 * half) ** 2 / 12
+    kinetic = 0.5 * big_m * dx**2 + 0.5 * m * (vx**2 + vy**2) + 0.5 * inertia * dtheta**2
+    return kinetic - m * cartpole_swingup.GRAVITY * half * np.cos(theta)
+
+
+def test_cart_pole_dynamics_change_the_energy_by_the_power_of_the_forces():
+    # dE/dt = (force - friction * x_dot) * x_dot along the derivatives: wrong masses,
+    # lengths or signs in the equations of motion break this at random states.
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        z = rng.normal(size=4) * np.array([1.0, 2.0, 3.0, 2.0])
+        force = float(rng.normal() * 5.0)
+        derivative = cartpole_derivatives(z, force)
+        assert derivative[0] == z[1] and derivative[3] == z[2]
+        eps = 1e-6
+        gradient = np.array(
+            [(_cart_pole_energy(z + eps * e) - _cart_pole_energy(z - eps * e)) / (2 * eps)
+             for e in np.eye(4)]
+        )
+        power = (force - cartpole_swingup.FRICTION * z[1]) * z[1]
+        assert gradient @ derivative == pytest.approx(power, rel=1e-6, abs=1e-6)
+    # At rest hanging down or upright nothing moves; pushed, the cart accelerates forward.
+    np.testing.assert_allclose(cartpole_derivatives(np.zeros(4), 0.0), 0.0)
+    upright = np.array([0.0, 0.0, 0.0, np.pi])
+    np.testing.assert_allclose(cartpole_derivatives(upright, 0.0), 0.0, atol=1e-12)
+    assert cartpole_derivatives(np.zeros(4), 1.0)[1] > 0
 
 
 def test_the_known_costs_are_the_tip_distance_over_the_width():

@@ -7,8 +7,15 @@ import math
 
 import pytest
 import torch
+from torch import distributions as td
 
-from mbwrap.models.gmm import GaussianMixture, kmeans_plus_plus, mixture_moments
+from mbwrap.models.gmm import (
+    GaussianMixture,
+    gaussian_log_densities,
+    kmeans_plus_plus,
+    maximisation,
+    mixture_moments,
+)
 
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
 MEANS = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=torch.float64)
@@ -24,6 +31,40 @@ def sample_mixture(n: int, seed: int = 0) -> torch.Tensor:
     noise = torch.randn(n, 2, dtype=torch.float64, generator=generator)
     chol = torch.linalg.cholesky(COVARIANCES)
     return MEANS[component] + (chol[component] @ noise.unsqueeze(-1)).squeeze(-1)
+
+
+def test_gaussian_log_densities_match_torch_distributions():
+    points = sample_mixture(50).reshape(5, 10, 2)
+    expected = torch.stack(
+        [td.MultivariateNormal(MEANS[k], COVARIANCES[k]).log_prob(points) for k in range(3)], -1
+    )
+    out = gaussian_log_densities(points, MEANS, COVARIANCES)
+    assert out.shape == (5, 10, 3)
+    torch.testing.assert_close(out, expected)
+
+
+def test_maximisation_with_hard_assignments_gives_each_clusters_moments():
+    data = sample_mixture(300)
+    labels = torch.arange(300) % 3
+    responsibilities = torch.nn.functional.one_hot(labels, 3).to(data.dtype)
+    weights, means, covariances = maximisation(data, responsibilities, regularisation=1e-3)
+    torch.testing.assert_close(weights, torch.full((3,), 1 / 3, dtype=data.dtype))
+    for k in range(3):
+        members = data[labels == k]
+        torch.testing.assert_close(means[k], members.mean(0))
+        # The maximum-likelihood (biased) covariance, plus the regularisation on the diagonal.
+        expected = torch.cov(members.T, correction=0) + 1e-3 * torch.eye(2, dtype=data.dtype)
+        torch.testing.assert_close(covariances[k], expected)
+
+
+def test_maximisation_refits_an_empty_cluster_to_all_the_data():
+    data = sample_mixture(200)
+    responsibilities = torch.zeros(200, 2, dtype=data.dtype)
+    responsibilities[:, 0] = 1.0  # cluster 1 has no points
+    weights, means, covariances = maximisation(data, responsibilities, regularisation=0.0)
+    torch.testing.assert_close(weights, torch.tensor([1.0, 0.0], dtype=data.dtype))
+    torch.testing.assert_close(means[1], data.mean(0))
+    torch.testing.assert_close(covariances[1], torch.cov(data.T, correction=0))
 
 
 def test_em_recovers_a_known_mixture():
