@@ -74,3 +74,21 @@ def test_inverse_value_transform_in_place_route_matches_the_formula_bit_for_bit(
     assert torch.equal(out.detach(), formula)
     out.sum().backward()
     assert torch.isfinite(leaf.grad).all()
+
+
+def test_logits_to_scalar_is_the_inverse_transform_of_the_expected_support_point():
+    from mbwrap.models.muzero_nets import logits_to_scalar, support
+
+    points = support(10)  # -10..10
+    # All the mass on the point 3: h^-1(3), the reward or value whose transform is 3.
+    logits = torch.full((21,), -1e4)
+    logits[13] = 0.0
+    expected = inverse_value_transform(torch.tensor(3.0))
+    torch.testing.assert_close(logits_to_scalar(logits, points), expected)
+    # Equal logits on -2 and 4: the expectation is 1 in transformed space, then h^-1(1).
+    logits = torch.full((2, 21), -1e4)
+    logits[:, 8] = logits[:, 14] = 0.5
+    out = logits_to_scalar(logits, points)
+    assert out.shape == (2,)
+    torch.testing.assert_close(out, inverse_value_transform(torch.ones(2)))
+    assert value_transform(out).tolist() == pytest.approx([1.0, 1.0], abs=1e-4)  # float32

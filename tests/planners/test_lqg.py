@@ -13,6 +13,7 @@ from mbwrap.planners.lqg import (
     NotPositiveDefiniteError,
     QuadraticCost,
     controller_kl,
+    controller_penalty,
     expected_cost,
     kl_step,
     lqg_backward,
@@ -239,6 +240,26 @@ def test_lqg_backward_names_the_condition_whose_q_uu_is_not_positive_definite():
 
 
 # --- the KL ------------------------------------------------------------------------------
+
+
+def test_controller_penalty_is_the_negative_log_density_up_to_a_constant():
+    gen = torch.Generator().manual_seed(3)
+    m, t, x_dim, u_dim = 2, 3, 3, 2
+    controller = LinearGaussianController(
+        gain=torch.randn(m, t, u_dim, x_dim, generator=gen, dtype=F64),
+        offset=torch.randn(m, t, u_dim, generator=gen, dtype=F64),
+        cov=_spd(gen, m, t, n=u_dim, scale=0.5, floor=0.1),
+    )
+    penalty = controller_penalty(controller)
+    assert penalty.constant is None
+    z = torch.randn(5, m, t, x_dim + u_dim, generator=gen, dtype=F64)
+    quadratic = 0.5 * torch.einsum("...i,...ij,...j->...", z, penalty.hessian, z)
+    quadratic = quadratic + (penalty.gradient * z).sum(-1)  # [5, M, T]
+    x, u = z[..., :x_dim], z[..., x_dim:]
+    mean = (controller.gain @ x.unsqueeze(-1)).squeeze(-1) + controller.offset
+    log_density = torch.distributions.MultivariateNormal(mean, controller.cov).log_prob(u)
+    # The same function of z apart from a constant per (condition, step).
+    torch.testing.assert_close(quadratic - quadratic[0], -(log_density - log_density[0]))
 
 
 def test_controller_kl_of_identical_controllers_is_zero():
