@@ -280,3 +280,22 @@ def test_balanced_kl_rejects_an_unknown_kind():
     x = torch.zeros(2, 4)
     with pytest.raises(ValueError, match="kind"):
         balanced_kl(x, x, kind="bernoulli")
+
+
+def test_sampling_from_log_probabilities_draws_the_same_one_hots() -> None:
+    # normalised=True reads log-probabilities with one exp; the draws from the same
+    # generator are those of the softmax route.
+    logits = unimix_logits(torch.randn(64, 4, 8, generator=torch.Generator().manual_seed(3)))
+    fast = sample_one_hot(logits, torch.Generator().manual_seed(4), normalised=True)
+    slow = sample_one_hot(logits, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(fast, slow)
+
+
+def test_a_sample_without_gradient_is_an_exact_one_hot() -> None:
+    # Without a gradient to carry, no straight-through terms are added, whose rounding
+    # would move the ones and zeros by an ulp.
+    logits = torch.randn(256, 4, 8, generator=torch.Generator().manual_seed(5))
+    sample = sample_one_hot(logits, torch.Generator().manual_seed(6))
+    assert sample.grad_fn is None
+    assert set(sample.unique().tolist()) == {0.0, 1.0}
+    assert (sample.sum(-1) == 1).all()

@@ -56,6 +56,34 @@ def test_bad_support_and_mismatched_probs():
         two_hot_to_scalar(torch.zeros(2, 5), torch.arange(4.0))
 
 
+def test_two_hot_log_likelihood_is_the_dense_two_hot_dot_product() -> None:
+    from mbwrap.transforms import scalar_to_two_hot, symlog_bins, two_hot_log_likelihood
+
+    generator = torch.Generator().manual_seed(0)
+    support = symlog_bins(21, -3.0, 3.0)
+    log_probs = torch.log_softmax(torch.randn(4, 5, 21, generator=generator), -1)
+    # Inside, on the points, at both ends and beyond them (clamped).
+    x = torch.randn(4, 5, generator=generator) * 2
+    x[0, :4] = torch.tensor([-3.0, 3.0, -7.0, 9.0])
+    x[1, 0] = support[7]
+    expected = (scalar_to_two_hot(x, support) * log_probs).sum(-1)
+    torch.testing.assert_close(two_hot_log_likelihood(log_probs, x, support), expected)
+    # Gradients reach only the two log-probabilities each target weights.
+    leaf = log_probs.clone().requires_grad_(True)
+    two_hot_log_likelihood(leaf, x, support).sum().backward()
+    torch.testing.assert_close(leaf.grad, scalar_to_two_hot(x, support))
+    with pytest.raises(ValueError, match="log_probs: expected a last dimension of 21"):
+        two_hot_log_likelihood(log_probs[..., :20], x, support)
+
+
+def test_two_hot_to_scalar_promotes_like_the_elementwise_product() -> None:
+    support = torch.tensor([0.0, 1.0, 2.0])
+    probs = torch.tensor([[0.25, 0.5, 0.25], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    out = two_hot_to_scalar(probs, support)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_inverse_value_transform_in_place_route_matches_the_formula_bit_for_bit(dtype) -> None:
     # Without a gradient to record, the inverse runs in place; with one, out of place

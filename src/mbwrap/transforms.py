@@ -81,6 +81,16 @@ def _check_support(support: torch.Tensor) -> None:
         )
 
 
+def _two_hot_parts(x: torch.Tensor, support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index of the lower point [..., 1] long, weight of the upper one [...])``."""
+    _check_support(support)
+    low, high = support[0], support[-1]
+    step = (high - low) / (support.numel() - 1)
+    position = (x.clamp(low, high) - low) / step  # fractional index in [0, K - 1]
+    below = position.floor().clamp(max=support.numel() - 2)
+    return below.long().unsqueeze(-1), position - below
+
+
 def scalar_to_two_hot(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     """Project scalars onto the two nearest points of an evenly spaced support.
 
@@ -92,17 +102,36 @@ def scalar_to_two_hot(x: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
     :param support: ``[K]`` sorted, evenly spaced points.
     :return: ``[..., K]`` probabilities.
     """
-    _check_support(support)
-    low, high = support[0], support[-1]
-    step = (high - low) / (support.numel() - 1)
-    position = (x.clamp(low, high) - low) / step  # fractional index in [0, K - 1]
-    below = position.floor().clamp(max=support.numel() - 2)
-    upper_weight = position - below
+    index, upper_weight = _two_hot_parts(x, support)
     probs = torch.zeros(*x.shape, support.numel(), dtype=support.dtype, device=support.device)
-    index = below.long().unsqueeze(-1)
     probs.scatter_(-1, index, (1.0 - upper_weight).unsqueeze(-1).to(support.dtype))
     probs.scatter_(-1, index + 1, upper_weight.unsqueeze(-1).to(support.dtype))
     return probs
+
+
+def two_hot_log_likelihood(
+    log_probs: torch.Tensor, x: torch.Tensor, support: torch.Tensor
+) -> torch.Tensor:
+    """``sum(scalar_to_two_hot(x, support) * log_probs, -1)``, from the two points alone.
+
+    The cross-entropy of a two-hot target is its negative. Gathering the two
+    log-probabilities each target weights avoids writing, multiplying and summing a
+    ``[..., K]`` target that is zero but for two entries.
+
+    :param log_probs: ``[..., K]``.
+    :param x: ``[...]`` scalars.
+    :param support: ``[K]`` sorted, evenly spaced points.
+    :return: ``[...]``.
+    """
+    if log_probs.shape[-1] != support.numel():
+        raise ValueError(
+            f"log_probs: expected a last dimension of {support.numel()} (the support's size), "
+            f"got shape {tuple(log_probs.shape)}"
+        )
+    index, upper_weight = _two_hot_parts(x, support)
+    pair = log_probs.gather(-1, torch.cat([index, index + 1], -1))
+    upper_weight = upper_weight.to(log_probs.dtype)
+    return (1.0 - upper_weight) * pair[..., 0] + upper_weight * pair[..., 1]
 
 
 def two_hot_to_scalar(probs: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
@@ -118,4 +147,7 @@ def two_hot_to_scalar(probs: torch.Tensor, support: torch.Tensor) -> torch.Tenso
             f"probs: expected a last dimension of {support.numel()} (the support's size), "
             f"got shape {tuple(probs.shape)}"
         )
-    return (probs * support).sum(-1)
+    # A matrix-vector product: one pass over ``probs``, where multiplying and then
+    # summing writes and reads a temporary as large as ``probs``.
+    dtype = torch.promote_types(probs.dtype, support.dtype)
+    return probs.to(dtype) @ support.to(dtype)

@@ -44,6 +44,7 @@ from torch import nn
 
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models.images import crop_to, image_layout, next_multiple, pad_to
+from mbwrap.models.padded_linear import PaddedLinear
 from mbwrap.transforms import symexp, symlog
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
@@ -68,7 +69,8 @@ def mlp(in_features: int, hidden: int, layers: int, out_features: int | None = N
         modules += [nn.Linear(width, hidden, bias=False), nn.LayerNorm(hidden), nn.SiLU()]
         width = hidden
     if out_features is not None:
-        modules.append(nn.Linear(width, out_features))
+        # Padded: DreamerV3's 255-bin heads are twice as fast on the CPU at 256 outputs.
+        modules.append(PaddedLinear(width, out_features))
     return nn.Sequential(*modules)
 
 

@@ -46,7 +46,7 @@ from mbwrap.models.stochastic import (
 )
 from mbwrap.space_support import SpaceSupport
 from mbwrap.spaces import as_batch
-from mbwrap.transforms import scalar_to_two_hot, symexp, symlog, symlog_bins, two_hot_to_scalar
+from mbwrap.transforms import symexp, symlog, symlog_bins, two_hot_log_likelihood, two_hot_to_scalar
 from mbwrap.types import ModelStep, Sequence
 
 #: ``features: [N, F] -> action: [N, A]`` (a one-hot or a float vector), as the RSSM
@@ -241,7 +241,8 @@ class RSSM(WorldModel):
     ) -> torch.Tensor:
         """A flat stochastic state ``[..., stoch_size]`` from distribution parameters."""
         if self.latent == "categorical":
-            z = sample_one_hot(stats, generator) if sample else mode_one_hot(stats)
+            z = (sample_one_hot(stats, generator, normalised=True) if sample
+                 else mode_one_hot(stats))
             return z.flatten(-2)
         return sample_gaussian(stats, generator) if sample else stats.chunk(2, -1)[0]
 
@@ -504,8 +505,10 @@ class RSSM(WorldModel):
         )
         recon = self.decoder.loss(states, next_target).mean()
         recon = recon + self.decoder.loss(out["start"], first_target).mean() / states.shape[1]
-        target = scalar_to_two_hot(symlog(sequence.reward.to(self.device).float()), self.bins)
-        reward_loss = -(target * torch.log_softmax(self.reward_logits(states), -1)).sum(-1).mean()
+        reward_loss = -two_hot_log_likelihood(
+            torch.log_softmax(self.reward_logits(states), -1),
+            symlog(sequence.reward.to(self.device).float()), self.bins,
+        ).mean()
         alive = 1.0 - sequence.terminated.to(self.device).float()
         continue_loss = F.binary_cross_entropy_with_logits(
             self.continue_head(states).squeeze(-1), alive

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from mbwrap.softmax import log_softmax, softmax
+
 #: DreamerV3, Section 3: "we parameterize the categorical distributions ... as mixtures
 #: of 1% uniform and 99% neural network output".
 UNIMIX = 0.01
@@ -36,22 +38,30 @@ def unimix_logits(logits: torch.Tensor, unimix: float = UNIMIX) -> torch.Tensor:
     if not 0.0 <= unimix < 1.0:
         raise ValueError(f"unimix: expected a value in [0, 1), got {unimix!r}")
     if unimix == 0.0:
-        return torch.log_softmax(logits, -1)
-    probs = torch.softmax(logits, -1)
+        return log_softmax(logits)
+    probs = softmax(logits)
     probs = (1.0 - unimix) * probs + unimix / logits.shape[-1]
     return torch.log(probs)
 
 
-def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_one_hot(
+    logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    normalised: bool = False,
+) -> torch.Tensor:
     """One-hot samples of categoricals with straight-through gradients.
 
     The forward value is the one-hot sample; the gradient is that of the probabilities
-    (``sample + probs - probs.detach()``).
+    (``sample + probs - probs.detach()``), added only when ``logits`` require one.
 
-    :param logits: ``[..., K]`` (normalised or not).
+    :param logits: ``[..., K]``.
+    :param normalised: ``logits`` are log-probabilities already (as :func:`unimix_logits`
+        returns), so the probabilities are their ``exp``, one operation instead of a
+        softmax's five.
     :return: ``[..., K]`` one-hot, the dtype of ``logits``.
     """
-    probs = torch.softmax(logits, -1)
+    probs = logits.exp() if normalised else softmax(logits)
     # Inverse-CDF sampling: one uniform per categorical, compared against the cumulative
     # probabilities (several times cheaper than torch.multinomial on many small rows).
     cdf = probs.detach().cumsum(-1)
@@ -60,6 +70,8 @@ def sample_one_hot(logits: torch.Tensor, generator: torch.Generator | None = Non
     )
     index = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
     one_hot = torch.zeros_like(probs).scatter_(-1, index, 1.0)
+    if not probs.requires_grad:
+        return one_hot
     return one_hot + probs - probs.detach()
 
 

@@ -23,7 +23,7 @@ from mbwrap.errors import UnsupportedSpaceError
 from mbwrap.models.encoders import mlp
 from mbwrap.models.stochastic import UNIMIX, unimix_logits
 from mbwrap.spaces import unscale_action
-from mbwrap.transforms import scalar_to_two_hot, symexp, symlog, symlog_bins, two_hot_to_scalar
+from mbwrap.transforms import symexp, symlog, symlog_bins, two_hot_log_likelihood, two_hot_to_scalar
 
 #: DreamerV3's bounds of the actor's standard deviation.
 MIN_STD, MAX_STD = 0.1, 1.0
@@ -161,8 +161,9 @@ class LatentCritic(nn.Module):
         plus the cross-entropy to the slow copy's distribution (weight 1), each element
         weighted by ``weight [...]``, then averaged."""
         log_probs = torch.log_softmax(logits, -1)
-        target = scalar_to_two_hot(symlog(returns.detach()), self.bins) + self.slow_probs(features)
-        return (weight * -(target * log_probs).sum(-1)).mean()
+        fit = two_hot_log_likelihood(log_probs, symlog(returns.detach()), self.bins)
+        regulariser = (self.slow_probs(features) * log_probs).sum(-1)
+        return (weight * -(fit + regulariser)).mean()
 
     @torch.no_grad()
     def update_slow(self) -> None:
