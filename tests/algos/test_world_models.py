@@ -9,12 +9,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from mbwrap.algos.pets import PETS
 from mbwrap.algos.world_models import WorldModels, controller_size, linear_controller
-from mbwrap.algos.world_models_controller import dream_returns, real_returns
+from mbwrap.algos.world_models_controller import (
+    cma_es,
+    controller_actions,
+    dream_returns,
+    real_returns,
+)
 from mbwrap.envs.pixels import PixelObservation
 from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.testing import assert_load_restores_everything, assert_resume_is_exact
@@ -287,3 +293,34 @@ def test_load_restores_the_whole_run(tmp_path):
 def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(tmp_path):
     # Random steps, a fit and a dream; then 50 steps acting with C, a refit, a dream.
     assert_resume_is_exact(small_pendulum, pendulum_pixels, 100, 100, tmp_path)
+
+
+def test_controller_actions_take_the_argmax_or_squash_into_the_bounds():
+    outputs = torch.tensor([[0.1, 2.0, -1.0], [3.0, 0.0, 0.5]])
+    # Discrete: the argmax, offset by the space's start.
+    assert controller_actions(outputs, spaces.Discrete(3, start=-1)).tolist() == [0, -1]
+    box = spaces.Box(
+        low=np.array([-2.0, 0.0, 1.0], np.float32), high=np.array([2.0, 1.0, 5.0], np.float32)
+    )
+    expected = box.low + (np.tanh(outputs.numpy()) + 1) / 2 * (box.high - box.low)
+    np.testing.assert_allclose(controller_actions(outputs, box).numpy(), expected, rtol=1e-6)
+
+
+def test_cma_es_climbs_a_quadratic_fitness_in_one_call_per_generation():
+    target = torch.tensor([3.0, -2.0, 0.5])
+    calls, records = [], []
+
+    def fitness(params):
+        calls.append(params.shape)
+        return -((params - target) ** 2).sum(-1)
+
+    mean, info = cma_es(
+        torch.zeros(3), fitness, population=8, sigma0=1.0, generations=40, seed=1,
+        record=lambda generation, scores, sigma: records.append(generation),
+    )
+    assert calls == [(8, 3)] * 40 and records == list(range(1, 41))
+    torch.testing.assert_close(mean, target, atol=0.05, rtol=0)
+    assert info["generations"] == 40 and info["fitness_max"] > -0.01
+    with pytest.raises(ValueError, match="generations"):
+        cma_es(torch.zeros(3), fitness, population=8, sigma0=1.0, generations=0, seed=1,
+               record=lambda *args: None)
