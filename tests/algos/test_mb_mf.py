@@ -18,6 +18,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 from mbwrap.algos.mb_mf import MBMF, MBMFConfig, imitation_loss
+from mbwrap.algos.mb_mf_distill import action_gap
 from mbwrap.algos.presets import PENDULUM_MB_MF, PENDULUM_MB_MF_TIMESTEPS
 from mbwrap.errors import CheckpointError, SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.spaces import action_bounds, scale_action
@@ -524,3 +525,14 @@ def test_a_run_resumed_at_an_episode_boundary_follows_the_uninterrupted_one(
     tmp_path, agent, first_steps, more_steps
 ):
     assert_resume_is_exact(lambda: _small(agent), _pendulum50, first_steps, more_steps, tmp_path)
+
+
+def test_action_gap_is_the_scaled_squared_error_or_the_share_of_different_actions():
+    low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 10.0], np.float32)
+    box = gym.spaces.Box(low=low, high=high)
+    actions = torch.tensor([[2.0, 10.0], [0.0, 5.0]])
+    expert = torch.tensor([[0.0, 0.0], [0.0, 5.0]])
+    # Scaled to [-1, 1]: differences (1, 2) and (0, 0), so the mean of squares is 5 / 4.
+    assert action_gap(actions, expert, box) == pytest.approx(1.25)
+    discrete = gym.spaces.Discrete(3)
+    assert action_gap(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 2, 2, 1]), discrete) == 0.5
