@@ -395,6 +395,30 @@ def test_td3_smoothing_stays_within_its_clip_and_the_box():
     assert float(out[1].max()) == 1.0 and float(out[1].min()) == pytest.approx(0.4)
 
 
+def test_rollout_actions_are_the_target_actors_smoothed_for_td3_plain_for_ddpg():
+    from stable_baselines3 import DDPG
+
+    from mbwrap.algos.expansion_agent import critic_count, rollout_actions
+
+    env = gym.make("Pendulum-v1")
+    obs = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    td3 = TD3("MlpPolicy", env, device="cpu", seed=0, policy_kwargs={"net_arch": [8]})
+    # Move the target actor away from the actor, so that using the wrong one shows.
+    shift = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for param in td3.actor_target.parameters():
+            param.add_(0.2 * torch.randn(param.shape, generator=shift))
+    target = td3.actor_target(obs).detach()
+    assert not torch.allclose(target, td3.actor(obs))
+    actions = rollout_actions(td3, obs, torch.Generator().manual_seed(3))
+    # TD3's smoothing (SB3's defaults): noise of std 0.2 clipped to 0.5, the sum to [-1, 1].
+    noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(actions, (target + (0.2 * noise).clamp(-0.5, 0.5)).clamp(-1, 1))
+    ddpg = DDPG("MlpPolicy", env, device="cpu", seed=0, policy_kwargs={"net_arch": [8]})
+    torch.testing.assert_close(rollout_actions(ddpg, obs), ddpg.actor_target(obs))
+    assert critic_count(td3) == 2 and critic_count(ddpg) == 1
+
+
 def test_sac_bootstrap_values_are_each_target_critic_minus_the_entropy_term():
     from stable_baselines3 import SAC
 
