@@ -15,7 +15,14 @@ from mbwrap.envs import DreamVecEnv
 from mbwrap.errors import SpaceMismatchError, UnsupportedSpaceError
 from mbwrap.models import WorldModel
 from mbwrap.models.mdn_rnn import MDNRNN, sample_mixture
-from mbwrap.models.vae import ConvVAE, frames_to_tensor, kl_to_standard_normal, vae_loss
+from mbwrap.models.vae import (
+    ConvVAE,
+    check_frames_space,
+    frames_to_tensor,
+    kl_to_standard_normal,
+    latent_grid,
+    vae_loss,
+)
 from mbwrap.models.vae_mdn_rnn import VAEMDNRNN, episode_pieces
 
 FRAMES = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -349,3 +356,25 @@ def test_a_dream_vec_env_over_the_model_observes_z_and_h_and_starts_from_real_fr
     obs, reward, terminated, truncated, _ = dream.step(np.array([0, 1, 0, 1, 0]))
     assert obs.shape == (5, 20) and reward.shape == (5,)
     assert dream.core.reward_source == "model" and dream.core.termination_source == "model"
+
+
+def test_latent_grid_is_the_smallest_that_covers_the_frame():
+    # The decoder's deconvolutions turn an m x m grid into 16 m + 48 pixels.
+    assert [latent_grid(size) for size in (4, 48, 64, 65, 80, 81, 96)] == [1, 1, 1, 2, 2, 3, 3]
+    for size in range(4, 200):
+        m = latent_grid(size)
+        assert 16 * m + 48 >= size and (m == 1 or 16 * (m - 1) + 48 < size)
+
+
+def test_check_frames_space_returns_the_channels_or_names_the_argument():
+    assert check_frames_space(FRAMES, name="observation_space") == 3
+    assert check_frames_space(gym.spaces.Box(0, 255, (10, 12, 1), np.uint8), name="x") == 1
+    for bad in (
+        gym.spaces.Box(0, 1, (64, 64, 3), np.float32),
+        gym.spaces.Box(0, 255, (3, 64, 64), np.uint8),
+        gym.spaces.Box(0, 255, (64, 64, 2), np.uint8),
+        gym.spaces.Box(0, 255, (3, 3, 3), np.uint8),
+        gym.spaces.Discrete(4),
+    ):
+        with pytest.raises(SpaceMismatchError, match="observation_space: World Models reads"):
+            check_frames_space(bad, name="observation_space")
