@@ -1,4 +1,4 @@
-"""MuZero's value transform and the two-hot projection."""
+"""MuZero's value transform, the two-hot projection and the categorical head's scalar."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from mbwrap.models.muzero_nets import logits_to_scalar, support
 from mbwrap.transforms import (
     inverse_value_transform,
     scalar_to_two_hot,
@@ -105,8 +106,6 @@ def test_inverse_value_transform_in_place_route_matches_the_formula_bit_for_bit(
 
 
 def test_logits_to_scalar_is_the_inverse_transform_of_the_expected_support_point():
-    from mbwrap.models.muzero_nets import logits_to_scalar, support
-
     points = support(10)  # -10..10
     # All the mass on the point 3: h^-1(3), the reward or value whose transform is 3.
     logits = torch.full((21,), -1e4)
