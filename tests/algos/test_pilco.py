@@ -43,6 +43,48 @@ def test_rbf_controller_squashes_its_network_into_the_bounds():
     assert torch.allclose(u, expected.double())
 
 
+def test_a_mirrored_controller_is_odd_under_the_reflection():
+    # u(R x) - mid = -(u(x) - mid): the same controller on both sides of a symmetric task.
+    box = spaces.Box(np.array([0.0]), np.array([2.0]), dtype=np.float32)  # mid 1
+    gen = torch.Generator().manual_seed(0)
+    signs = torch.tensor([1.0, -1.0, -1.0])
+    controller = RBFController(
+        3, box, 6, torch.zeros(3), torch.ones(3), generator=gen, mirror=signs
+    )
+    x = torch.randn(100, 3, dtype=torch.float64)
+    u, mirrored = controller(x), controller(x * signs.double())
+    assert torch.allclose(mirrored - 1.0, -(u - 1.0))
+    assert not torch.allclose(u, torch.ones_like(u))  # not odd by being constant
+    # The expansion moment matching sees is the network the controller evaluates.
+    expected = 1.0 + torch.sin(expansion_mean(controller.expansion(), x))
+    assert torch.allclose(u, expected)
+    assert controller.expansion().points.shape == (12, 3)
+    plain = RBFController(3, box, 6, torch.zeros(3), torch.ones(3), generator=gen)
+    assert not torch.allclose(plain(x * signs.double()) - 1.0, -(plain(x) - 1.0))
+
+
+def test_pilco_with_a_mirror_acts_oddly_on_pendulum(tmp_path):
+    algo = PILCO(gym.make("Pendulum-v1"), seed=0, device="cpu", mirror=[1.0, -1.0, -1.0], **TINY)
+    obs = np.array([[0.3, 0.95, 0.7], [-0.9, 0.4, -2.0]], dtype=np.float32)
+    flipped = obs * np.array([1.0, -1.0, -1.0], dtype=np.float32)
+    action, _ = algo.predict(obs)
+    assert np.allclose(algo.predict(flipped)[0], -action, atol=1e-6)
+    assert np.abs(action).max() > 0
+    algo.save(tmp_path / "pilco.zip")
+    loaded = PILCO.load(tmp_path / "pilco.zip", env=gym.make("Pendulum-v1"), device="cpu")
+    assert loaded.config.mirror == [1.0, -1.0, -1.0]
+    assert np.allclose(loaded.predict(flipped)[0], -action, atol=1e-6)
+
+
+@pytest.mark.parametrize("mirror", [[1.0, -1.0], [1.0, 0.0, -1.0]])
+def test_a_mirror_that_is_not_one_sign_per_dimension_is_refused(mirror):
+    box = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+    with pytest.raises(ValueError, match="mirror: expected 3 signs"):
+        RBFController(3, box, 4, torch.zeros(3), torch.ones(3), mirror=torch.tensor(mirror))
+    with pytest.raises(ValueError, match="mirror: expected 3 signs"):
+        PILCO(gym.make("Pendulum-v1"), mirror=mirror)
+
+
 def _cart_pole_energy(z: np.ndarray) -> float:
     """Kinetic plus potential energy of a cart with a uniform rod (centre of mass at half
     its length, inertia m l^2 / 12 about it), theta = 0 hanging down."""

@@ -114,6 +114,14 @@ class PILCOConfig(AlgoConfig):
         source=f"{_PILCO}, Section 2.2 (p(x0) given)",
         optional=True,
     )
+    mirror: list[float] | None = setting(
+        None,
+        "[D] signs (1 or -1) of a reflection of the observation under which the task is "
+        "symmetric with the action's sign flipped (Pendulum-v1's (cos, sin, theta_dot): "
+        "[1, -1, -1]): the controller is made odd under it (RBFController's mirror); "
+        "None: no symmetry, as in PILCO",
+        optional=True,
+    )
     buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
 
     def validate(self) -> None:
