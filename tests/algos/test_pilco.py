@@ -160,6 +160,35 @@ def test_registered_acts_evaluates_and_improves_its_predicted_cost():
     assert algo.predicted_costs().sum().item() < before
 
 
+def test_cost_scales_average_the_saturating_costs_of_each_width():
+    # PILCO's scale mixture: the mean of the costs with W / s^2, each the expected
+    # saturating cost at width times s.
+    from mbwrap.algos.pilco_moments import expected_saturating_cost
+
+    algo = PILCO(swing_up(), seed=0, device="cpu", cost_scales=[1.0, 2.0, 0.5], **TINY)
+    algo.learn(6)  # one random episode: the GPs have data
+    algo._refit()
+    with torch.no_grad():
+        means, covs = algo.predicted_observations()
+        m, c = means.flatten(0, 1), covs.flatten(0, 1)
+        expected = sum(
+            expected_saturating_cost(m, c, algo._target, algo._weight / s**2)
+            for s in (1.0, 2.0, 0.5)
+        ) / 3
+        got = algo.predicted_costs()
+    torch.testing.assert_close(got, expected.reshape(means.shape[:2]).mean(1))
+    algo.config.cost_scales = [1.0]
+    with torch.no_grad():
+        single = algo.predicted_costs()
+    assert not torch.allclose(single, got)
+
+
+@pytest.mark.parametrize("scales", [[], [1.0, 0.0], [-1.0]])
+def test_cost_scales_must_be_positive_numbers(scales):
+    with pytest.raises(ValueError, match="cost_scales"):
+        PILCO(swing_up(), cost_scales=scales, **TINY)
+
+
 def test_save_load_and_resume_are_exact(tmp_path):
     algo = PILCO(swing_up(), seed=0, device="cpu", **TINY)
     algo.learn(12)

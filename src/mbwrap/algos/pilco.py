@@ -203,12 +203,16 @@ class PILCO(Algorithm):
 
     def predicted_costs(self) -> torch.Tensor:
         """The expected saturating cost at each of the ``horizon`` steps
-        (:meth:`predicted_observations`, averaged over the start distributions):
+        (:meth:`predicted_observations`, averaged over the start distributions and over
+        the widths of ``cost_scales``):
         ``[horizon]``, differentiable in the controller's parameters."""
         means, covs = self.predicted_observations()
-        flat = expected_saturating_cost(
-            means.flatten(0, 1), covs.flatten(0, 1), self._target, self._weight
-        )
+        flat_means, flat_covs = means.flatten(0, 1), covs.flatten(0, 1)
+        scales = self.config.cost_scales
+        flat = sum(
+            expected_saturating_cost(flat_means, flat_covs, self._target, self._weight / s**2)
+            for s in scales
+        ) / len(scales)
         return flat.reshape(means.shape[:2]).mean(1)
 
     def _improve(self) -> None:

@@ -83,6 +83,14 @@ class PILCOConfig(AlgoConfig):
         source=f"{_PILCO}, eq. 25 (the saturating cost)",
         optional=True,
     )
+    cost_scales: list[float] = setting(
+        [1.0],
+        "the saturating cost is the mean of the costs with W / s^2 for each s here: the "
+        "cost width times each s (one scale: the cost as it is)",
+        source="PILCO's released code: a scale mixture of saturating costs (cost.width a "
+        "vector, the losses averaged)",
+        low=1,
+    )
     angle_pairs: list[list[int]] | None = setting(
         None,
         "[[sin_dim, cos_dim], ...] observation dimensions holding an angle's sine and "
@@ -128,5 +136,9 @@ class PILCOConfig(AlgoConfig):
         super().validate()
         if (self.cost_target is None) != (self.cost_weight is None):
             raise ValueError("cost_target, cost_weight: give both or neither")
+        if not all(isinstance(x, (int, float)) and x > 0 for x in self.cost_scales):
+            raise ValueError(
+                f"cost_scales: expected positive numbers, got {self.cost_scales!r}"
+            )
         if "angle_pairs" in self.model_kwargs:
             raise ValueError("model_kwargs: give the angles as the setting angle_pairs")
