@@ -83,6 +83,8 @@ def test_a_mirror_that_is_not_one_sign_per_dimension_is_refused(mirror):
         RBFController(3, box, 4, torch.zeros(3), torch.ones(3), mirror=torch.tensor(mirror))
     with pytest.raises(ValueError, match="mirror: expected 3 signs"):
         PILCO(gym.make("Pendulum-v1"), mirror=mirror)
+    with pytest.raises(TypeError, match="mirror: expected a list"):
+        PILCO(gym.make("Pendulum-v1"), mirror="1, -1, -1")
 
 
 def _cart_pole_energy(z: np.ndarray) -> float:

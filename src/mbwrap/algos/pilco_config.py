@@ -129,6 +129,7 @@ class PILCOConfig(AlgoConfig):
         "[1, -1, -1]): the controller is made odd under it (RBFController's mirror); "
         "None: no symmetry, as in PILCO",
         optional=True,
+        kind="sequence",
     )
     buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
 
