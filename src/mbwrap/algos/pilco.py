@@ -108,7 +108,7 @@ class PILCO(Algorithm):
             torch.zeros(dim),
             torch.ones(dim),
             generator=self._generator,
-            mirror=None if config.mirror is None else torch.tensor(config.mirror),
+            mirror=config.mirror,
         ).to(self.device)
         #: Controller optimisations done.
         self.policy_updates = 0

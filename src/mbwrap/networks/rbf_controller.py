@@ -3,6 +3,8 @@ by a sine (Deisenroth & Rasmussen 2011, Section 2.3)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from gymnasium import spaces
 
@@ -36,7 +38,7 @@ class RBFController(torch.nn.Module):
         center_mean: torch.Tensor,
         center_std: torch.Tensor,
         generator: torch.Generator | None = None,
-        mirror: torch.Tensor | None = None,
+        mirror: torch.Tensor | Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         kw = {"dtype": torch.float64}
