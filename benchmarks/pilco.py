@@ -13,13 +13,17 @@ After each real episode PILCO is evaluated; SAC (SB3's defaults) is evaluated ev
 Seed ``s`` is evaluated on its own 10 start states (the environment reset with seed
 ``10_000 + s``), so the return a good controller can reach differs between seeds.
 ``--reference-steps N`` measures that: SAC trained for ``N`` steps on each seed, without
-stopping early, then scored on every seed's evaluation starts.
+stopping early, then scored on every seed's evaluation starts. ``--per-start`` (Pendulum)
+also prints, for PILCO's last controller and the reference SAC, each evaluation episode
+on its own: the start angle and velocity, the return, and the step at which the pole
+first comes within 0.3 rad of upright.
 
 Usage::
 
     python benchmarks/pilco.py swing-up --seeds 0 1 2 --threads 1
     python benchmarks/pilco.py pendulum --seeds 0 --threads 1
     python benchmarks/pilco.py pendulum --skip-pilco --skip-sac --reference-steps 20000
+    python benchmarks/pilco.py pendulum --seeds 1 --skip-sac --episodes 3 --per-start
 """
 
 from __future__ import annotations
@@ -60,6 +64,42 @@ def score(policy: Any, env_id: str, metric: str, episodes: int, seed: int) -> fl
     return float(np.mean(successes)) if metric == "success" else float(mean)
 
 
+def per_start(policy: Any, env_id: str, episodes: int, seed: int) -> list[dict[str, float]]:
+    """Pendulum's evaluation episodes one by one, from the starts :func:`score` uses (the
+    env reset with seed ``10_000 + seed``, then reset once per episode): each episode's
+    start angle and velocity, return, and first step within 0.3 rad of upright (-1 if
+    never)."""
+    env = gym.make(env_id)
+    env.reset(seed=10_000 + seed)
+    rows = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        start_angle, start_velocity = float(np.arctan2(obs[1], obs[0])), float(obs[2])
+        total, upright, done, step = 0.0, -1, False, 0
+        while not done:
+            action, _ = policy.predict(obs[None], deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action[0])
+            total += float(reward)
+            if upright < 0 and abs(np.arctan2(obs[1], obs[0])) < 0.3:
+                upright = step
+            done, step = terminated or truncated, step + 1
+        rows.append(
+            {"angle": start_angle, "velocity": start_velocity, "return": total, "upright": upright}
+        )
+    return rows
+
+
+def print_per_start(label: str, rows: list[dict[str, float]]) -> None:
+    print(f"    {label}, each evaluation episode:", flush=True)
+    for row in rows:
+        print(
+            f"      start angle {row['angle']:+.2f} rad, velocity {row['velocity']:+.2f}: "
+            f"return {row['return']:8.1f}, within 0.3 rad of upright from step "
+            f"{row['upright']:.0f}",
+            flush=True,
+        )
+
+
 def run_pilco(
     task: dict[str, Any], seed: int, episodes: int, evals: int, overrides: dict[str, Any]
 ) -> dict[str, Any]:
@@ -84,12 +124,14 @@ def run_pilco(
                 "steps": episode * length,
                 "history": history,
                 "seconds": time.perf_counter() - start,
+                "agent": algo,
             }
     return {
         "episodes": None,
         "steps": None,
         "history": history,
         "seconds": time.perf_counter() - start,
+        "agent": algo,
     }
 
 
@@ -107,8 +149,11 @@ def run_sac(task: dict[str, Any], seed: int, steps: int, every: int, evals: int)
     return {"steps": None, "history": history, "seconds": time.perf_counter() - start}
 
 
-def run_reference(task: dict[str, Any], seeds: list[int], steps: int, evals: int) -> None:
-    """SAC trained ``steps`` steps per seed, scored on every seed's evaluation starts."""
+def run_reference(
+    task: dict[str, Any], seeds: list[int], steps: int, evals: int, each_start: bool
+) -> None:
+    """SAC trained ``steps`` steps per seed, scored on every seed's evaluation starts
+    (``each_start``: also episode by episode, :func:`per_start`)."""
     env_id = task["env_id"]
     for train_seed in seeds:
         agent = SAC("MlpPolicy", gym.make(env_id), seed=train_seed, device="cpu")
@@ -123,6 +168,9 @@ def run_reference(task: dict[str, Any], seeds: list[int], steps: int, evals: int
             f"({time.perf_counter() - start:.0f} s): {scores}",
             flush=True,
         )
+        for s in seeds if each_start else []:
+            rows = per_start(agent, env_id, evals, s)
+            print_per_start(f"SAC seed {train_seed} on seed {s}'s starts", rows)
 
 
 def main() -> None:
@@ -140,6 +188,12 @@ def main() -> None:
         type=int,
         default=0,
         help="train SAC this long per seed and score it on every seed's evaluation starts",
+    )
+    parser.add_argument(
+        "--per-start",
+        action="store_true",
+        help="Pendulum: print each evaluation episode of PILCO's last controller and of the "
+        "reference SAC (start, return, first step near upright)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
@@ -162,8 +216,13 @@ def main() -> None:
             f"{result['seconds']:.0f} s; after each episode: {curve}",
             flush=True,
         )
+        if args.per_start:
+            rows = per_start(result["agent"], task["env_id"], args.eval_episodes, seed)
+            print_per_start(f"PILCO seed {seed}'s last controller", rows)
     if args.reference_steps:
-        run_reference(task, args.seeds, args.reference_steps, args.eval_episodes)
+        run_reference(
+            task, args.seeds, args.reference_steps, args.eval_episodes, args.per_start
+        )
     if args.skip_sac:
         return
     for seed in args.seeds:

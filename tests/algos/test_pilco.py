@@ -359,3 +359,23 @@ def test_the_pendulum_preset_starts_from_eight_angles_around_the_circle():
     expected = torch.arange(-3, 5, dtype=torch.float64) * torch.pi / 4
     assert torch.allclose(mean[:, 1], expected) and torch.equal(mean[:, 0], torch.zeros(8).double())
     assert torch.allclose(cov, 0.16 * torch.eye(2, dtype=torch.float64).expand(8, 2, 2))
+
+
+def test_the_pendulum_preset_charges_a_pole_wobbling_near_the_top():
+    """The preset averages PILCO's width 0.5 with width 0.25: a pole 0.3 rad from upright
+    costs more than under width 0.5 alone, and upright costs nothing under either."""
+    from mbwrap.algos.presets import PRESETS
+
+    preset = PRESETS[("pilco", "Pendulum-v1")]
+    costs = []
+    for scales in (preset["cost_scales"], [1.0]):
+        settings = {**preset, "cost_scales": scales}
+        algo = PILCO(gym.make("Pendulum-v1"), seed=0, device="cpu", **settings)
+        angles = torch.tensor([0.0, 0.3], dtype=torch.float64)
+        mean = torch.stack([angles.cos(), angles.sin(), torch.zeros(2, dtype=torch.float64)], -1)
+        cov = torch.zeros(2, 1, 3, 3, dtype=torch.float64)
+        algo.predicted_observations = lambda m=mean, c=cov: (m[:, None], c)
+        costs.append(algo.predicted_costs())
+    preset_costs, plain_costs = costs
+    assert preset_costs[0] == 0 and plain_costs[0] == 0
+    assert preset_costs[1] > plain_costs[1] > 0
