@@ -202,6 +202,8 @@ def main() -> None:
         help='JSON of PILCO settings over the preset, e.g. \'{"restarts": 2}\'',
     )
     args = parser.parse_args()
+    if args.per_start and args.task != "pendulum":
+        parser.error("--per-start: Pendulum only (it reads the pole's angle from cos and sin)")
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     print(
