@@ -379,3 +379,39 @@ def test_the_pendulum_preset_charges_a_pole_wobbling_near_the_top():
     preset_costs, plain_costs = costs
     assert preset_costs[0] == 0 and plain_costs[0] == 0
     assert preset_costs[1] > plain_costs[1] > 0
+
+
+def test_start_centres_are_drawn_from_the_start_distribution():
+    """``centres="start"`` draws the controller's first centres from the start
+    distribution (a component at random, then its Gaussian over the model's states), as
+    PILCO's released code draws them from mu0 and S0; ``"data"`` puts them on real
+    states."""
+    means = [[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]  # Pendulum upright and hanging, at rest
+    algo = PILCO(
+        gym.make("Pendulum-v1"), seed=0, device="cpu", start_means=means, start_std=0.1,
+        centres="start", **TINY,
+    )
+    samples = algo.model.to_state(algo._start_samples(4000))  # (velocity, angle)
+    angle, velocity = samples[:, 1], samples[:, 0]
+    upright = angle.abs() < 1.0
+    assert 0.45 < upright.double().mean() < 0.55  # both components, equally often
+    assert abs(float(angle[upright].std()) - 0.1) < 0.01
+    assert abs(float(angle[~upright].abs().mean()) - (torch.pi - 0.08)) < 0.01  # E|pi+N(0,.1)|
+    assert abs(float(velocity.std()) - 0.1) < 0.01
+
+    pendulum = gym.make("Pendulum-v1", max_episode_steps=20)
+    for centres in ("start", "data"):
+        algo = PILCO(pendulum, seed=0, device="cpu", start_means=means, start_std=0.1,
+                     centres=centres, **TINY)
+        algo.learn(20)  # one random episode of real states
+        algo._reinitialise_controller(weights=False)
+        placed = algo.controller.centers.detach()
+        real = algo.buffer.transitions().obs.double()
+        on_real = torch.cdist(placed, real).min(1).values < 1e-6
+        angle = algo.model.to_state(placed)[:, 1].abs()
+        if centres == "start":
+            assert not on_real.any() and (angle < 1.0).any() and (angle > 2.0).any()
+        else:
+            assert on_real.all()
+    with pytest.raises(ValueError, match="centres"):
+        PILCO(pendulum, seed=0, device="cpu", centres="mu0", **TINY)

@@ -170,6 +170,18 @@ class PILCO(Algorithm):
         spread = torch.cov(starts.T).reshape(dim, dim) if len(starts) > 1 else 0.0
         return starts.mean(0, keepdim=True), (floor + spread).unsqueeze(0)
 
+    def _start_samples(self, count: int) -> torch.Tensor:
+        """``[count, D]`` observations drawn from the start distribution: a component of
+        :meth:`_start_distribution` uniformly at random for each, then its Gaussian over
+        the model's states, mapped to observations."""
+        mean, cov = self._start_distribution()
+        pick = torch.randint(len(mean), (count,), generator=self._generator)
+        noise = torch.randn(count, mean.shape[1], generator=self._generator, dtype=mean.dtype)
+        pick, noise = pick.to(mean.device), noise.to(mean.device)
+        chol = torch.linalg.cholesky(cov)[pick]
+        states = mean[pick] + (chol @ noise.unsqueeze(-1)).squeeze(-1)
+        return self.model.to_observation(states)
+
     def predicted_trajectory(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The state distribution at each of the ``horizon`` steps from the start
         distribution under the current controller and model: ``(mean [H, k, S], cov
@@ -245,13 +257,18 @@ class PILCO(Algorithm):
         self.logger.record("pilco/policy_updates", self.policy_updates)
 
     def _reinitialise_controller(self, weights: bool) -> None:
-        """Centres on ``num_basis`` random real states; with ``weights``, also fresh
-        weights ``N(0, 0.1^2)`` and unit lengthscales (a restart)."""
-        states = self.buffer.transitions().obs.to(self.device, torch.float64)
-        pick = torch.randperm(len(states), generator=self._generator)[: self.config.num_basis]
+        """Centres on ``num_basis`` random real states (``centres="data"``) or drawn from
+        the start distribution (``"start"``); with ``weights``, also fresh weights
+        ``N(0, 0.1^2)`` and unit lengthscales (a restart)."""
+        if self.config.centres == "start":
+            states = self._start_samples(self.config.num_basis)
+        else:
+            states = self.buffer.transitions().obs.to(self.device, torch.float64)
+            pick = torch.randperm(len(states), generator=self._generator)
+            states = states[pick[: self.config.num_basis].to(states.device)]
         controller = self.controller
         with torch.no_grad():
-            controller.centers[: len(pick)] = states[pick.to(states.device)]
+            controller.centers[: len(states)] = states
             if weights:
                 fresh = torch.randn(controller.weights.shape, generator=self._generator)
                 controller.weights.copy_(0.1 * fresh.to(controller.weights))

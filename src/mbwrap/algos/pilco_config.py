@@ -131,6 +131,13 @@ class PILCOConfig(AlgoConfig):
         optional=True,
         kind="sequence",
     )
+    centres: str = setting(
+        "data",
+        "where the controller's RBF centres start, before the first optimisation (and "
+        "at each restart): 'data', on random real states; 'start', drawn from the "
+        "start-state distribution, as PILCO's released code draws them from mu0 and S0",
+        choices=("data", "start"),
+    )
     buffer_size: int = setting(1_000_000, "real transitions kept", low=1)
 
     def validate(self) -> None:
