@@ -68,7 +68,7 @@ class PILCOConfig(AlgoConfig):
     restarts: int = setting(
         1,
         "controller optimisations after each real episode: from the current controller, "
-        "and restarts - 1 from fresh ones (centres on real states, new weights); the "
+        "and restarts - 1 from fresh ones (centres placed as centres says, new weights); the "
         "lowest predicted cost is kept",
         low=1,
     )
