@@ -102,6 +102,19 @@ def imagined_returns(algo: SimPLe, repeats: int = 8, steps: int = 50) -> dict[st
     return returns
 
 
+def merged(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with ``overrides`` over them, one level deep: a dict setting (such as
+    ``model_kwargs``) takes the overriding dict's keys over its own, so ``--set
+    '{"model_kwargs": {"reward_estimate": "mean"}}'`` keeps the config's other model
+    keywords."""
+    out = dict(settings)
+    for key, value in overrides.items():
+        base = out.get(key)
+        both = isinstance(base, dict) and isinstance(value, dict)
+        out[key] = {**base, **value} if both else value
+    return out
+
+
 def run(
     game: str,
     config: str,
@@ -112,7 +125,7 @@ def run(
     imagined: bool = False,
 ) -> dict[str, Any]:
     screen = CONFIGS[config]["screen_size"]
-    settings = {**CONFIGS[config]["settings"], **(overrides or {})}
+    settings = merged(CONFIGS[config]["settings"], overrides or {})
     env = make_atari_vec_env(game, 1, seed=seed, screen_size=screen)
     torch.manual_seed(seed)
     algo = SimPLe(env, seed=seed, **settings)
@@ -162,7 +175,8 @@ def main() -> None:
     parser.add_argument(
         "--set",
         default="{}",
-        help="JSON of SimPLe settings over the config, e.g. '{\"first_fit_steps\": 1500}'",
+        help="JSON of SimPLe settings over the config, dicts merged one level deep, e.g. "
+        "'{\"model_kwargs\": {\"reward_estimate\": \"mean\"}}'",
     )
     parser.add_argument(
         "--imagined-returns",
