@@ -18,9 +18,11 @@ After training, the agent (sampling its actions, as the paper evaluates) and uni
 random play each play ``--episodes`` full episodes of the real game; both means are
 printed with the paper's published score for the game.
 
-Usage (CPU)::
+Usage (CPU): Centipede, where random play is rewarded in about a tenth of its steps, with
+the expected reward as PPO's reward (benchmarks/RESULTS.md, "SimPLe on Atari")::
 
-    python benchmarks/simple.py --game ALE/Assault-v5 --seeds 0 1 2 --episodes 20 --threads 1
+    python benchmarks/simple.py --game ALE/Centipede-v5 --seeds 0 1 2 --episodes 20 \\
+        --threads 1 --set '{"model_kwargs": {"reward_estimate": "mean"}}'
 
 ``--imagined-returns`` also prints, after training, what the model imagines: the summed
 rewards of 50-step simulated episodes from real frame stacks with each action held and
