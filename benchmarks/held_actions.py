@@ -20,6 +20,7 @@ scan measures that on the real game, before any model is trained:
 Usage::
 
     python benchmarks/held_actions.py --games Alien MsPacman Centipede Qbert
+    python benchmarks/held_actions.py --games Centipede --all   # every action's mean
 """
 
 from __future__ import annotations
@@ -119,18 +120,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="random windows per start")
     parser.add_argument("--spacing", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--all", action="store_true", help="also print every action's mean window return"
+    )
     args = parser.parse_args()
     print("| game | random play | best held action | lead over random (se) | worst held |")
     print("|---|---:|---|---:|---|")
     for game in args.games:
         env_id = game if "/" in game else f"ALE/{game}-v5"
-        s = summary(
-            scan(env_id, args.starts, args.steps, args.repeats, args.spacing, seed=args.seed)
-        )
+        returns = scan(env_id, args.starts, args.steps, args.repeats, args.spacing, seed=args.seed)
+        s = summary(returns)
         print(
             f"| {game} | {s['random']:.2f} | {s['best'][0]} {s['best'][1]:.2f} | "
             f"{s['lead']:+.2f} ({s['lead_se']:.2f}) | {s['worst'][0]} {s['worst'][1]:.2f} |"
         )
+        if args.all:
+            print("  " + ", ".join(f"{name} {r.mean():.2f}" for name, r in returns.items()))
 
 
 if __name__ == "__main__":
