@@ -104,6 +104,14 @@ def imagined_returns(algo: SimPLe, repeats: int = 8, steps: int = 50) -> dict[st
     return returns
 
 
+def action_names(game: str) -> list[str]:
+    """The game's action meanings (``"NOOP"``, ``"FIRE"``...), in action order."""
+    env = make_atari_vec_env(game, 1, screen_size=42)
+    names = env.env_method("get_action_meanings")[0]
+    env.close()
+    return names
+
+
 def merged(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``settings`` with ``overrides`` over them, one level deep: a dict setting (such as
     ``model_kwargs``) takes the overriding dict's keys over its own, so ``--set
@@ -213,9 +221,11 @@ def main() -> None:
             f"{result['pixel_accuracy']}, reward accuracy {result['reward_accuracy']} "
             f"({result['seconds']:.0f} s)"
         )
+        names = action_names(args.game)
         for actions, (mode, mean) in (result["imagined_returns"] or {}).items():
+            label = names[int(actions)] if actions.isdigit() else actions
             print(
-                f"  imagined return per 50 steps, actions {actions}: "
+                f"  imagined return per 50 steps, actions {label}: "
                 f"mode {mode:.3f}, mean {mean:.3f}"
             )
 

@@ -32,3 +32,10 @@ def test_set_merges_a_dict_setting_and_replaces_the_rest(simple_benchmark):
     # A dict over a non-dict (or the reverse) replaces it.
     assert simple_benchmark.merged({"a": 1}, {"a": {"b": 2}}) == {"a": {"b": 2}}
     assert simple_benchmark.merged({"a": {"b": 2}}, {"a": None}) == {"a": None}
+
+
+def test_action_names_are_the_games_meanings_in_action_order(simple_benchmark):
+    pytest.importorskip("ale_py")
+    names = simple_benchmark.action_names("ALE/MsPacman-v5")
+    assert names[:3] == ["NOOP", "UP", "RIGHT"] and len(names) == 9
+    assert simple_benchmark.action_names("ALE/Centipede-v5")[10] == "UPFIRE"
