@@ -18,11 +18,13 @@ After training, the agent (sampling its actions, as the paper evaluates) and uni
 random play each play ``--episodes`` full episodes of the real game; both means are
 printed with the paper's published score for the game.
 
-Usage (CPU): Centipede, where random play is rewarded in about a tenth of its steps, with
-the expected reward as PPO's reward (benchmarks/RESULTS.md, "SimPLe on Atari")::
+Usage (CPU): MsPacman, where every held action out-earns random play over 50 steps,
+with the expected reward as PPO's reward and fits twice the preset's (benchmarks/RESULTS.md,
+"SimPLe on Atari"; about 17 minutes a seed on one core)::
 
-    python benchmarks/simple.py --game ALE/Centipede-v5 --seeds 0 1 2 --episodes 20 \\
-        --threads 1 --set '{"model_kwargs": {"reward_estimate": "mean"}}'
+    python benchmarks/simple.py --game ALE/MsPacman-v5 --seeds 0 1 2 --episodes 20 \\
+        --threads 1 --set '{"model_kwargs": {"reward_estimate": "mean"},
+        "first_fit_steps": 3000, "fit_steps": 1000}'
 
 ``--imagined-returns`` also prints, after training, what the model imagines: the summed
 rewards of 50-step simulated episodes from real frame stacks with each action held and
