@@ -223,7 +223,7 @@ def main() -> None:
             f"{result['pixel_accuracy']}, reward accuracy {result['reward_accuracy']} "
             f"({result['seconds']:.0f} s)"
         )
-        names = action_names(args.game)
+        names = action_names(args.game) if result["imagined_returns"] else []
         for actions, (mode, mean) in (result["imagined_returns"] or {}).items():
             label = names[int(actions)] if actions.isdigit() else actions
             print(
