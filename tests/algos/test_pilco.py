@@ -321,6 +321,35 @@ def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
         assert torch.equal(value, states[1][key])
 
 
+def test_spread_restarts_start_near_the_best_controller_so_far(monkeypatch):
+    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restarts": 3, "restart_spread": 0.1})
+    algo.learn(12)
+    costs, states = iter([5.0, 2.0, 4.0]), []
+
+    def fake_optimise() -> tuple[float, dict[str, torch.Tensor]]:
+        states.append({k: v.clone() for k, v in algo.controller.state_dict().items()})
+        return next(costs), states[-1]
+
+    monkeypatch.setattr(algo, "_optimise_controller", fake_optimise)
+    algo._improve()
+    assert len(states) == 3
+    for key in ("weights", "log_lengthscales", "centers"):
+        first, second, third = (state[key] for state in states)
+        # Each restart moves every parameter of the best controller so far: the second
+        # from the first (cost 5), the third from the second (cost 2), not from the first.
+        assert not torch.equal(second, first) and not torch.equal(third, second)
+        for before, after in ((first, second), (second, third)):
+            scale = before.std() if before.std() > 0 else 1.0
+            assert (after - before).abs().max() < 6 * 0.1 * scale
+    for key, value in algo.controller.state_dict().items():
+        assert torch.equal(value, states[1][key])
+
+
+def test_restart_spread_must_not_be_negative():
+    with pytest.raises(ValueError, match="restart_spread"):
+        PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restart_spread": -0.1})
+
+
 def test_start_means_are_the_start_distribution_given_by_the_task():
     """Given ``start_means``, PILCO propagates exactly those (as model states, the angle
     from its sine and cosine) with covariance ``start_std^2 I``, not the observed starts."""

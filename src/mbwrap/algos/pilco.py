@@ -237,7 +237,9 @@ class PILCO(Algorithm):
         before = {k: v.clone() for k, v in self.controller.state_dict().items()}
         best: tuple[float, dict[str, torch.Tensor]] = (float("inf"), before)
         for restart in range(self.config.restarts):
-            if restart:
+            if restart and self.config.restart_spread > 0:
+                self._perturb_controller(best[1], self.config.restart_spread)
+            elif restart:
                 self._reinitialise_controller(weights=True)
             best = min(best, self._optimise_controller(), key=lambda pair: pair[0])
         self.policy_updates += 1
@@ -273,6 +275,18 @@ class PILCO(Algorithm):
                 fresh = torch.randn(controller.weights.shape, generator=self._generator)
                 controller.weights.copy_(0.1 * fresh.to(controller.weights))
                 controller.log_lengthscales.zero_()
+
+    def _perturb_controller(self, state: dict[str, torch.Tensor], spread: float) -> None:
+        """Load ``state`` with each parameter tensor moved by ``N(0, (spread * std)^2)``
+        noise, ``std`` that tensor's own standard deviation over its entries (1 where
+        they are all equal, as the unit lengthscales of a fresh controller)."""
+        self.controller.load_state_dict(state)
+        with torch.no_grad():
+            for param in self.controller.parameters():
+                std = param.std() if param.numel() > 1 else param.new_zeros(())
+                scale = torch.where(std > 0, std, torch.ones_like(std))
+                noise = torch.randn(param.shape, generator=self._generator, dtype=param.dtype)
+                param.add_(spread * scale * noise.to(param.device))
 
     def _optimise_controller(self) -> tuple[float, dict[str, torch.Tensor]]:
         """L-BFGS on the summed predicted cost from the current controller: ``(the lowest

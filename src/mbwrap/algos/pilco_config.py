@@ -72,6 +72,14 @@ class PILCOConfig(AlgoConfig):
         "lowest predicted cost is kept",
         low=1,
     )
+    restart_spread: float = setting(
+        0.0,
+        "0: restarts from fresh controllers; s > 0: each restart from the best controller "
+        "so far with every parameter tensor moved by Gaussian noise of s times its own "
+        "standard deviation (1 where its entries are all equal): a local multi-start on the "
+        "same predicted cost",
+        low=0.0,
+    )
     cost_target: list[float] | None = setting(
         None,
         "the state the saturating cost is centred on; None: the env's (KNOWN_COSTS)",
