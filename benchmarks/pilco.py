@@ -16,7 +16,10 @@ Seed ``s`` is evaluated on its own 10 start states (the environment reset with s
 stopping early, then scored on every seed's evaluation starts. ``--per-start`` (Pendulum)
 also prints, for PILCO's last controller and the reference SAC, each evaluation episode
 on its own: the start angle and velocity, the return, and the step at which the pole
-first comes within 0.3 rad of upright.
+first comes within 0.3 rad of upright. ``--predicted-vs-real`` (Pendulum) prints, per
+Gaussian of PILCO's start distribution, the summed cost over the horizon that its last
+controller is predicted to pay (moment matching through the GPs) against the mean of 200
+real runs from starts drawn from that Gaussian.
 
 Usage::
 
@@ -24,6 +27,7 @@ Usage::
     python benchmarks/pilco.py pendulum --seeds 0 --threads 1
     python benchmarks/pilco.py pendulum --skip-pilco --skip-sac --reference-steps 20000
     python benchmarks/pilco.py pendulum --seeds 1 --skip-sac --episodes 3 --per-start
+    python benchmarks/pilco.py pendulum --seeds 1 --skip-sac --episodes 10 --predicted-vs-real
 """
 
 from __future__ import annotations
@@ -87,6 +91,61 @@ def per_start(policy: Any, env_id: str, episodes: int, seed: int) -> list[dict[s
             {"angle": start_angle, "velocity": start_velocity, "return": total, "upright": upright}
         )
     return rows
+
+
+def predicted_against_real(
+    agent: Any, env_id: str, samples: int = 200, seed: int = 0
+) -> list[dict[str, Any]]:
+    """For each Gaussian of a Pendulum PILCO agent's start distribution: the summed cost
+    over its horizon that the agent predicts (moment matching through its GPs) against the
+    mean summed cost of ``samples`` real runs of its controller from starts drawn from
+    that Gaussian, and the standard deviation of each observation dimension at the last
+    step, predicted and real. The real runs set Pendulum's state ``(angle, velocity)``
+    after a reset, so Pendulum only."""
+    mean, cov = agent.start_distribution()
+    with torch.no_grad():
+        predicted = agent.predicted_costs(per_start=True)  # [H, k]
+        _, obs_cov = agent.predicted_observations()  # [H, k, D, D]
+    horizon = predicted.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    envs = [gym.make(env_id) for _ in range(samples)]
+    for env in envs:
+        env.reset(seed=seed)
+    rows = []
+    for k in range(len(mean)):
+        noise = torch.randn(samples, mean.shape[1], 1, generator=generator, dtype=mean.dtype)
+        states = mean[k] + (torch.linalg.cholesky(cov[k]) @ noise.to(mean.device)).squeeze(-1)
+        obs = agent.model.to_observation(states).cpu().numpy()
+        for env, start in zip(envs, obs, strict=True):
+            env.unwrapped.state = np.array([np.arctan2(start[1], start[0]), start[2]])
+        total = np.zeros(samples)
+        for _ in range(horizon):
+            actions, _ = agent.predict(obs.astype(np.float32), deterministic=True)
+            obs = np.stack([env.step(action)[0] for env, action in zip(envs, actions, strict=True)])
+            flat = torch.as_tensor(obs, dtype=torch.float64, device=mean.device)
+            zero = flat.new_zeros(samples, flat.shape[1], flat.shape[1])
+            total += agent.expected_cost(flat, zero).cpu().numpy()
+        rows.append(
+            {
+                "start": mean[k].cpu().numpy(),
+                "predicted": float(predicted[:, k].sum()),
+                "real": float(total.mean()),
+                "predicted_std": obs_cov[-1, k].diagonal().sqrt().cpu().numpy(),
+                "real_std": obs.std(0),
+            }
+        )
+    return rows
+
+
+def print_predicted_against_real(label: str, rows: list[dict[str, Any]]) -> None:
+    print(f"    {label}, per start Gaussian (summed cost over the horizon):", flush=True)
+    for row in rows:
+        print(
+            f"      start state {np.round(row['start'], 2)}: predicted {row['predicted']:6.1f}, "
+            f"real {row['real']:6.1f}; std at the last step predicted "
+            f"{np.round(row['predicted_std'], 2)}, real {np.round(row['real_std'], 2)}",
+            flush=True,
+        )
 
 
 def print_per_start(label: str, rows: list[dict[str, float]]) -> None:
@@ -195,6 +254,12 @@ def main() -> None:
         help="Pendulum: print each evaluation episode of PILCO's last controller and of the "
         "reference SAC (start, return, first step near upright)",
     )
+    parser.add_argument(
+        "--predicted-vs-real",
+        action="store_true",
+        help="Pendulum: per start Gaussian of PILCO's last controller, the summed cost it "
+        "predicts against real runs from starts drawn from that Gaussian",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--set",
@@ -204,6 +269,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.per_start and args.task != "pendulum":
         parser.error("--per-start: Pendulum only (it reads the pole's angle from cos and sin)")
+    if args.predicted_vs_real and args.task != "pendulum":
+        parser.error("--predicted-vs-real: Pendulum only (it sets Pendulum's state)")
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
     print(
@@ -221,6 +288,9 @@ def main() -> None:
         if args.per_start:
             rows = per_start(result["agent"], task["env_id"], args.eval_episodes, seed)
             print_per_start(f"PILCO seed {seed}'s last controller", rows)
+        if args.predicted_vs_real:
+            rows = predicted_against_real(result["agent"], task["env_id"])
+            print_predicted_against_real(f"PILCO seed {seed}'s last controller", rows)
     if args.reference_steps:
         run_reference(
             task, args.seeds, args.reference_steps, args.eval_episodes, args.per_start

@@ -185,6 +185,31 @@ def test_cost_scales_average_the_saturating_costs_of_each_width():
     assert not torch.allclose(single, got)
 
 
+def test_expected_cost_of_a_point_is_the_mean_saturating_cost_of_its_widths():
+    algo = PILCO(
+        gym.make("Pendulum-v1"), seed=0, device="cpu", **{**TINY, "cost_scales": [0.5, 1.0]}
+    )
+    obs = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    gap = obs - algo._target
+    quad = (gap @ algo._weight * gap).sum(1)
+    want = ((1 - torch.exp(-quad / 0.25 / 2)) + (1 - torch.exp(-quad / 2))) / 2
+    got = algo.expected_cost(obs, torch.zeros(2, 3, 3, dtype=torch.float64))
+    assert torch.allclose(got, want)
+    assert got[1] == 0.0  # upright at rest costs nothing
+
+
+def test_predicted_costs_per_start_average_to_the_predicted_costs():
+    means = [[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    env = gym.make("Pendulum-v1", max_episode_steps=6)
+    algo = PILCO(env, seed=0, device="cpu", **{**TINY, "start_means": means})
+    algo.learn(12)
+    per_start = algo.predicted_costs(per_start=True)
+    assert per_start.shape == (TINY["horizon"], len(means))
+    assert torch.allclose(per_start.mean(1), algo.predicted_costs())
+    # The start at rest upright costs least at the first step, the one hanging down most.
+    assert per_start[0, 2] < per_start[0, 1] < per_start[0, 0]
+
+
 @pytest.mark.parametrize("scales", [[], [1.0, 0.0], [-1.0]])
 def test_cost_scales_must_be_positive_numbers(scales):
     with pytest.raises(ValueError, match="cost_scales"):
@@ -252,7 +277,7 @@ def test_predicted_trajectory_is_the_propagated_state_distribution(angles):
     means, covs = algo.predicted_trajectory()
     dim = 5 if angles == [] else 4
     assert means.shape == (4, 1, dim) and covs.shape == (4, 1, dim, dim)
-    mean, cov = algo._start_distribution()
+    mean, cov = algo.start_distribution()
     controller = algo.controller
     mean, cov = propagate(
         algo.model.expansion(),
@@ -350,14 +375,14 @@ def test_restart_spread_must_not_be_negative():
         PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restart_spread": -0.1})
 
 
-def test_start_means_are_the_start_distribution_given_by_the_task():
+def test_start_means_are_thestart_distribution_given_by_the_task():
     """Given ``start_means``, PILCO propagates exactly those (as model states, the angle
     from its sine and cosine) with covariance ``start_std^2 I``, not the observed starts."""
     means = [[0.0, 0.0, 0.0, 0.0, 1.0], [0.5, 0.0, 0.0, 1.0, 0.0]]  # hanging, sideways
     algo = PILCO(swing_up(), seed=0, device="cpu", start_means=means, start_std=0.2, **TINY)
     algo.learn(12)
     assert algo.start_states  # observed starts exist, and are not used
-    mean, cov = algo._start_distribution()
+    mean, cov = algo.start_distribution()
     state = algo.model.to_state(torch.tensor(means, dtype=torch.float64))
     assert torch.allclose(mean, state) and mean.shape == (2, 4)
     assert torch.allclose(cov, 0.04 * torch.eye(4, dtype=torch.float64).expand(2, 4, 4))
@@ -382,7 +407,7 @@ def test_the_pendulum_preset_starts_from_eight_angles_around_the_circle():
 
     preset = PRESETS[("pilco", "Pendulum-v1")]
     algo = PILCO(gym.make("Pendulum-v1"), seed=0, device="cpu", **preset)
-    mean, cov = algo._start_distribution()
+    mean, cov = algo.start_distribution()
     assert mean.shape == (8, 2) and cov.shape == (8, 2, 2)
     # The state is (velocity, angle); the angles k pi / 4, k = -3..4, velocities 0.
     expected = torch.arange(-3, 5, dtype=torch.float64) * torch.pi / 4
@@ -410,7 +435,7 @@ def test_the_pendulum_preset_charges_a_pole_wobbling_near_the_top():
     assert preset_costs[1] > plain_costs[1] > 0
 
 
-def test_start_centres_are_drawn_from_the_start_distribution():
+def test_start_centres_are_drawn_from_thestart_distribution():
     """``centres="start"`` draws the controller's first centres from the start
     distribution (a component at random, then its Gaussian over the model's states), as
     PILCO's released code draws them from mu0 and S0; ``"data"`` puts them on real

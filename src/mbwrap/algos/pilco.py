@@ -148,7 +148,7 @@ class PILCO(Algorithm):
             policy = self
         return self._collect_steps(callback, remaining, policy, until_episode_end=True)
 
-    def _start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def start_distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean [k, S], cov [k, S, S])`` over the model's states
         (:meth:`~mbwrap.models.gp.GPModel.to_state`): the task's ``start_means`` where
         given, each with covariance ``start_std^2 I``; else with ``start_batch`` 1, the
@@ -172,9 +172,9 @@ class PILCO(Algorithm):
 
     def _start_samples(self, count: int) -> torch.Tensor:
         """``[count, D]`` observations drawn from the start distribution: a component of
-        :meth:`_start_distribution` uniformly at random for each, then its Gaussian over
+        :meth:`start_distribution` uniformly at random for each, then its Gaussian over
         the model's states, mapped to observations."""
-        mean, cov = self._start_distribution()
+        mean, cov = self.start_distribution()
         pick = torch.randint(len(mean), (count,), generator=self._generator)
         noise = torch.randn(count, mean.shape[1], generator=self._generator, dtype=mean.dtype)
         pick, noise = pick.to(mean.device), noise.to(mean.device)
@@ -193,7 +193,7 @@ class PILCO(Algorithm):
         controller = self.controller.expansion()
         half, mid = self.controller.action_half, self.controller.action_mid
         layout = self.model.layout()
-        mean, cov = self._start_distribution()
+        mean, cov = self.start_distribution()
         means, covs = [], []
         for _ in range(self.config.horizon):
             mean, cov = propagate(dynamics, noise, controller, half, mean, cov, mid, layout)
@@ -213,19 +213,25 @@ class PILCO(Algorithm):
             *means.shape[:2], dim, dim
         )
 
-    def predicted_costs(self) -> torch.Tensor:
-        """The expected saturating cost at each of the ``horizon`` steps
-        (:meth:`predicted_observations`, averaged over the start distributions and over
-        the widths of ``cost_scales``):
-        ``[horizon]``, differentiable in the controller's parameters."""
-        means, covs = self.predicted_observations()
-        flat_means, flat_covs = means.flatten(0, 1), covs.flatten(0, 1)
+    def expected_cost(self, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+        """The expected saturating cost ``[B]`` of observations ``N(mean [B, D], cov [B, D,
+        D])`` (a zero covariance: the cost of ``mean`` itself), averaged over the widths of
+        ``cost_scales``."""
         scales = self.config.cost_scales
-        flat = sum(
-            expected_saturating_cost(flat_means, flat_covs, self._target, self._weight / s**2)
+        return sum(
+            expected_saturating_cost(mean, cov, self._target, self._weight / s**2)
             for s in scales
         ) / len(scales)
-        return flat.reshape(means.shape[:2]).mean(1)
+
+    def predicted_costs(self, per_start: bool = False) -> torch.Tensor:
+        """The expected saturating cost at each of the ``horizon`` steps
+        (:meth:`predicted_observations`, :meth:`expected_cost`): ``[horizon]`` averaged
+        over the ``k`` start distributions, or ``[horizon, k]`` with ``per_start``;
+        differentiable in the controller's parameters."""
+        means, covs = self.predicted_observations()
+        flat = self.expected_cost(means.flatten(0, 1), covs.flatten(0, 1))
+        costs = flat.reshape(means.shape[:2])
+        return costs if per_start else costs.mean(1)
 
     def _improve(self) -> None:
         """Refit the GPs on all real data, then optimise the controller (L-BFGS) from the
