@@ -19,7 +19,8 @@ on its own: the start angle and velocity, the return, and the step at which the 
 first comes within 0.3 rad of upright. ``--predicted-vs-real`` (Pendulum) prints, per
 Gaussian of PILCO's start distribution, the summed cost over the horizon that its last
 controller is predicted to pay (moment matching through the GPs) against the mean of 200
-real runs from starts drawn from that Gaussian.
+real runs from starts drawn from that Gaussian. ``--score-on 0 1 2`` scores PILCO's last
+controller on those seeds' evaluation starts too.
 
 Usage::
 
@@ -260,6 +261,13 @@ def main() -> None:
         help="Pendulum: per start Gaussian of PILCO's last controller, the summed cost it "
         "predicts against real runs from starts drawn from that Gaussian",
     )
+    parser.add_argument(
+        "--score-on",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also score PILCO's last controller on these seeds' evaluation starts",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--set",
@@ -288,6 +296,10 @@ def main() -> None:
         if args.per_start:
             rows = per_start(result["agent"], task["env_id"], args.eval_episodes, seed)
             print_per_start(f"PILCO seed {seed}'s last controller", rows)
+        for other in args.score_on:
+            agent = result["agent"]
+            value = score(agent, task["env_id"], task["metric"], args.eval_episodes, other)
+            print(f"    PILCO seed {seed}'s last controller on seed {other}'s starts: {value:.2f}")
         if args.predicted_vs_real:
             rows = predicted_against_real(result["agent"], task["env_id"])
             print_predicted_against_real(f"PILCO seed {seed}'s last controller", rows)
