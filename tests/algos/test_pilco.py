@@ -210,6 +210,35 @@ def test_predicted_costs_per_start_average_to_the_predicted_costs():
     assert per_start[0, 2] < per_start[0, 1] < per_start[0, 0]
 
 
+def test_particles_give_one_objective_per_optimisation_and_follow_the_gps():
+    """With ``propagation="particles"`` the predicted costs are the same on every call of
+    one optimisation (fixed noise), change with the next policy update, agree with moment
+    matching where the state distribution stays one narrow Gaussian, and carry a
+    gradient to the controller."""
+    means = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    env = gym.make("Pendulum-v1", max_episode_steps=6)
+    settings = {**TINY, "start_means": means, "start_std": 0.01}
+    algo = PILCO(env, seed=0, device="cpu", **settings, propagation="particles", particles=400)
+    algo.learn(12)
+    first = algo.predicted_costs(per_start=True)
+    assert first.shape == (TINY["horizon"], len(means))
+    assert torch.equal(first, algo.predicted_costs(per_start=True))
+    algo.policy_updates += 1
+    assert not torch.equal(first, algo.predicted_costs(per_start=True))
+    moments = PILCO(env, seed=0, device="cpu", **settings)
+    moments.model.load_state_dict(algo.model.state_dict())
+    moments.controller.load_state_dict(algo.controller.state_dict())
+    assert torch.allclose(first, moments.predicted_costs(per_start=True), atol=0.03)
+    first.sum().backward()
+    grads = [p.grad for p in algo.controller.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_propagation_must_be_moments_or_particles():
+    with pytest.raises(ValueError, match="propagation"):
+        PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "propagation": "sampled"})
+
+
 @pytest.mark.parametrize("scales", [[], [1.0, 0.0], [-1.0]])
 def test_cost_scales_must_be_positive_numbers(scales):
     with pytest.raises(ValueError, match="cost_scales"):
@@ -427,9 +456,7 @@ def test_the_pendulum_preset_charges_a_pole_wobbling_near_the_top():
         algo = PILCO(gym.make("Pendulum-v1"), seed=0, device="cpu", **settings)
         angles = torch.tensor([0.0, 0.3], dtype=torch.float64)
         mean = torch.stack([angles.cos(), angles.sin(), torch.zeros(2, dtype=torch.float64)], -1)
-        cov = torch.zeros(2, 1, 3, 3, dtype=torch.float64)
-        algo.predicted_observations = lambda m=mean, c=cov: (m[:, None], c)
-        costs.append(algo.predicted_costs())
+        costs.append(algo.expected_cost(mean, torch.zeros(2, 3, 3, dtype=torch.float64)))
     preset_costs, plain_costs = costs
     assert preset_costs[0] == 0 and plain_costs[0] == 0
     assert preset_costs[1] > plain_costs[1] > 0

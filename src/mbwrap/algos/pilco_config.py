@@ -80,6 +80,16 @@ class PILCOConfig(AlgoConfig):
         "same predicted cost",
         low=0.0,
     )
+    propagation: str = setting(
+        "moments",
+        "how the state distribution is propagated for the controller's cost: 'moments', "
+        "one Gaussian per start by moment matching (PILCO); 'particles', samples from "
+        "each start pushed through the GPs' predictive distribution with noise fixed for "
+        "each optimisation (reparameterised, as PIPPS and Deep PILCO), which can hold "
+        "outcomes that split",
+        choices=("moments", "particles"),
+    )
+    particles: int = setting(100, "samples per start Gaussian with propagation='particles'", low=1)
     cost_target: list[float] | None = setting(
         None,
         "the state the saturating cost is centred on; None: the env's (KNOWN_COSTS)",
