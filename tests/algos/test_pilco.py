@@ -234,6 +234,36 @@ def test_particles_give_one_objective_per_optimisation_and_follow_the_gps():
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
+def test_particle_costs_follow_a_known_linear_drift():
+    """Through a stub model whose state changes by exactly +0.1 a step (no variance
+    besides a tiny noise), every particle drifts alike: the cost of a start at 0 with
+    the identity as cost is 0.1 t at step t, whatever the controller."""
+    from mbwrap.algos.pilco_particles import particle_costs
+
+    class Drift:
+        def to_observation(self, state):
+            return state
+
+        def to_state(self, obs):
+            return obs
+
+        def predict_delta(self, inputs):
+            n = inputs.shape[0]
+            return torch.full((n, 1), 0.1, dtype=inputs.dtype), torch.full(
+                (n, 1), 1e-20, dtype=inputs.dtype
+            )
+
+    mean = torch.zeros(2, 1, dtype=torch.float64)
+    cov = 0.0 * torch.eye(1, dtype=torch.float64).expand(2, 1, 1) + 1e-20
+    costs = particle_costs(
+        Drift(), lambda obs: obs * 0, lambda obs: obs[:, 0], mean, cov, 4, 3,
+        torch.Generator().manual_seed(0),
+    )
+    expected = 0.1 * torch.arange(1, 5, dtype=torch.float64)
+    assert costs.shape == (4, 2)
+    assert torch.allclose(costs, expected[:, None].expand(4, 2), atol=1e-8)
+
+
 def test_propagation_must_be_moments_or_particles():
     with pytest.raises(ValueError, match="propagation"):
         PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "propagation": "sampled"})
@@ -354,8 +384,10 @@ def test_an_overflow_mid_optimisation_keeps_the_best_controller_evaluated(monkey
         assert torch.equal(value, kept[key])
 
 
-def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
-    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restarts": 3})
+def improve_with_fake_costs(monkeypatch, **settings) -> tuple[PILCO, list[dict]]:
+    """One ``_improve`` of 3 restarts whose optimisations return the costs 5, 2 and 4
+    without moving the controller: ``(algo, the controller each one started from)``."""
+    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restarts": 3, **settings})
     algo.learn(12)
     costs, states = iter([5.0, 2.0, 4.0]), []
 
@@ -365,6 +397,11 @@ def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
 
     monkeypatch.setattr(algo, "_optimise_controller", fake_optimise)
     algo._improve()
+    return algo, states
+
+
+def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
+    algo, states = improve_with_fake_costs(monkeypatch)
     assert len(states) == 3
     # A restart starts from fresh weights and lengthscales, not the current controller.
     assert not torch.equal(states[1]["weights"], states[0]["weights"])
@@ -376,16 +413,7 @@ def test_restarts_keep_the_lowest_predicted_cost(monkeypatch):
 
 
 def test_spread_restarts_start_near_the_best_controller_so_far(monkeypatch):
-    algo = PILCO(swing_up(), seed=0, device="cpu", **{**TINY, "restarts": 3, "restart_spread": 0.1})
-    algo.learn(12)
-    costs, states = iter([5.0, 2.0, 4.0]), []
-
-    def fake_optimise() -> tuple[float, dict[str, torch.Tensor]]:
-        states.append({k: v.clone() for k, v in algo.controller.state_dict().items()})
-        return next(costs), states[-1]
-
-    monkeypatch.setattr(algo, "_optimise_controller", fake_optimise)
-    algo._improve()
+    algo, states = improve_with_fake_costs(monkeypatch, restart_spread=0.1)
     assert len(states) == 3
     for key in ("weights", "log_lengthscales", "centers"):
         first, second, third = (state[key] for state in states)

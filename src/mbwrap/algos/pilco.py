@@ -13,6 +13,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from mbwrap.algos.base import Algorithm
 from mbwrap.algos.pilco_config import KNOWN_ANGLE_PAIRS, KNOWN_COSTS, PILCOConfig
 from mbwrap.algos.pilco_moments import expected_saturating_cost, propagate
+from mbwrap.algos.pilco_particles import particle_costs
 from mbwrap.device import make_generator
 from mbwrap.envs.sb3_vec_env import env_id
 from mbwrap.errors import NonFiniteModelWarning
@@ -229,39 +230,22 @@ class PILCO(Algorithm):
         over the ``k`` start distributions, or ``[horizon, k]`` with ``per_start``;
         differentiable in the controller's parameters."""
         if self.config.propagation == "particles":
-            costs = self._particle_costs()
-            return costs if per_start else costs.mean(1)
-        means, covs = self.predicted_observations()
-        flat = self.expected_cost(means.flatten(0, 1), covs.flatten(0, 1))
-        costs = flat.reshape(means.shape[:2])
+            # A stream per (seed, policy update): 7919 is a prime above any run's updates.
+            seed = int(self.seed or 0) * 7919 + self.policy_updates
+            mean, cov = self.start_distribution()
+            costs = particle_costs(
+                self.model, self.controller, self._point_cost, mean, cov,
+                self.config.horizon, self.config.particles, torch.Generator().manual_seed(seed),
+            )
+        else:
+            means, covs = self.predicted_observations()
+            flat = self.expected_cost(means.flatten(0, 1), covs.flatten(0, 1))
+            costs = flat.reshape(means.shape[:2])
         return costs if per_start else costs.mean(1)
 
-    def _particle_costs(self) -> torch.Tensor:
-        """``[horizon, k]`` the mean saturating cost of ``particles`` samples from each
-        start Gaussian, each step drawn from the GPs' predictive distribution at the
-        particle's observation and action, with noise seeded by the number of policy
-        updates so that one optimisation sees one deterministic objective."""
-        mean, cov = self.start_distribution()
-        k, dim, count = mean.shape[0], mean.shape[1], self.config.particles
-        # A stream per (seed, policy update): 7919 is a prime above any run's updates.
-        noise = torch.Generator().manual_seed(int(self.seed or 0) * 7919 + self.policy_updates)
-        start_noise = torch.randn(k, count, dim, 1, generator=noise, dtype=mean.dtype)
-        step_noise = torch.randn(
-            self.config.horizon, k * count, dim, generator=noise, dtype=mean.dtype
-        ).to(mean.device)  # drawn on the host once, so that every device draws the same
-        chol = torch.linalg.cholesky(cov)[:, None]  # [k, 1, S, S]
-        start = mean[:, None] + (chol @ start_noise.to(mean.device))[..., 0]  # [k, P, S]
-        obs = self.model.to_observation(start.reshape(k * count, dim))  # [kP, D]
-        zero = obs.new_zeros(k * count, obs.shape[1], obs.shape[1])
-        costs = []
-        for eps in step_noise:
-            action = self.controller(obs)
-            step_mean, step_var = self.model.predict_delta(torch.cat([obs, action.to(obs)], 1))
-            delta = step_mean + step_var.sqrt() * eps
-            state = self.model.to_state(obs) + delta
-            obs = self.model.to_observation(state)
-            costs.append(self.expected_cost(obs, zero).reshape(k, count).mean(1))
-        return torch.stack(costs)
+    def _point_cost(self, obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`expected_cost` of the points ``obs: [N, D]``: ``[N]``."""
+        return self.expected_cost(obs, obs.new_zeros(*obs.shape, obs.shape[1]))
 
     def _improve(self) -> None:
         """Refit the GPs on all real data, then optimise the controller (L-BFGS) from the

@@ -271,8 +271,7 @@ POINT_GOAL_TDM: dict[str, Any] = {
 # this task: a 4 s horizon (T = 4.0 s of dt = 0.1 s, 40 steps, beyond the 3 s episode so
 # that the controller also holds the pole) and 150 line searches per optimisation
 # (opt.length = 150); 200 GP points. Seeds 0, 1, 2 solved it after 5, 9 and 13 real
-# episodes; with a 30-step horizon and 50 iterations, not in 15, 7 and 10
-# (benchmarks/RESULTS.md, "PILCO").
+# episodes; with a 30-step horizon and 50 iterations, not in 15, 7 and 10 (RESULTS.md).
 SWING_UP_PILCO: dict[str, Any] = {
     "horizon": 40,
     "policy_iterations": 150,
@@ -285,14 +284,11 @@ SWING_UP_PILCO: dict[str, Any] = {
 # velocity), propagated side by side over a 60-step (3 s) horizon, 50 L-BFGS iterations,
 # 100 GP points. The cost is the mean of PILCO's saturating cost (width 0.5) and one of
 # half its width (a scale mixture of widths, as PILCO's released code allows), which also
-# charges a pole that wobbles near the top, as Pendulum's reward does: seeds 0 and 2 then
-# reached a mean return of -146 and -131 after 7 episodes (width 0.5 alone: -145 and -130
-# after 8), seed 1 -211 after 6 (alone: near -280 for 10) (benchmarks/RESULTS.md, "PILCO").
-# The cost is predicted from 50 particles per start pushed through the GPs (propagation=
-# "particles", as PIPPS and Deep PILCO) instead of one Gaussian: from upright and from
-# hanging the real outcomes split (some starts swung round a full turn), which one
-# Gaussian over the angle cannot hold, and its predicted cost there was flat (50 of 60
-# against 10 real). With particles seeds 0, 1 and 2 reached -200 after 7, 10 and 6 episodes.
+# charges a pole that wobbles near the top, as Pendulum's reward does (benchmarks/RESULTS.md,
+# "PILCO": one episode sooner on seeds 0 and 2, seed 1 -220 against -280 after 10).
+# Its cost is predicted from 50 particles per start (propagation="particles"): from upright
+# and hanging the real outcomes split, which one Gaussian cannot hold (predicted 50 of 60
+# against 10 real); with particles seeds 0-2 reached -200 after 7, 10 and 6 episodes.
 PENDULUM_STARTS: list[list[float]] = [
     [math.cos(k * math.pi / 4), math.sin(k * math.pi / 4), 0.0] for k in range(-3, 5)
 ]
